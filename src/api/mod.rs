@@ -1,0 +1,55 @@
+//! The three kinds of `kubepim.io/v1alpha1`: types and schema only, no client calls.
+//!
+//! Every string and list is bounded so the API server's CEL cost estimator accepts the rules.
+#![allow(clippy::duplicated_attributes)] // repeated typed `printcolumn(...)` entries (kube-derive false positive)
+
+pub mod activation_request;
+pub mod common;
+pub mod eligibility;
+pub mod privileged_role;
+
+pub use activation_request::{
+    ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
+    Decision, Phase, Requester,
+};
+pub use common::{SubjectKind, SubjectRef};
+pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
+pub use privileged_role::{
+    ApprovalPolicy, Approvers, PrivilegedRole, PrivilegedRoleSpec, PrivilegedRoleStatus,
+    RoleKind, RoleRef, Scope,
+};
+
+/// API group of every kind.
+pub const GROUP: &str = "kubepim.io";
+/// The only served version.
+pub const VERSION: &str = "v1alpha1";
+
+/// Labels and annotations kubepim puts on the bindings it manages.
+pub mod labels {
+    /// `app.kubernetes.io/managed-by=kubepim` on every managed binding.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGED_BY_VALUE: &str = "kubepim";
+    /// Name of the ActivationRequest a binding belongs to.
+    pub const REQUEST: &str = "kubepim.io/request";
+    /// Name of the PrivilegedRole a binding grants.
+    pub const ROLE: &str = "kubepim.io/role";
+    /// RFC 3339 expiry written on the binding at creation, so a retried activation reuses it and
+    /// the sweeper can revoke without the request.
+    pub const EXPIRES_AT: &str = "kubepim.io/expires-at";
+    /// UID of the owning request: a recreated request with the same name is a different grant.
+    pub const REQUEST_UID: &str = "kubepim.io/request-uid";
+    /// Selector that matches exactly the managed bindings.
+    pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kubepim";
+}
+
+/// Finalizer that makes deletion of a request revoke its bindings first.
+pub const FINALIZER: &str = "kubepim.io/revoke-bindings";
+
+/// Condition types and reasons, shared by controller, check and tests.
+pub mod conditions {
+    pub const READY: &str = "Ready";
+    pub const APPROVED: &str = "Approved";
+    pub const DENIED: &str = "Denied";
+    pub const ACTIVE: &str = "Active";
+}
+

@@ -1,0 +1,186 @@
+//! `PrivilegedRole`: what may be granted, and under which rules.
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema, core::Duration};
+use serde::{Deserialize, Serialize};
+
+fn default_duration() -> Duration {
+    Duration::from(std::time::Duration::from_secs(3600))
+}
+fn default_max_duration() -> Duration {
+    Duration::from(std::time::Duration::from_secs(4 * 3600))
+}
+fn default_pending_timeout() -> Duration {
+    Duration::from(std::time::Duration::from_secs(24 * 3600))
+}
+fn default_required_approvals() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A privileged Role or ClusterRole that people can be made eligible for and activate.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kubepim.io",
+    version = "v1alpha1",
+    kind = "PrivilegedRole",
+    shortname = "prole",
+    category = "pim",
+    status = "PrivilegedRoleStatus",
+    doc = "A Role or ClusterRole that can be granted just in time, and the rules for granting it.",
+    cel,
+    printcolumn(name = "Role", type_ = "string", json_path = ".spec.roleRef.name"),
+    printcolumn(name = "Approvals", type_ = "integer", json_path = ".spec.approval.requiredApprovals"),
+    printcolumn(name = "Max", type_ = "string", json_path = ".spec.maxDuration"),
+    printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeGrants"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("duration(self.defaultDuration) <= duration(self.maxDuration)")
+        .message("defaultDuration must not exceed maxDuration").field_path(".defaultDuration"),
+    validation = Rule::new("self.breakGlass || duration(self.maxDuration) <= duration('24h')")
+        .message("maxDuration may exceed 24h only for a breakGlass role").field_path(".maxDuration"),
+    validation = Rule::new("!has(self.scope.clusterWide) || !self.scope.clusterWide || self.roleRef.kind == 'ClusterRole'")
+        .message("scope.clusterWide needs roleRef.kind ClusterRole").field_path(".scope.clusterWide"),
+    validation = Rule::new("self.roleRef.kind != 'Role' || (has(self.scope.namespaces) && self.scope.namespaces == [self.roleRef.__namespace__])")
+        .message("a Role can only be bound in its own namespace: scope.namespaces must be exactly [roleRef.namespace]").field_path(".scope.namespaces"),
+    validation = Rule::new("!self.breakGlass || self.approval.requiredApprovals == 0")
+        .message("a breakGlass role activates without approval: set approval.requiredApprovals to 0").field_path(".approval.requiredApprovals"),
+    validation = Rule::new("self.approval.requiredApprovals == 0 || size(self.approval.approvers.users) + size(self.approval.approvers.groups) > 0")
+        .message("approval.approvers must name at least one user or group when approvals are required").field_path(".approval.approvers"),
+    validation = Rule::new("self.approval.requiredApprovals == 0 || size(self.approval.approvers.groups) > 0 || size(self.approval.approvers.users) >= self.approval.requiredApprovals")
+        .message("approval.requiredApprovals is more than the number of approver users, and no approver group is named").field_path(".approval.requiredApprovals"),
+)]
+pub struct PrivilegedRoleSpec {
+    /// What this role is for, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// The Role or ClusterRole granted on activation.
+    pub role_ref: RoleRef,
+    /// Where it is granted: RoleBindings in some namespaces, or one ClusterRoleBinding.
+    pub scope: Scope,
+    /// Duration used when a request does not name one.
+    #[serde(default = "default_duration")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    pub default_duration: Duration,
+    /// Longest grant a request may ask for (24h at most unless `breakGlass`).
+    #[serde(default = "default_max_duration")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    pub max_duration: Duration,
+    /// Who must approve, and how long a request may wait.
+    #[serde(default)]
+    pub approval: ApprovalPolicy,
+    /// Requests must carry a non-empty justification.
+    #[serde(default = "default_true")]
+    pub require_justification: bool,
+    /// When set, `spec.ticket` of a request must match this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub ticket_pattern: Option<String>,
+    /// Emergency access: activates without approval; every use raises a Warning Event and an
+    /// audit line.
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+/// Kind of the RBAC role a PrivilegedRole grants.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum RoleKind {
+    Role,
+    ClusterRole,
+}
+
+/// The Role or ClusterRole granted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.kind == 'Role' ? has(self.__namespace__) : !has(self.__namespace__)")
+        .message("roleRef.namespace is required for kind Role and not allowed for kind ClusterRole")
+)]
+pub struct RoleRef {
+    pub kind: RoleKind,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of a `Role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+}
+
+/// Where the role is granted.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.clusterWide) && self.clusterWide) != (has(self.namespaces) && size(self.namespaces) > 0)")
+        .message("scope needs exactly one of: a non-empty namespaces list, or clusterWide: true")
+)]
+pub struct Scope {
+    /// Namespaces a request may ask for; one RoleBinding is created in each requested one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub namespaces: Vec<String>,
+    /// One ClusterRoleBinding (only with a ClusterRole).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_wide: bool,
+}
+
+/// Approval rules.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalPolicy {
+    /// Distinct approvals needed; 0 activates without approval.
+    #[serde(default = "default_required_approvals")]
+    #[schemars(range(max = 10))]
+    pub required_approvals: u32,
+    /// Who may approve. The requester never counts, nor does a ServiceAccount.
+    #[serde(default)]
+    pub approvers: Approvers,
+    /// An unapproved request expires after this long.
+    #[serde(default = "default_pending_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    pub pending_timeout: Duration,
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        Self {
+            required_approvals: default_required_approvals(),
+            approvers: Approvers::default(),
+            pending_timeout: default_pending_timeout(),
+        }
+    }
+}
+
+/// Users and groups whose approvals count.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    pub users: Vec<String>,
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    pub groups: Vec<String>,
+}
+
+/// Observed state of a PrivilegedRole.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivilegedRoleStatus {
+    /// `Ready`: the referenced role exists and can be bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    #[schemars(length(max = 16))]
+    pub conditions: Vec<Condition>,
+    /// Requests currently Active for this role.
+    #[serde(default)]
+    pub active_grants: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

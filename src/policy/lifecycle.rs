@@ -1,0 +1,344 @@
+//! The request lifecycle as one pure function: observed state in, next step out.
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::Subject;
+
+use crate::api::{ActivationRequestSpec, ActivationRequestStatus, Eligibility, Phase, PrivilegedRole, RoleKind};
+use crate::time::{duration_from_k8s, from_k8s, truncate_to_second};
+
+use super::approvals::{ApprovalTally, Ignored, tally};
+use super::identity::requester_subject;
+use super::reasons;
+use super::validation::{Grant, Refusal, validate};
+
+/// Kind of binding kubepim creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BindingKind {
+    RoleBinding,
+    ClusterRoleBinding,
+}
+
+impl BindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoleBinding => "RoleBinding",
+            Self::ClusterRoleBinding => "ClusterRoleBinding",
+        }
+    }
+}
+
+/// A managed binding as observed in the cluster (from kubepim's labels and annotations).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedBinding {
+    pub kind: BindingKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub role_kind: String,
+    pub role_name: String,
+    pub subjects: Vec<Subject>,
+    /// From the `kubepim.io/expires-at` annotation written at creation.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A binding a grant needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredBinding {
+    pub kind: BindingKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub role_kind: RoleKind,
+    pub role_name: String,
+    pub subject: Subject,
+}
+
+impl DesiredBinding {
+    fn same_object(&self, o: &ObservedBinding) -> bool {
+        self.kind == o.kind && self.namespace == o.namespace && self.name == o.name
+    }
+
+    /// Does the observed object grant exactly what this desires?
+    pub fn is_satisfied_by(&self, o: &ObservedBinding) -> bool {
+        self.same_object(o)
+            && o.role_kind == role_kind_str(self.role_kind)
+            && o.role_name == self.role_name
+            && o.subjects.len() == 1
+            && o.subjects[0] == self.subject
+    }
+}
+
+fn role_kind_str(kind: RoleKind) -> &'static str {
+    match kind {
+        RoleKind::Role => "Role",
+        RoleKind::ClusterRole => "ClusterRole",
+    }
+}
+
+/// When a grant started and when it ends; fixed once, never extended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activation {
+    pub activated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Everything the decision needs, as observed.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    pub request_name: &'a str,
+    pub spec: &'a ActivationRequestSpec,
+    pub status: &'a ActivationRequestStatus,
+    pub created_at: DateTime<Utc>,
+    pub role: Option<&'a PrivilegedRole>,
+    /// Eligibilities (any role; filtered by the policy).
+    pub eligibilities: &'a [&'a Eligibility],
+    /// Managed bindings that carry this request's label and UID.
+    pub observed: &'a [ObservedBinding],
+    pub now: DateTime<Utc>,
+}
+
+/// What the controller should do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Nothing to grant yet: stay in `phase` (Pending or Scheduled); look again at `wake`.
+    Wait { phase: Phase, reason: &'static str, message: String, wake: Option<DateTime<Utc>>, tally: ApprovalTally },
+    /// Create `bindings`, then record the activation.
+    Activate { activation: Activation, bindings: Vec<DesiredBinding>, tally: ApprovalTally, grant: Grant, reason: &'static str },
+    /// Keep exactly `bindings` in place until `wake` (the expiry or an eligibility change).
+    KeepActive { activation: Activation, bindings: Vec<DesiredBinding>, wake: DateTime<Utc>, tally: ApprovalTally },
+    /// Delete all bindings and end in a terminal phase.
+    End { phase: Phase, reason: &'static str, message: String },
+    /// Already terminal: only make sure no binding is left.
+    Settled,
+}
+
+impl Step {
+    /// When the controller must reconcile again, from persisted timestamps only.
+    pub fn wake_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Step::Wait { wake, .. } => *wake,
+            Step::Activate { activation, grant, .. } => {
+                Some(grant.recheck_at.map_or(activation.expires_at, |r| r.min(activation.expires_at)))
+            }
+            Step::KeepActive { wake, .. } => Some(*wake),
+            Step::End { .. } | Step::Settled => None,
+        }
+    }
+}
+
+/// Deterministic binding name for a request: `kubepim-<request>`, shortened with a stable hash
+/// when the request name is too long for an object name.
+pub fn binding_name(request_name: &str) -> String {
+    const MAX: usize = 253;
+    let name = format!("kubepim-{request_name}");
+    if name.len() <= MAX {
+        return name;
+    }
+    // FNV-1a: stable across releases and platforms, unlike std's hasher.
+    let hash = request_name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let suffix = format!("-{hash:016x}");
+    let mut cut = MAX - suffix.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", name[..cut].trim_end_matches(['-', '.']))
+}
+
+fn desired_bindings(input: &Input<'_>, role: &PrivilegedRole, grant: &Grant, subject: &Subject) -> Vec<DesiredBinding> {
+    let name = binding_name(input.request_name);
+    let role_kind = role.spec.role_ref.kind;
+    let role_name = role.spec.role_ref.name.clone();
+    if grant.namespaces.is_empty() {
+        return vec![DesiredBinding {
+            kind: BindingKind::ClusterRoleBinding,
+            namespace: None,
+            name,
+            role_kind,
+            role_name,
+            subject: subject.clone(),
+        }];
+    }
+    grant
+        .namespaces
+        .iter()
+        .map(|ns| DesiredBinding {
+            kind: BindingKind::RoleBinding,
+            namespace: Some(ns.clone()),
+            name: name.clone(),
+            role_kind,
+            role_name: role_name.clone(),
+            subject: subject.clone(),
+        })
+        .collect()
+}
+
+/// The activation already recorded: in status, or (after a crash between creating bindings and
+/// writing status) on the bindings themselves. The earliest expiry wins, so a retry never extends.
+fn recorded_activation(input: &Input<'_>) -> Option<Activation> {
+    let from_status = match (&input.status.activated_at, &input.status.expires_at) {
+        (Some(a), Some(e)) => Some(Activation { activated_at: from_k8s(a), expires_at: from_k8s(e) }),
+        _ => None,
+    };
+    let from_bindings = input.observed.iter().filter_map(|b| b.expires_at).min();
+    match (from_status, from_bindings) {
+        (Some(s), Some(b)) => Some(Activation { expires_at: s.expires_at.min(b), ..s }),
+        (Some(s), None) => Some(s),
+        // No status record: the bindings' annotation is all we have; treat creation as now-ish.
+        (None, Some(b)) => Some(Activation { activated_at: b.min(input.now), expires_at: b }),
+        (None, None) => None,
+    }
+}
+
+fn ignored_note(t: &ApprovalTally) -> String {
+    if t.ignored.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = t
+        .ignored
+        .iter()
+        .map(|(who, why)| {
+            let why = match why {
+                Ignored::SelfApproval => "own request",
+                Ignored::ServiceAccount => "ServiceAccount",
+                Ignored::NotAnApprover => "not an approver of this role",
+                Ignored::Duplicate => "duplicate",
+            };
+            format!("{who} ({why})")
+        })
+        .collect();
+    format!("; not counted: {}", parts.join(", "))
+}
+
+fn end(phase: Phase, refusal: Refusal) -> Step {
+    Step::End { phase, reason: refusal.reason, message: refusal.message }
+}
+
+/// Decides the next step for a request. Pure: the same input always yields the same step.
+pub fn decide(input: &Input<'_>) -> Step {
+    let status_phase = input.status.phase;
+    if status_phase.is_some_and(Phase::is_terminal) {
+        return Step::Settled;
+    }
+    let Some(requester) = input.spec.requester.as_ref().filter(|r| !r.username.is_empty()) else {
+        return Step::End {
+            phase: Phase::Failed,
+            reason: reasons::MISSING_REQUESTER,
+            message: "spec.requester is missing: the request was not stamped by kubepim's admission webhook".into(),
+        };
+    };
+    if input.spec.cancel {
+        return Step::End {
+            phase: Phase::Cancelled,
+            reason: reasons::CANCELLED_BY_REQUESTER,
+            message: format!("cancelled by {}", requester.username),
+        };
+    }
+    let recorded = recorded_activation(input);
+    let was_active = recorded.is_some();
+    let refused_phase = if was_active { Phase::Revoked } else { Phase::Denied };
+    let Some(role) = input.role else {
+        return end(
+            refused_phase,
+            Refusal {
+                reason: reasons::ROLE_NOT_FOUND,
+                message: format!("PrivilegedRole {} does not exist", input.spec.role),
+            },
+        );
+    };
+    let required = if role.spec.break_glass { 0 } else { role.spec.approval.required_approvals };
+    let tally = tally(&input.status.approvals, &role.spec.approval, &requester.username, required);
+    if let Some((approver, why)) = &tally.denied_by {
+        let why = why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+        return Step::End {
+            phase: Phase::Denied,
+            reason: reasons::DENIED_BY_APPROVER,
+            message: format!("denied by {approver}{why}"),
+        };
+    }
+    if let Some(activation) = recorded {
+        if input.now >= activation.expires_at {
+            return Step::End {
+                phase: Phase::Expired,
+                reason: reasons::DURATION_ELAPSED,
+                message: format!("grant ended at {}", activation.expires_at.to_rfc3339()),
+            };
+        }
+    }
+    let grant = match validate(input.spec, requester, role, input.eligibilities, input.now) {
+        Ok(grant) => grant,
+        Err(refusal) => return end(refused_phase, refusal),
+    };
+    let subject = requester_subject(requester);
+    let bindings = desired_bindings(input, role, &grant, &subject);
+
+    if let Some(activation) = recorded {
+        let role_changed = input.observed.iter().any(|o| {
+            bindings.iter().any(|d| d.same_object(o))
+                && (o.role_kind != role_kind_str(role.spec.role_ref.kind) || o.role_name != role.spec.role_ref.name)
+        });
+        if role_changed {
+            return Step::End {
+                phase: Phase::Revoked,
+                reason: reasons::ROLE_CHANGED,
+                message: format!("PrivilegedRole {} now references a different role", input.spec.role),
+            };
+        }
+        let wake = grant.recheck_at.map_or(activation.expires_at, |r| r.min(activation.expires_at));
+        return if status_phase == Some(Phase::Active) {
+            Step::KeepActive { activation, bindings, wake, tally }
+        } else {
+            // Bindings were created but the status write was lost: finish the activation with
+            // the expiry already fixed on the bindings.
+            Step::Activate { activation, bindings, tally, grant, reason: reasons::ACTIVATED }
+        };
+    }
+
+    if !tally.quorum_met() {
+        let deadline = truncate_to_second(input.created_at + duration_from_k8s(&role.spec.approval.pending_timeout));
+        if input.now >= deadline {
+            return Step::End {
+                phase: Phase::Expired,
+                reason: reasons::NOT_APPROVED,
+                message: format!(
+                    "not approved within {}: {} of {} approvals{}",
+                    crate::time::format_duration(duration_from_k8s(&role.spec.approval.pending_timeout)),
+                    tally.approved_by.len(),
+                    tally.required,
+                    ignored_note(&tally)
+                ),
+            };
+        }
+        let approvers = &role.spec.approval.approvers;
+        let message = format!(
+            "waiting for {} more approval(s) from users [{}] or groups [{}] until {}{}",
+            tally.required as usize - tally.approved_by.len().min(tally.required as usize),
+            approvers.users.join(", "),
+            approvers.groups.join(", "),
+            deadline.to_rfc3339(),
+            ignored_note(&tally)
+        );
+        let wake = grant.recheck_at.map_or(deadline, |r| r.min(deadline));
+        return Step::Wait { phase: Phase::Pending, reason: reasons::AWAITING_APPROVAL, message, wake: Some(wake), tally };
+    }
+
+    let approved_reason = if role.spec.break_glass {
+        reasons::BREAK_GLASS
+    } else if required == 0 {
+        reasons::APPROVAL_NOT_REQUIRED
+    } else {
+        reasons::APPROVED
+    };
+    if let Some(start) = input.spec.start_at.as_ref().map(from_k8s) {
+        if start > input.now {
+            let wake = grant.recheck_at.map_or(start, |r| r.min(start));
+            return Step::Wait {
+                phase: Phase::Scheduled,
+                reason: reasons::SCHEDULED,
+                message: format!("approved; activates at {}", start.to_rfc3339()),
+                wake: Some(wake),
+                tally,
+            };
+        }
+    }
+    let activated_at = truncate_to_second(input.now);
+    let until = activated_at + grant.duration;
+    let expires_at = truncate_to_second(grant.eligible_until.map_or(until, |e| e.min(until)));
+    Step::Activate { activation: Activation { activated_at, expires_at }, bindings, tally, grant, reason: approved_reason }
+}

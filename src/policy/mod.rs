@@ -1,0 +1,18 @@
+//! Pure decision logic: no I/O, `now` is always a parameter.
+//!
+//! The controller observes the cluster, hands what it saw to [`lifecycle::decide`] and carries
+//! out the [`lifecycle::Step`] it gets back. Everything that decides who gets privilege lives
+//! here so that it can be tested exhaustively.
+
+pub mod approvals;
+pub mod eligibility;
+pub mod identity;
+pub mod lifecycle;
+pub mod reasons;
+pub mod validation;
+
+pub use approvals::{ApprovalTally, tally};
+pub use eligibility::{EligibilityWindow, window_state};
+pub use identity::{is_service_account, requester_subject};
+pub use lifecycle::{Activation, DesiredBinding, Input, ObservedBinding, Step, decide};
+pub use validation::{Grant, Refusal, validate};

@@ -1,0 +1,38 @@
+//! Machine-readable reasons: status `reason`, condition reasons and Event reasons share them.
+
+// Request progress.
+pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+pub const APPROVED: &str = "Approved";
+pub const APPROVAL_NOT_REQUIRED: &str = "ApprovalNotRequired";
+pub const BREAK_GLASS: &str = "BreakGlass";
+pub const SCHEDULED: &str = "Scheduled";
+pub const ACTIVATED: &str = "Activated";
+
+// Terminal outcomes.
+pub const DURATION_ELAPSED: &str = "DurationElapsed";
+pub const NOT_APPROVED: &str = "NotApproved";
+pub const DENIED_BY_APPROVER: &str = "DeniedByApprover";
+pub const CANCELLED_BY_REQUESTER: &str = "CancelledByRequester";
+pub const MISSING_REQUESTER: &str = "MissingRequester";
+
+// Validation refusals (Denied before activation, Revoked after).
+pub const ROLE_NOT_FOUND: &str = "RoleNotFound";
+pub const NOT_ELIGIBLE: &str = "NotEligible";
+pub const ELIGIBILITY_NOT_YET_VALID: &str = "EligibilityNotYetValid";
+pub const ELIGIBILITY_EXPIRED: &str = "EligibilityExpired";
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+pub const NAMESPACES_REQUIRED: &str = "NamespacesRequired";
+pub const NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE: &str = "NamespacesNotAllowed";
+pub const DURATION_TOO_LONG: &str = "DurationTooLong";
+pub const JUSTIFICATION_REQUIRED: &str = "JustificationRequired";
+pub const TICKET_REQUIRED: &str = "TicketRequired";
+pub const TICKET_MISMATCH: &str = "TicketMismatch";
+pub const INVALID_TICKET_PATTERN: &str = "InvalidTicketPattern";
+pub const ROLE_CHANGED: &str = "RoleChanged";
+
+// Eligibility and role status.
+pub const WITHIN_WINDOW: &str = "WithinWindow";
+pub const NOT_YET_VALID: &str = "NotYetValid";
+pub const EXPIRED: &str = "Expired";
+pub const ROLE_READY: &str = "RoleBindable";
+pub const REFERENCED_ROLE_NOT_FOUND: &str = "ReferencedRoleNotFound";

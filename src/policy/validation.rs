@@ -1,0 +1,232 @@
+//! Does a request fit its PrivilegedRole and the requester's Eligibilities, now?
+//!
+//! The same function decides at creation (refusal → `Denied`) and on every later reconcile of an
+//! active grant (refusal → `Revoked`), so a grant never outlives the rules it was granted under.
+use chrono::{DateTime, Duration, Utc};
+
+use crate::api::{ActivationRequestSpec, Eligibility, PrivilegedRole, Requester};
+use crate::time::{duration_from_k8s, format_duration};
+
+use super::eligibility::{EligibilityWindow, window_state};
+use super::identity::subject_matches;
+use super::reasons;
+
+/// What a valid request is granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Namespaces to bind in (empty for a cluster-wide role).
+    pub namespaces: Vec<String>,
+    pub duration: Duration,
+    /// Eligibilities that allow this exact grant now.
+    pub eligibilities: Vec<String>,
+    /// The grant cannot outlast the latest window end of those eligibilities (None: unbounded).
+    pub eligible_until: Option<DateTime<Utc>>,
+    /// The earliest time one of those eligibilities changes state: re-check then.
+    pub recheck_at: Option<DateTime<Utc>>,
+}
+
+/// Why a request is refused: a reason constant and a message naming exactly what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.join(", "))
+}
+
+/// Resolves the namespaces a request binds in, checked against the role's scope.
+fn resolve_namespaces(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<Vec<String>, Refusal> {
+    let role_name = role.metadata.name.as_deref().unwrap_or_default();
+    let scope = &role.spec.scope;
+    if scope.cluster_wide {
+        if !spec.namespaces.is_empty() {
+            return Err(Refusal::new(
+                reasons::NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE,
+                format!("role {role_name} is granted cluster-wide; spec.namespaces must be empty"),
+            ));
+        }
+        return Ok(vec![]);
+    }
+    if spec.namespaces.is_empty() {
+        return match scope.namespaces.as_slice() {
+            [only] => Ok(vec![only.clone()]),
+            allowed => Err(Refusal::new(
+                reasons::NAMESPACES_REQUIRED,
+                format!("role {role_name} is namespaced: set spec.namespaces to some of {}", list(allowed)),
+            )),
+        };
+    }
+    let mut namespaces = spec.namespaces.clone();
+    namespaces.sort();
+    namespaces.dedup();
+    if let Some(bad) = namespaces.iter().find(|ns| !scope.namespaces.contains(ns)) {
+        return Err(Refusal::new(
+            reasons::NAMESPACE_NOT_ALLOWED,
+            format!("namespace {bad} is not allowed by role {role_name}, which allows {}", list(&scope.namespaces)),
+        ));
+    }
+    Ok(namespaces)
+}
+
+fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<(), Refusal> {
+    let role_name = role.metadata.name.as_deref().unwrap_or_default();
+    if role.spec.require_justification && spec.justification.as_deref().is_none_or(|j| j.trim().is_empty()) {
+        return Err(Refusal::new(
+            reasons::JUSTIFICATION_REQUIRED,
+            format!("role {role_name} requires spec.justification"),
+        ));
+    }
+    if let Some(pattern) = &role.spec.ticket_pattern {
+        let re = regex::Regex::new(pattern).map_err(|e| {
+            Refusal::new(reasons::INVALID_TICKET_PATTERN, format!("role {role_name} has an invalid ticketPattern: {e}"))
+        })?;
+        match spec.ticket.as_deref() {
+            None | Some("") => {
+                return Err(Refusal::new(
+                    reasons::TICKET_REQUIRED,
+                    format!("role {role_name} requires spec.ticket matching {pattern}"),
+                ));
+            }
+            Some(ticket) if !re.is_match(ticket) => {
+                return Err(Refusal::new(
+                    reasons::TICKET_MISMATCH,
+                    format!("ticket {ticket} does not match {pattern} required by role {role_name}"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The duration asked for (or the role's default), checked against the role's maximum.
+pub fn requested_duration(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<Duration, Refusal> {
+    let role_name = role.metadata.name.as_deref().unwrap_or_default();
+    let duration = duration_from_k8s(spec.duration.as_ref().unwrap_or(&role.spec.default_duration));
+    if duration <= Duration::zero() {
+        return Err(Refusal::new(reasons::DURATION_TOO_LONG, "spec.duration must be positive"));
+    }
+    let max = duration_from_k8s(&role.spec.max_duration);
+    if duration > max {
+        return Err(Refusal::new(
+            reasons::DURATION_TOO_LONG,
+            format!(
+                "duration {} exceeds the maximum {} of role {role_name}",
+                format_duration(duration),
+                format_duration(max)
+            ),
+        ));
+    }
+    Ok(duration)
+}
+
+/// Why one eligibility naming the requester does not allow this grant, if it does not.
+fn eligibility_refusal(
+    elig: &Eligibility,
+    namespaces: &[String],
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> Option<Refusal> {
+    let name = elig.metadata.name.as_deref().unwrap_or_default();
+    match window_state(&elig.spec, now) {
+        EligibilityWindow::NotYetValid(at) => {
+            return Some(Refusal::new(
+                reasons::ELIGIBILITY_NOT_YET_VALID,
+                format!("eligibility {name} is valid only from {}", at.to_rfc3339()),
+            ));
+        }
+        EligibilityWindow::Expired(at) => {
+            return Some(Refusal::new(
+                reasons::ELIGIBILITY_EXPIRED,
+                format!("eligibility {name} ended at {}", at.to_rfc3339()),
+            ));
+        }
+        EligibilityWindow::Within(_) => {}
+    }
+    if !elig.spec.namespaces.is_empty() {
+        if let Some(bad) = namespaces.iter().find(|ns| !elig.spec.namespaces.contains(ns)) {
+            return Some(Refusal::new(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                format!("namespace {bad} is not allowed by eligibility {name}, which allows {}", list(&elig.spec.namespaces)),
+            ));
+        }
+    }
+    if let Some(max) = elig.spec.max_duration.as_ref().map(duration_from_k8s) {
+        if duration > max {
+            return Some(Refusal::new(
+                reasons::DURATION_TOO_LONG,
+                format!(
+                    "duration {} exceeds the maximum {} of eligibility {name}",
+                    format_duration(duration),
+                    format_duration(max)
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Validates a request against its role and the eligibilities for that role.
+///
+/// `eligibilities` may include ones for other roles or subjects; they are filtered here.
+pub fn validate(
+    spec: &ActivationRequestSpec,
+    requester: &Requester,
+    role: &PrivilegedRole,
+    eligibilities: &[&Eligibility],
+    now: DateTime<Utc>,
+) -> Result<Grant, Refusal> {
+    let role_name = role.metadata.name.as_deref().unwrap_or_default();
+    let namespaces = resolve_namespaces(spec, role)?;
+    let duration = requested_duration(spec, role)?;
+    check_justification_and_ticket(spec, role)?;
+
+    let naming: Vec<&Eligibility> = eligibilities
+        .iter()
+        .copied()
+        .filter(|e| e.spec.role == role_name && e.spec.subjects.iter().any(|s| subject_matches(s, requester)))
+        .collect();
+    if naming.is_empty() {
+        return Err(Refusal::new(
+            reasons::NOT_ELIGIBLE,
+            format!(
+                "{} is not eligible for role {role_name}: no Eligibility names the user or any of their groups",
+                requester.username
+            ),
+        ));
+    }
+    let mut allowing = Vec::new();
+    let mut first_refusal = None;
+    for elig in naming {
+        match eligibility_refusal(elig, &namespaces, duration, now) {
+            None => allowing.push(elig),
+            Some(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    if allowing.is_empty() {
+        return Err(first_refusal.unwrap_or_else(|| Refusal::new(reasons::NOT_ELIGIBLE, "no eligibility allows this request")));
+    }
+    let ends: Vec<Option<DateTime<Utc>>> = allowing.iter().map(|e| window_state(&e.spec, now).next_change()).collect();
+    // Unbounded if any allowing eligibility is unbounded; otherwise the latest end.
+    let eligible_until = if ends.iter().any(Option::is_none) { None } else { ends.iter().flatten().max().copied() };
+    let recheck_at = ends.iter().flatten().min().copied();
+    let mut names: Vec<String> = allowing.iter().filter_map(|e| e.metadata.name.clone()).collect();
+    names.sort();
+    Ok(Grant { namespaces, duration, eligibilities: names, eligible_until, recheck_at })
+}
