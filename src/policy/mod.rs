@@ -16,3 +16,6 @@ pub use eligibility::{EligibilityWindow, window_state};
 pub use identity::{is_service_account, requester_subject};
 pub use lifecycle::{Activation, DesiredBinding, Input, ObservedBinding, Step, decide};
 pub use validation::{Grant, Refusal, validate};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,20 @@
+//! CRD YAML generated from the Rust types; `crds/` is kept equal to this by a test.
+use kube::CustomResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+
+/// All CRDs, in install order.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![PrivilegedRole::crd(), Eligibility::crd(), ActivationRequest::crd()]
+}
+
+/// All CRDs as one multi-document YAML stream.
+pub fn all_crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for crd in all_crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
+}
