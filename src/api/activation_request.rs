@@ -84,7 +84,8 @@ pub struct Requester {
     pub groups: Vec<String>,
     /// Extra attributes from the authenticator (e.g. `amr` claims for MFA).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 32))]
+    // Bounded values too: the whole requester is compared by an immutability rule.
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "array", "maxItems": 16, "items": {"type": "string", "maxLength": 1024}}))]
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
@@ -199,7 +200,7 @@ pub struct ActivationRequestStatus {
     /// `Approved`, `Denied`, `Active`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    #[schemars(length(max = 16))]
+    #[schemars(schema_with = "super::common::bounded_conditions_schema", length(max = 16))]
     pub conditions: Vec<Condition>,
     /// Machine-readable reason for the phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]

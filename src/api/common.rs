@@ -39,3 +39,30 @@ impl SubjectRef {
         Self { kind: SubjectKind::ServiceAccount, name: name.into(), namespace: Some(namespace.into()) }
     }
 }
+
+/// Schema of a `conditions` list: k8s-openapi's `Condition` schema with the bounds the upstream
+/// `metav1.Condition` type declares (its generated schema has none), so every string in the CRDs
+/// is bounded and CEL cost estimates stay in budget.
+pub fn bounded_conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use serde_json::json;
+
+    let mut condition = <Condition as schemars::JsonSchema>::json_schema(generator);
+    let bounds = [
+        ("type", json!({"maxLength": 316, "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"})),
+        ("status", json!({"enum": ["True", "False", "Unknown"]})),
+        ("reason", json!({"minLength": 1, "maxLength": 1024, "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"})),
+        ("message", json!({"maxLength": 32768})),
+        ("observedGeneration", json!({"minimum": 0})),
+    ];
+    if let Some(properties) = condition.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+        for (field, bound) in bounds {
+            if let (Some(property), serde_json::Value::Object(bound)) =
+                (properties.get_mut(field).and_then(serde_json::Value::as_object_mut), bound)
+            {
+                property.extend(bound);
+            }
+        }
+    }
+    schemars::json_schema!({ "type": "array", "items": condition })
+}

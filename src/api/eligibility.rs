@@ -60,7 +60,7 @@ pub struct EligibilityStatus {
     /// `Active`: inside its window and its role exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    #[schemars(length(max = 16))]
+    #[schemars(schema_with = "super::common::bounded_conditions_schema", length(max = 16))]
     pub conditions: Vec<Condition>,
     /// Last activation that rested on this eligibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]

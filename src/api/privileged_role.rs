@@ -176,7 +176,7 @@ pub struct PrivilegedRoleStatus {
     /// `Ready`: the referenced role exists and can be bound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    #[schemars(length(max = 16))]
+    #[schemars(schema_with = "super::common::bounded_conditions_schema", length(max = 16))]
     pub conditions: Vec<Condition>,
     /// Requests currently Active for this role.
     #[serde(default)]
