@@ -1,12 +1,16 @@
 //! CRD YAML generated from the Rust types; `crds/` is kept equal to this by a test.
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
 
 /// All CRDs, in install order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![PrivilegedRole::crd(), Eligibility::crd(), ActivationRequest::crd()]
+    vec![
+        PrivilegedRole::crd(),
+        Eligibility::crd(),
+        ActivationRequest::crd(),
+    ]
 }
 
 /// All CRDs as one multi-document YAML stream.

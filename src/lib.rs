@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod check;
 pub mod controller;
 pub mod crdgen;
 pub mod policy;
+pub mod telemetry;
 pub mod time;

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kubepim", version, about = "Privileged Identity Management for Kubernetes")]
+#[command(
+    name = "kubepim",
+    version,
+    about = "Privileged Identity Management for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Check { paths, now } => kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now)),
+        Command::Check { paths, now } => {
+            kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now))
+        }
         Command::Run(args) => kubepim::controller::run_blocking(args),
     }
 }

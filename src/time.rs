@@ -36,7 +36,9 @@ pub fn to_k8s_micro(time: DateTime<Utc>) -> MicroTime {
 
 /// Drops the sub-second part, as persisting a `Time` does.
 pub fn truncate_to_second(time: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.timestamp_opt(time.timestamp(), 0).single().unwrap_or(time)
+    Utc.timestamp_opt(time.timestamp(), 0)
+        .single()
+        .unwrap_or(time)
 }
 
 /// Converts a Kubernetes duration into chrono; negative or overflowing values become zero or
@@ -61,16 +63,21 @@ mod tests {
 
     #[test]
     fn round_trip_is_second_precision() {
-        let t = Utc.with_ymd_and_hms(2026, 12, 1, 22, 0, 5).unwrap() + chrono::Duration::milliseconds(700);
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 22, 0, 5).unwrap()
+            + chrono::Duration::milliseconds(700);
         let back = from_k8s(&to_k8s(t));
         assert_eq!(back, truncate_to_second(t));
         assert!(back <= t);
-        assert_eq!(serde_json::to_string(&to_k8s(t)).unwrap(), "\"2026-12-01T22:00:05Z\"");
+        assert_eq!(
+            serde_json::to_string(&to_k8s(t)).unwrap(),
+            "\"2026-12-01T22:00:05Z\""
+        );
     }
 
     #[test]
     fn micro_time_keeps_microseconds() {
-        let t = Utc.with_ymd_and_hms(2026, 12, 1, 22, 0, 5).unwrap() + chrono::Duration::microseconds(123_456);
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 22, 0, 5).unwrap()
+            + chrono::Duration::microseconds(123_456);
         assert_eq!(from_k8s_micro(&to_k8s_micro(t)), t);
     }
 

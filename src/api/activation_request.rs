@@ -16,13 +16,31 @@ use serde::{Deserialize, Serialize};
     status = "ActivationRequestStatus",
     doc = "A request to activate a PrivilegedRole for a limited time, with a justification.",
     cel,
-    printcolumn(name = "Requester", type_ = "string", json_path = ".spec.requester.username"),
+    printcolumn(
+        name = "Requester",
+        type_ = "string",
+        json_path = ".spec.requester.username"
+    ),
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
-    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -39,12 +57,21 @@ pub struct ActivationRequestSpec {
     /// For a namespaced role: a non-empty subset of the namespaces it allows. Empty for a
     /// cluster-wide role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     #[x_kube(merge_strategy = ListMerge::Set, validation = Rule::new("self == oldSelf").message("spec.namespaces is immutable"))]
     pub namespaces: Vec<String>,
     /// How long the grant lasts once active; defaults to the role's defaultDuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.duration is immutable"))]
     pub duration: Option<Duration>,
     /// Why the access is needed.
@@ -113,7 +140,10 @@ pub enum Phase {
 impl Phase {
     /// No further transition is possible from a terminal phase.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Expired | Self::Denied | Self::Cancelled | Self::Revoked | Self::Failed)
+        matches!(
+            self,
+            Self::Expired | Self::Denied | Self::Cancelled | Self::Revoked | Self::Failed
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -163,7 +193,9 @@ pub struct Approval {
 }
 
 /// A binding created for a request.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BindingRef {
     /// `RoleBinding` or `ClusterRoleBinding`.
@@ -200,7 +232,10 @@ pub struct ActivationRequestStatus {
     /// `Approved`, `Denied`, `Active`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    #[schemars(schema_with = "super::common::bounded_conditions_schema", length(max = 16))]
+    #[schemars(
+        schema_with = "super::common::bounded_conditions_schema",
+        length(max = 16)
+    )]
     pub conditions: Vec<Condition>,
     /// Machine-readable reason for the phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]

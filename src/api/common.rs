@@ -3,7 +3,19 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// Who an Eligibility names.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
 pub enum SubjectKind {
     User,
     Group,
@@ -30,13 +42,25 @@ pub struct SubjectRef {
 
 impl SubjectRef {
     pub fn user(name: impl Into<String>) -> Self {
-        Self { kind: SubjectKind::User, name: name.into(), namespace: None }
+        Self {
+            kind: SubjectKind::User,
+            name: name.into(),
+            namespace: None,
+        }
     }
     pub fn group(name: impl Into<String>) -> Self {
-        Self { kind: SubjectKind::Group, name: name.into(), namespace: None }
+        Self {
+            kind: SubjectKind::Group,
+            name: name.into(),
+            namespace: None,
+        }
     }
     pub fn service_account(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { kind: SubjectKind::ServiceAccount, name: name.into(), namespace: Some(namespace.into()) }
+        Self {
+            kind: SubjectKind::ServiceAccount,
+            name: name.into(),
+            namespace: Some(namespace.into()),
+        }
     }
 }
 
@@ -49,17 +73,29 @@ pub fn bounded_conditions_schema(generator: &mut schemars::SchemaGenerator) -> s
 
     let mut condition = <Condition as schemars::JsonSchema>::json_schema(generator);
     let bounds = [
-        ("type", json!({"maxLength": 316, "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"})),
+        (
+            "type",
+            json!({"maxLength": 316, "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"}),
+        ),
         ("status", json!({"enum": ["True", "False", "Unknown"]})),
-        ("reason", json!({"minLength": 1, "maxLength": 1024, "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"})),
+        (
+            "reason",
+            json!({"minLength": 1, "maxLength": 1024, "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"}),
+        ),
         ("message", json!({"maxLength": 32768})),
         ("observedGeneration", json!({"minimum": 0})),
     ];
-    if let Some(properties) = condition.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+    if let Some(properties) = condition
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
         for (field, bound) in bounds {
-            if let (Some(property), serde_json::Value::Object(bound)) =
-                (properties.get_mut(field).and_then(serde_json::Value::as_object_mut), bound)
-            {
+            if let (Some(property), serde_json::Value::Object(bound)) = (
+                properties
+                    .get_mut(field)
+                    .and_then(serde_json::Value::as_object_mut),
+                bound,
+            ) {
                 property.extend(bound);
             }
         }

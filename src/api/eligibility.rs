@@ -18,11 +18,28 @@ use super::SubjectRef;
     doc = "Who may activate a PrivilegedRole, optionally narrowed in namespaces, duration and time.",
     cel,
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),
-    printcolumn(name = "Subjects", type_ = "string", json_path = ".spec.subjects[*].name"),
+    printcolumn(
+        name = "Subjects",
+        type_ = "string",
+        json_path = ".spec.subjects[*].name"
+    ),
     printcolumn(name = "Not After", type_ = "date", json_path = ".spec.notAfter"),
-    printcolumn(name = "Active", type_ = "string", json_path = ".status.conditions[?(@.type==\"Active\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Active\")].reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -38,12 +55,21 @@ pub struct EligibilitySpec {
     pub subjects: Vec<SubjectRef>,
     /// Narrows the role's namespaces (must be a subset of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Vec<String>,
     /// Narrows the role's maximum duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     pub max_duration: Option<Duration>,
     /// Eligible from this time on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,7 +86,10 @@ pub struct EligibilityStatus {
     /// `Active`: inside its window and its role exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    #[schemars(schema_with = "super::common::bounded_conditions_schema", length(max = 16))]
+    #[schemars(
+        schema_with = "super::common::bounded_conditions_schema",
+        length(max = 16)
+    )]
     pub conditions: Vec<Condition>,
     /// Last activation that rested on this eligibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]

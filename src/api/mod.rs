@@ -15,8 +15,8 @@ pub use activation_request::{
 pub use common::{SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
-    ApprovalPolicy, Approvers, PrivilegedRole, PrivilegedRoleSpec, PrivilegedRoleStatus,
-    RoleKind, RoleRef, Scope,
+    ApprovalPolicy, Approvers, PrivilegedRole, PrivilegedRoleSpec, PrivilegedRoleStatus, RoleKind,
+    RoleRef, Scope,
 };
 
 /// API group of every kind.
@@ -52,4 +52,3 @@ pub mod conditions {
     pub const DENIED: &str = "Denied";
     pub const ACTIVE: &str = "Active";
 }
-

@@ -31,12 +31,29 @@ fn default_true() -> bool {
     doc = "A Role or ClusterRole that can be granted just in time, and the rules for granting it.",
     cel,
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.roleRef.name"),
-    printcolumn(name = "Approvals", type_ = "integer", json_path = ".spec.approval.requiredApprovals"),
+    printcolumn(
+        name = "Approvals",
+        type_ = "integer",
+        json_path = ".spec.approval.requiredApprovals"
+    ),
     printcolumn(name = "Max", type_ = "string", json_path = ".spec.maxDuration"),
     printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeGrants"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -66,11 +83,17 @@ pub struct PrivilegedRoleSpec {
     pub scope: Scope,
     /// Duration used when a request does not name one.
     #[serde(default = "default_duration")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     pub default_duration: Duration,
     /// Longest grant a request may ask for (24h at most unless `breakGlass`).
     #[serde(default = "default_max_duration")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     pub max_duration: Duration,
     /// Who must approve, and how long a request may wait.
     #[serde(default)]
@@ -108,7 +131,10 @@ pub struct RoleRef {
     pub name: String,
     /// Namespace of a `Role`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: Option<String>,
 }
 
@@ -122,7 +148,13 @@ pub struct RoleRef {
 pub struct Scope {
     /// Namespaces a request may ask for; one RoleBinding is created in each requested one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Vec<String>,
     /// One ClusterRoleBinding (only with a ClusterRole).
@@ -143,7 +175,10 @@ pub struct ApprovalPolicy {
     pub approvers: Approvers,
     /// An unapproved request expires after this long.
     #[serde(default = "default_pending_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     pub pending_timeout: Duration,
 }
 
@@ -176,7 +211,10 @@ pub struct PrivilegedRoleStatus {
     /// `Ready`: the referenced role exists and can be bound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    #[schemars(schema_with = "super::common::bounded_conditions_schema", length(max = 16))]
+    #[schemars(
+        schema_with = "super::common::bounded_conditions_schema",
+        length(max = 16)
+    )]
     pub conditions: Vec<Condition>,
     /// Requests currently Active for this role.
     #[serde(default)]

@@ -1,7 +1,15 @@
 //! The operator: reconcilers for the three kinds, the binding sweeper and their wiring.
-use std::future::Future;
-use std::process::ExitCode;
+
+pub mod bindings;
+pub mod context;
+pub mod eligibility;
+pub mod request;
+pub mod role;
+pub mod sweeper;
+mod wiring;
+
 use std::time::Duration;
+pub use wiring::{run_blocking, run_operator};
 
 /// Arguments of `kubepim run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -15,10 +23,15 @@ pub struct RunArgs {
     /// Requests reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<kube::core::Duration>().map(Into::into).map_err(|e| e.to_string())
+    s.parse::<kube::core::Duration>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
 }
 
 /// Settings of an in-process operator (what `kubepim run` builds from its flags; tests build it
@@ -31,20 +44,46 @@ pub struct OperatorSettings {
 
 impl Default for OperatorSettings {
     fn default() -> Self {
-        Self { sweep_interval: Duration::from_secs(30), concurrency: 16 }
+        Self {
+            sweep_interval: Duration::from_secs(30),
+            concurrency: 16,
+        }
     }
 }
 
-/// Runs all controllers until `shutdown` resolves. Placeholder until the controller lands.
-pub async fn run_operator(
-    _client: kube::Client,
-    _settings: OperatorSettings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), kube::Error> {
-    shutdown.await;
-    Ok(())
+/// Errors of the controller layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Kube {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{what}: no answer within the per-call limit")]
+    Timeout { what: &'static str },
+    #[error("serialising a patch: {0}")]
+    Serialize(#[source] serde_json::Error),
+    #[error(
+        "the CustomResourceDefinitions are not installed ({0}); apply crds/ first: kubectl apply -f crds/"
+    )]
+    CrdsMissing(String),
+    #[error("could not load a Kubernetes client configuration: {0}")]
+    Config(String),
+    #[error("internal invariant broken: {0}")]
+    Invariant(&'static str),
 }
 
-pub fn run_blocking(_args: RunArgs) -> ExitCode {
-    ExitCode::FAILURE
+impl Error {
+    /// A short, bounded label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "ApiError",
+            Error::Timeout { .. } => "Timeout",
+            Error::Serialize(_) => "Serialize",
+            Error::CrdsMissing(_) => "CrdsMissing",
+            Error::Config(_) => "Config",
+            Error::Invariant(_) => "Invariant",
+        }
+    }
 }

@@ -1,0 +1,44 @@
+//! The audit stream: one structured line per decision on the `kubepim::audit` target, so it can
+//! be routed to a SIEM apart from operational logs.
+use chrono::{DateTime, Utc};
+
+/// Target of every audit line (`RUST_LOG=kubepim::audit=info`).
+pub const TARGET: &str = "kubepim::audit";
+
+/// One decision about a request.
+#[derive(Debug, Clone)]
+pub struct AuditRecord<'a> {
+    /// What happened: requested, activated, expired, denied, cancelled, revoked, failed, deleted.
+    pub decision: &'a str,
+    pub request: &'a str,
+    pub requester: &'a str,
+    pub role: &'a str,
+    pub namespaces: &'a [String],
+    pub until: Option<DateTime<Utc>>,
+    pub approvers: &'a [String],
+    pub reason: &'a str,
+    pub message: &'a str,
+    pub break_glass: bool,
+}
+
+/// Writes the record as one line on the audit target.
+pub fn record(r: &AuditRecord<'_>) {
+    let until = r.until.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let namespaces = r.namespaces.join(",");
+    let approvers = r.approvers.join(",");
+    if r.break_glass {
+        tracing::warn!(
+            target: TARGET,
+            decision = r.decision, request = r.request, requester = r.requester, role = r.role,
+            namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
+            break_glass = true, "{}", r.message
+        );
+    } else {
+        tracing::info!(
+            target: TARGET,
+            decision = r.decision, request = r.request, requester = r.requester, role = r.role,
+            namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
+            break_glass = false, "{}", r.message
+        );
+    }
+}

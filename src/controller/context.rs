@@ -1,0 +1,158 @@
+//! What every reconciler shares: the client, the caches and the event recorder.
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::policy::lifecycle::{ObservedBinding, binding_name};
+
+use super::bindings;
+
+/// A managed binding found for a request, with the UID used as a delete precondition.
+#[derive(Debug, Clone)]
+pub struct FoundBinding {
+    pub observed: ObservedBinding,
+    pub uid: Option<String>,
+    /// Same name and managed, but made for an earlier request of the same name.
+    pub foreign: bool,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub requests: Store<ActivationRequest>,
+    pub roles: Store<PrivilegedRole>,
+    pub eligibilities: Store<Eligibility>,
+    /// Only managed bindings are cached (label-selected watch), never all bindings.
+    pub role_bindings: Store<RoleBinding>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        requests: Store<ActivationRequest>,
+        roles: Store<PrivilegedRole>,
+        eligibilities: Store<Eligibility>,
+        role_bindings: Store<RoleBinding>,
+        cluster_role_bindings: Store<ClusterRoleBinding>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "kubepim".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            requests,
+            roles,
+            eligibilities,
+            role_bindings,
+            cluster_role_bindings,
+            recorder,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    pub fn role(&self, name: &str) -> Option<Arc<PrivilegedRole>> {
+        self.roles.get(&ObjectRef::new(name))
+    }
+
+    /// Eligibilities that name this role (filtering by subject is the policy's job).
+    pub fn eligibilities_for(&self, role: &str) -> Vec<Arc<Eligibility>> {
+        self.eligibilities
+            .state()
+            .into_iter()
+            .filter(|e| e.spec.role == role)
+            .collect()
+    }
+
+    /// Managed bindings that may belong to `request`, looked up by their deterministic name in
+    /// every namespace the request could have been granted in.
+    pub fn bindings_of(
+        &self,
+        request: &ActivationRequest,
+        role: Option<&PrivilegedRole>,
+    ) -> Vec<FoundBinding> {
+        let name = binding_name(&request.name_any());
+        let uid = request.uid();
+        let mut namespaces: Vec<String> = request.spec.namespaces.clone();
+        if let Some(status) = &request.status {
+            namespaces.extend(status.bindings.iter().filter_map(|b| b.namespace.clone()));
+        }
+        if let Some(role) = role {
+            namespaces.extend(role.spec.scope.namespaces.iter().cloned());
+        }
+        namespaces.sort();
+        namespaces.dedup();
+
+        let mut found = Vec::new();
+        for ns in &namespaces {
+            if let Some(b) = self.role_bindings.get(&ObjectRef::new(&name).within(ns)) {
+                found.extend(found_binding(
+                    b.as_ref(),
+                    bindings::observe_role_binding(&b),
+                    &uid,
+                ));
+            }
+        }
+        if let Some(b) = self.cluster_role_bindings.get(&ObjectRef::new(&name)) {
+            found.extend(found_binding(
+                b.as_ref(),
+                bindings::observe_cluster_role_binding(&b),
+                &uid,
+            ));
+        }
+        found
+    }
+
+    /// Publishes an Event without holding up the reconcile; failures are logged.
+    pub fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let recorder = self.recorder.clone();
+        let reference = obj.object_ref(&());
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, reason = %event.reason, "could not publish event");
+            }
+        });
+    }
+}
+
+fn found_binding<K: Resource>(
+    obj: &K,
+    observed: ObservedBinding,
+    request_uid: &Option<String>,
+) -> Option<FoundBinding> {
+    if !bindings::is_managed(obj) {
+        return None;
+    }
+    let made_for = bindings::request_uid_of(obj);
+    let foreign = made_for.is_none() || made_for != *request_uid;
+    Some(FoundBinding {
+        observed,
+        uid: obj.meta().uid.clone(),
+        foreign,
+    })
+}

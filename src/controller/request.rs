@@ -1,0 +1,407 @@
+//! The ActivationRequest reconciler: observe, let the policy decide, carry out the step.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::api::{ActivationRequest, ActivationRequestStatus, Eligibility, FINALIZER, Phase};
+use crate::audit::{self, AuditRecord};
+use crate::policy::lifecycle::{BindingKind, Input, ObservedBinding, Step, decide};
+use crate::policy::status::request_status;
+use crate::time::from_k8s;
+
+use super::Error;
+use super::bindings;
+use super::context::{Context, FoundBinding};
+
+/// Field manager for every write the controller makes.
+pub const MANAGER: &str = "kubepim";
+
+pub async fn reconcile(
+    request: Arc<ActivationRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let name = request.name_any();
+    let role = ctx.role(&request.spec.role);
+    let found = ctx.bindings_of(&request, role.as_deref());
+
+    if request.metadata.deletion_timestamp.is_some() {
+        return finalize(&request, &ctx, &found).await;
+    }
+
+    let now = ctx.now();
+    let eligibilities = ctx.eligibilities_for(&request.spec.role);
+    let eligibility_refs: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
+    let observed: Vec<ObservedBinding> = found
+        .iter()
+        .filter(|f| !f.foreign)
+        .map(|f| f.observed.clone())
+        .collect();
+    let old_status = request.status.clone().unwrap_or_default();
+    let created_at = request
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(from_k8s)
+        .unwrap_or(now);
+    let input = Input {
+        request_name: &name,
+        spec: &request.spec,
+        status: &old_status,
+        created_at,
+        role: role.as_deref(),
+        eligibilities: &eligibility_refs,
+        observed: &observed,
+        now,
+    };
+    let step = decide(&input);
+    tracing::debug!(request = %name, ?step, "decided");
+
+    // A same-named binding left by an earlier request of this name is never ours to keep.
+    for stale in found.iter().filter(|f| f.foreign) {
+        delete_found(&ctx, stale).await?;
+    }
+
+    let mut resource_version = request.resource_version();
+    match &step {
+        Step::Activate {
+            activation,
+            bindings: desired,
+            ..
+        }
+        | Step::KeepActive {
+            activation,
+            bindings: desired,
+            ..
+        } => {
+            if let Some(rv) = ensure_finalizer(&request, &ctx).await? {
+                resource_version = Some(rv);
+            }
+            for extra in found
+                .iter()
+                .filter(|f| !f.foreign && !desired.iter().any(|d| d.is_satisfied_by(&f.observed)))
+            {
+                delete_found(&ctx, extra).await?;
+            }
+            for missing in desired.iter().filter(|d| {
+                !found
+                    .iter()
+                    .any(|f| !f.foreign && d.is_satisfied_by(&f.observed))
+            }) {
+                bindings::create(&ctx.client, missing, &request, activation.expires_at).await?;
+            }
+        }
+        Step::End { .. } => revoke_all(&ctx, &request, &found).await?,
+        Step::Settled => {
+            for leftover in found.iter().filter(|f| !f.foreign) {
+                delete_found(&ctx, leftover).await?;
+            }
+        }
+        Step::Wait { .. } => {}
+    }
+
+    let new_status = request_status(&old_status, &step, request.metadata.generation, now);
+    if new_status != old_status {
+        match patch_status(&ctx, &name, resource_version, &new_status).await {
+            Ok(()) => record_transition(&ctx, &request, &old_status, &new_status, &step),
+            // Someone (an approver, or our own earlier write) changed the request since we read
+            // it: decide again on the newer version, which the watch delivers.
+            Err(Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(requeue_at(step.wake_at(), now))
+}
+
+/// Requeue at the persisted instant the policy named; watch events never postpone it because
+/// every path returns it again.
+fn requeue_at(wake: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
+    match wake {
+        Some(at) => Action::requeue((at - now).to_std().unwrap_or(Duration::ZERO)),
+        None => Action::await_change(),
+    }
+}
+
+async fn delete_found(ctx: &Context, found: &FoundBinding) -> Result<(), Error> {
+    let b = &found.observed;
+    bindings::delete(
+        &ctx.client,
+        b.kind,
+        b.namespace.as_deref(),
+        &b.name,
+        found.uid.clone(),
+    )
+    .await
+}
+
+/// Deletes every binding the request has or had: those observed, and those its status lists
+/// (the cache may not have caught up with a creation yet).
+async fn revoke_all(
+    ctx: &Context,
+    request: &ActivationRequest,
+    found: &[FoundBinding],
+) -> Result<(), Error> {
+    let mut done: Vec<(BindingKind, Option<String>, String)> = Vec::new();
+    for f in found.iter().filter(|f| !f.foreign) {
+        delete_found(ctx, f).await?;
+        done.push((
+            f.observed.kind,
+            f.observed.namespace.clone(),
+            f.observed.name.clone(),
+        ));
+    }
+    let listed = request.status.iter().flat_map(|s| s.bindings.iter());
+    for b in listed {
+        let kind = if b.kind == BindingKind::ClusterRoleBinding.as_str() {
+            BindingKind::ClusterRoleBinding
+        } else {
+            BindingKind::RoleBinding
+        };
+        if done
+            .iter()
+            .any(|(k, ns, n)| *k == kind && *ns == b.namespace && *n == b.name)
+        {
+            continue;
+        }
+        // Not in the cache: only delete it if it is still this request's (checked by a read).
+        if let Some(uid) =
+            bindings::uid_if_owned(&ctx.client, kind, b.namespace.as_deref(), &b.name, request)
+                .await?
+        {
+            bindings::delete(
+                &ctx.client,
+                kind,
+                b.namespace.as_deref(),
+                &b.name,
+                Some(uid),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletion: revoke synchronously, then let the request go.
+async fn finalize(
+    request: &ActivationRequest,
+    ctx: &Context,
+    found: &[FoundBinding],
+) -> Result<Action, Error> {
+    let Some(index) = request.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(Action::await_change());
+    };
+    revoke_all(ctx, request, found).await?;
+    let had_grant = request.phase() == Some(Phase::Active);
+    let ops = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]);
+    match json_patch_request(ctx, &request.name_any(), ops, "remove finalizer").await {
+        // Already gone, or the list changed under us (the test op failed): nothing left to do here.
+        Err(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 || status.code == 422 => {}
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    if had_grant {
+        let message = "request deleted: bindings revoked".to_string();
+        ctx.publish(
+            request,
+            EventType::Normal,
+            "Revoked",
+            "Revoke",
+            message.clone(),
+        );
+        audit_record(request, "deleted", "RequestDeleted", &message, None, &[]);
+    }
+    Ok(Action::await_change())
+}
+
+/// Adds the finalizer before the first binding exists, so deletion always revokes first.
+/// Returns the new resourceVersion when it wrote.
+async fn ensure_finalizer(
+    request: &ActivationRequest,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    if request.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(None);
+    }
+    let ops = if request.metadata.finalizers.is_none() {
+        json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    };
+    let updated = json_patch_request(ctx, &request.name_any(), ops, "add finalizer").await?;
+    Ok(updated.resource_version())
+}
+
+async fn json_patch_request(
+    ctx: &Context,
+    name: &str,
+    ops: serde_json::Value,
+    what: &'static str,
+) -> Result<ActivationRequest, Error> {
+    let ops: json_patch::Patch = serde_json::from_value(ops).map_err(Error::Serialize)?;
+    let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let patch = Patch::Json::<()>(ops);
+    match tokio::time::timeout(bindings::CALL_TIMEOUT, api.patch(name, &params, &patch)).await {
+        Err(_) => Err(Error::Timeout { what }),
+        Ok(Err(source)) => Err(Error::Kube { what, source }),
+        Ok(Ok(updated)) => Ok(updated),
+    }
+}
+
+/// Writes the controller-owned status fields, conditional on the version decided upon. Approvals
+/// are left out of the patch so that concurrent approvers are never overwritten.
+async fn patch_status(
+    ctx: &Context,
+    name: &str,
+    resource_version: Option<String>,
+    status: &ActivationRequestStatus,
+) -> Result<(), Error> {
+    let mut body = serde_json::to_value(status).map_err(Error::Serialize)?;
+    if let Some(map) = body.as_object_mut() {
+        map.remove("approvals");
+    }
+    let patch = json!({"metadata": {"resourceVersion": resource_version}, "status": body});
+    let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let patch = Patch::Merge(&patch);
+    let call = api.patch_status(name, &params, &patch);
+    match tokio::time::timeout(bindings::CALL_TIMEOUT, call).await {
+        Err(_) => Err(Error::Timeout {
+            what: "patch status",
+        }),
+        Ok(Err(source)) => Err(Error::Kube {
+            what: "patch status",
+            source,
+        }),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+fn audit_record(
+    request: &ActivationRequest,
+    decision: &str,
+    reason: &str,
+    message: &str,
+    until: Option<DateTime<Utc>>,
+    approvers: &[String],
+) {
+    let requester = request
+        .spec
+        .requester
+        .as_ref()
+        .map(|r| r.username.as_str())
+        .unwrap_or("");
+    audit::record(&AuditRecord {
+        decision,
+        request: &request.name_any(),
+        requester,
+        role: &request.spec.role,
+        namespaces: &request.spec.namespaces,
+        until,
+        approvers,
+        reason,
+        message,
+        break_glass: reason == crate::policy::reasons::BREAK_GLASS,
+    });
+}
+
+/// One Event and one audit line for every phase change.
+fn record_transition(
+    ctx: &Context,
+    request: &ActivationRequest,
+    old: &ActivationRequestStatus,
+    new: &ActivationRequestStatus,
+    step: &Step,
+) {
+    if old.phase == new.phase {
+        return;
+    }
+    let Some(phase) = new.phase else { return };
+    let reason = new.reason.clone().unwrap_or_default();
+    let message = new.message.clone().unwrap_or_default();
+    let until = new.expires_at.as_ref().map(from_k8s);
+    let approvers: Vec<String> = match step {
+        Step::Wait { tally, .. }
+        | Step::Activate { tally, .. }
+        | Step::KeepActive { tally, .. } => tally.approved_by.clone(),
+        _ => vec![],
+    };
+    let approved_now = !approvers.is_empty()
+        && matches!(phase, Phase::Scheduled | Phase::Active)
+        && !matches!(old.phase, Some(Phase::Scheduled | Phase::Active));
+    if approved_now {
+        ctx.publish(
+            request,
+            EventType::Normal,
+            "Approved",
+            "Approve",
+            format!("approved by {}", approvers.join(", ")),
+        );
+    }
+    if old.phase.is_none() && phase != Phase::Pending {
+        audit_record(
+            request,
+            "requested",
+            "Requested",
+            "request received",
+            None,
+            &[],
+        );
+        ctx.publish(
+            request,
+            EventType::Normal,
+            "Requested",
+            "Request",
+            "request received".into(),
+        );
+    }
+    let (type_, event_reason, action, decision) = match phase {
+        Phase::Pending => (EventType::Normal, "Requested", "Request", "requested"),
+        Phase::Scheduled => (EventType::Normal, "Scheduled", "Schedule", "scheduled"),
+        Phase::Active if reason == crate::policy::reasons::BREAK_GLASS || is_break_glass(step) => (
+            EventType::Warning,
+            "BreakGlassActivated",
+            "Activate",
+            "activated",
+        ),
+        Phase::Active => (EventType::Normal, "Activated", "Activate", "activated"),
+        Phase::Expired => (EventType::Normal, "Expired", "Revoke", "expired"),
+        Phase::Cancelled => (EventType::Normal, "Cancelled", "Revoke", "cancelled"),
+        Phase::Revoked => (EventType::Normal, "Revoked", "Revoke", "revoked"),
+        Phase::Denied => (EventType::Warning, "Denied", "Deny", "denied"),
+        Phase::Failed => (EventType::Warning, "Failed", "Fail", "failed"),
+    };
+    ctx.publish(request, type_, event_reason, action, message.clone());
+    let audit_reason = if is_break_glass(step) {
+        crate::policy::reasons::BREAK_GLASS
+    } else {
+        reason.as_str()
+    };
+    audit_record(request, decision, audit_reason, &message, until, &approvers);
+}
+
+fn is_break_glass(step: &Step) -> bool {
+    matches!(step, Step::Activate { reason, .. } if *reason == crate::policy::reasons::BREAK_GLASS)
+}

@@ -1,0 +1,222 @@
+//! The sweeper: a periodic pass (and one at start-up, before any activation) that deletes every
+//! managed binding whose request is missing, terminal, or past its expiry. It catches what the
+//! request reconciler cannot see: force-removed finalizers, `--cascade=orphan`, lost requests.
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::ListParams;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::api::{ActivationRequest, labels};
+use crate::policy::lifecycle::BindingKind;
+
+use super::Error;
+use super::bindings;
+use super::context::Context;
+
+/// Why a managed binding must go, if it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphan {
+    RequestMissing,
+    RequestReplaced,
+    RequestTerminal,
+    Expired,
+    Unlabelled,
+}
+
+/// Pure verdict for one managed binding.
+pub fn verdict(
+    request_name: Option<&str>,
+    binding_request_uid: Option<&str>,
+    binding_expires_at: Option<DateTime<Utc>>,
+    request: Option<&ActivationRequest>,
+    now: DateTime<Utc>,
+) -> Option<Orphan> {
+    if request_name.is_none() || binding_request_uid.is_none() || binding_expires_at.is_none() {
+        return Some(Orphan::Unlabelled);
+    }
+    if binding_expires_at.is_some_and(|at| now >= at) {
+        return Some(Orphan::Expired);
+    }
+    let Some(request) = request else {
+        return Some(Orphan::RequestMissing);
+    };
+    if request.uid().as_deref() != binding_request_uid {
+        return Some(Orphan::RequestReplaced);
+    }
+    if request.phase().is_some_and(|p| p.is_terminal()) {
+        return Some(Orphan::RequestTerminal);
+    }
+    None
+}
+
+/// One full pass over every managed binding, read page by page from the API server (not the
+/// cache, so that a stale cache cannot hide one). Returns how many were deleted.
+pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
+    let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
+    let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    let mut deleted = sweep_kind(ctx, &rb, BindingKind::RoleBinding).await?;
+    deleted += sweep_kind(ctx, &crb, BindingKind::ClusterRoleBinding).await?;
+    Ok(deleted)
+}
+
+async fn sweep_kind<K>(ctx: &Context, api: &Api<K>, kind: BindingKind) -> Result<usize, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = ListParams::default()
+        .labels(labels::MANAGED_SELECTOR)
+        .limit(500);
+    let mut deleted = 0;
+    loop {
+        let page = tokio::time::timeout(bindings::CALL_TIMEOUT, api.list(&params))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "list managed bindings",
+            })?
+            .map_err(|source| Error::Kube {
+                what: "list managed bindings",
+                source,
+            })?;
+        for binding in &page.items {
+            let request_name = bindings::request_name_of(binding);
+            let request = match &request_name {
+                Some(name) => lookup_request(ctx, name).await?,
+                None => None,
+            };
+            let now = ctx.now();
+            let why = verdict(
+                request_name.as_deref(),
+                bindings::request_uid_of(binding).as_deref(),
+                bindings::expires_at_of(binding),
+                request.as_deref(),
+                now,
+            );
+            if let Some(why) = why {
+                let namespace = binding.namespace();
+                tracing::info!(kind = kind.as_str(), namespace = ?namespace, name = %binding.name_any(), request = ?request_name, ?why, "sweeping managed binding");
+                bindings::delete(
+                    &ctx.client,
+                    kind,
+                    namespace.as_deref(),
+                    &binding.name_any(),
+                    binding.uid(),
+                )
+                .await?;
+                crate::audit::record(&crate::audit::AuditRecord {
+                    decision: "swept",
+                    request: request_name.as_deref().unwrap_or(""),
+                    requester: "",
+                    role: "",
+                    namespaces: &namespace.into_iter().collect::<Vec<_>>(),
+                    until: bindings::expires_at_of(binding),
+                    approvers: &[],
+                    reason: &format!("{why:?}"),
+                    message: &format!("deleted orphaned {} {}", kind.as_str(), binding.name_any()),
+                    break_glass: false,
+                });
+                deleted += 1;
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(deleted),
+        }
+    }
+}
+
+/// The request from the cache, confirmed by a read when the cache does not have it (a missing
+/// entry in a cache is not proof that the request is gone).
+async fn lookup_request(
+    ctx: &Context,
+    name: &str,
+) -> Result<Option<Arc<ActivationRequest>>, Error> {
+    if let Some(found) = ctx.requests.get(&ObjectRef::new(name)) {
+        return Ok(Some(found));
+    }
+    let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
+    let read = tokio::time::timeout(bindings::CALL_TIMEOUT, api.get_opt(name))
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "get request",
+        })?
+        .map_err(|source| Error::Kube {
+            what: "get request",
+            source,
+        })?;
+    Ok(read.map(Arc::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ActivationRequestSpec, ActivationRequestStatus, Phase};
+    use chrono::TimeZone;
+
+    fn request(uid: &str, phase: Option<Phase>) -> ActivationRequest {
+        let mut r = ActivationRequest::new(
+            "r1",
+            ActivationRequestSpec {
+                role: "x".into(),
+                namespaces: vec![],
+                duration: None,
+                justification: None,
+                ticket: None,
+                start_at: None,
+                cancel: false,
+                requester: None,
+            },
+        );
+        r.metadata.uid = Some(uid.into());
+        r.status = Some(ActivationRequestStatus {
+            phase,
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn verdicts() {
+        let now = Utc.timestamp_opt(1000, 0).unwrap();
+        let later = Some(Utc.timestamp_opt(2000, 0).unwrap());
+        let earlier = Some(Utc.timestamp_opt(500, 0).unwrap());
+        let active = request("u1", Some(Phase::Active));
+        assert_eq!(
+            verdict(Some("r1"), Some("u1"), later, Some(&active), now),
+            None
+        );
+        assert_eq!(
+            verdict(Some("r1"), Some("u1"), earlier, Some(&active), now),
+            Some(Orphan::Expired)
+        );
+        assert_eq!(
+            verdict(Some("r1"), Some("u1"), later, None, now),
+            Some(Orphan::RequestMissing)
+        );
+        assert_eq!(
+            verdict(Some("r1"), Some("u0"), later, Some(&active), now),
+            Some(Orphan::RequestReplaced)
+        );
+        let done = request("u1", Some(Phase::Expired));
+        assert_eq!(
+            verdict(Some("r1"), Some("u1"), later, Some(&done), now),
+            Some(Orphan::RequestTerminal)
+        );
+        assert_eq!(
+            verdict(None, Some("u1"), later, Some(&active), now),
+            Some(Orphan::Unlabelled)
+        );
+        assert_eq!(
+            verdict(Some("r1"), Some("u1"), None, Some(&active), now),
+            Some(Orphan::Unlabelled)
+        );
+        // exactly at expiry counts as expired
+        assert_eq!(
+            verdict(Some("r1"), Some("u1"), Some(now), Some(&active), now),
+            Some(Orphan::Expired)
+        );
+    }
+}
