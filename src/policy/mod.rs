@@ -9,6 +9,7 @@ pub mod eligibility;
 pub mod identity;
 pub mod lifecycle;
 pub mod reasons;
+pub mod status;
 pub mod validation;
 
 pub use approvals::{ApprovalTally, tally};
