@@ -38,7 +38,12 @@ fn committed_crds_match_the_types() {
             .zip(generated.lines())
             .enumerate()
             .find(|(_, (file, types))| file != types)
-            .map(|(i, (file, types))| format!("line {}: file has {file:?}, types generate {types:?}", i + 1))
+            .map(|(i, (file, types))| {
+                format!(
+                    "line {}: file has {file:?}, types generate {types:?}",
+                    i + 1
+                )
+            })
             .unwrap_or_else(|| {
                 format!(
                     "the file has {} lines, the types generate {}",
@@ -46,7 +51,9 @@ fn committed_crds_match_the_types() {
                     generated.lines().count()
                 )
             });
-        panic!("{CRD_FILE} differs from the CRDs the types in src/api generate ({first_difference}); {how_to_fix}");
+        panic!(
+            "{CRD_FILE} differs from the CRDs the types in src/api generate ({first_difference}); {how_to_fix}"
+        );
     }
 }
 
@@ -55,11 +62,19 @@ fn committed_crds_match_the_types() {
 #[test]
 fn committed_file_parses_back_into_the_crds() {
     let committed = std::fs::read_to_string(crd_path()).expect("read the CRD file");
-    let parsed: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&committed).expect("parse the CRD file");
-    let names: Vec<_> = parsed.iter().map(|crd| crd.metadata.name.clone().unwrap_or_default()).collect();
+    let parsed: Vec<CustomResourceDefinition> =
+        serde_saphyr::from_multiple(&committed).expect("parse the CRD file");
+    let names: Vec<_> = parsed
+        .iter()
+        .map(|crd| crd.metadata.name.clone().unwrap_or_default())
+        .collect();
     assert_eq!(
         names,
-        ["privilegedroles.kubepim.io", "eligibilities.kubepim.io", "activationrequests.kubepim.io"]
+        [
+            "privilegedroles.kubepim.io",
+            "eligibilities.kubepim.io",
+            "activationrequests.kubepim.io"
+        ]
     );
     assert_eq!(parsed, kubepim::crdgen::all_crds());
 }
@@ -84,8 +99,16 @@ fn names_scope_and_category() {
         // Cluster-scoped: a namespace admin must not be able to write policy or requests for
         // other namespaces' roles.
         assert_eq!(crd.spec.scope, "Cluster", "{kind} scope");
-        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["pim".to_string()][..]), "{kind} categories");
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short_name.to_string()][..]), "{kind} short names");
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["pim".to_string()][..]),
+            "{kind} categories"
+        );
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&[short_name.to_string()][..]),
+            "{kind} short names"
+        );
     }
 }
 
@@ -94,32 +117,78 @@ fn one_served_storage_version_with_status_subresource() {
     for crd in kubepim::crdgen::all_crds() {
         let kind = &crd.spec.names.kind;
         let [version] = crd.spec.versions.as_slice() else {
-            panic!("{kind}: expected exactly one version, got {}", crd.spec.versions.len());
+            panic!(
+                "{kind}: expected exactly one version, got {}",
+                crd.spec.versions.len()
+            );
         };
         assert_eq!(version.name, "v1alpha1", "{kind}");
-        assert!(version.served && version.storage, "{kind}: v1alpha1 must be served and stored");
+        assert!(
+            version.served && version.storage,
+            "{kind}: v1alpha1 must be served and stored"
+        );
         // Approvals and controller state go through /status; without the subresource a spec
         // writer could also write status.
-        let subresources = version.subresources.as_ref().unwrap_or_else(|| panic!("{kind}: no subresources"));
-        assert!(subresources.status.is_some(), "{kind}: status subresource missing");
+        let subresources = version
+            .subresources
+            .as_ref()
+            .unwrap_or_else(|| panic!("{kind}: no subresources"));
+        assert!(
+            subresources.status.is_some(),
+            "{kind}: status subresource missing"
+        );
     }
 }
 
 #[test]
 fn printer_columns_include_age() {
     let expected: [(&str, &[&str]); 3] = [
-        ("privilegedroles", &["Role", "Approvals", "Max", "Active", "Ready", "Reason", "Age"]),
-        ("eligibilities", &["Role", "Subjects", "Not After", "Active", "Reason", "Age"]),
-        ("activationrequests", &["Requester", "Role", "Phase", "Expires", "Reason", "Message", "Age"]),
+        (
+            "privilegedroles",
+            &[
+                "Role",
+                "Approvals",
+                "Max",
+                "Active",
+                "Ready",
+                "Reason",
+                "Age",
+            ],
+        ),
+        (
+            "eligibilities",
+            &["Role", "Subjects", "Not After", "Active", "Reason", "Age"],
+        ),
+        (
+            "activationrequests",
+            &[
+                "Requester",
+                "Role",
+                "Phase",
+                "Expires",
+                "Reason",
+                "Message",
+                "Age",
+            ],
+        ),
     ];
     for (plural, columns) in expected {
         let crd = crd(plural);
-        let printed = crd.spec.versions[0].additional_printer_columns.clone().unwrap_or_default();
+        let printed = crd.spec.versions[0]
+            .additional_printer_columns
+            .clone()
+            .unwrap_or_default();
         let names: Vec<&str> = printed.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, columns, "{plural} printer columns");
         // kubectl drops its own Age column once any column is declared.
-        let age = printed.iter().find(|c| c.name == "Age").expect("Age column");
-        assert_eq!((age.type_.as_str(), age.json_path.as_str()), ("date", ".metadata.creationTimestamp"));
+        let age = printed
+            .iter()
+            .find(|c| c.name == "Age")
+            .expect("Age column");
+        assert_eq!(
+            (age.type_.as_str(), age.json_path.as_str()),
+            ("date", ".metadata.creationTimestamp")
+        );
     }
 }
 
@@ -169,13 +238,24 @@ fn unbounded(schema: &Value, path: &str, found: &mut Vec<String>) {
 fn every_string_list_and_map_is_bounded() {
     let mut found = Vec::new();
     for crd in kubepim::crdgen::all_crds() {
-        let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
-        let schema = serde_json::to_value(schema.expect("openAPIV3Schema")).expect("schema to JSON");
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        let schema =
+            serde_json::to_value(schema.expect("openAPIV3Schema")).expect("schema to JSON");
         let mut here = Vec::new();
         unbounded(&schema, "", &mut here);
-        found.extend(here.into_iter().map(|p| format!("{}: {p}", crd.spec.names.kind)));
+        found.extend(
+            here.into_iter()
+                .map(|p| format!("{}: {p}", crd.spec.names.kind)),
+        );
     }
-    assert!(found.is_empty(), "unbounded values (add #[schemars(length(max = …))]):\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "unbounded values (add #[schemars(length(max = …))]):\n{}",
+        found.join("\n")
+    );
 }
 
 /// The bound walker itself must notice a missing bound, or the test above proves nothing.
@@ -212,9 +292,16 @@ fn every_cel_rule_has_a_message() {
     let crds = serde_json::to_value(kubepim::crdgen::all_crds()).expect("CRDs to JSON");
     let mut rules = Vec::new();
     collect_rules(&crds, &mut rules);
-    assert!(rules.len() >= 20, "expected the CEL rules of all three kinds, found {}", rules.len());
+    assert!(
+        rules.len() >= 20,
+        "expected the CEL rules of all three kinds, found {}",
+        rules.len()
+    );
     for rule in rules {
-        let message = rule.get("message").and_then(Value::as_str).unwrap_or_default();
+        let message = rule
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         assert!(!message.is_empty(), "CEL rule without a message: {rule}");
     }
 }
