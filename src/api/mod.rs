@@ -15,7 +15,8 @@ pub use activation_request::{
 pub use common::{SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
-    ApprovalPolicy, Approvers, PrivilegedRole, PrivilegedRoleSpec, PrivilegedRoleStatus, RoleKind,
+    ApprovalPolicy, Approvers, PrivilegedRole, PrivilegedRoleSpec, PrivilegedRoleStatus,
+    RequesterAttributeRequirement, RoleKind,
     RoleRef, Scope,
 };
 

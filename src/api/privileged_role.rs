@@ -105,10 +105,26 @@ pub struct PrivilegedRoleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub ticket_pattern: Option<String>,
+    /// Step-up: the requester's authenticated `extra` attributes must carry one of these values
+    /// (e.g. key `amr`, anyOf `[mfa, hwk]` where the API server maps OIDC claims into `extra`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_requester_attributes: Option<RequesterAttributeRequirement>,
     /// Emergency access: activates without approval; every use raises a Warning Event and an
     /// audit line.
     #[serde(default)]
     pub break_glass: bool,
+}
+
+/// An attribute the requester's authenticated identity must carry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequesterAttributeRequirement {
+    /// Key in the authenticator's `extra` map (e.g. `amr`).
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+    /// At least one of these values must be present under `key`.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253)))]
+    pub any_of: Vec<String>,
 }
 
 /// Kind of the RBAC role a PrivilegedRole grants.

@@ -24,11 +24,14 @@ pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 pub const NAMESPACES_REQUIRED: &str = "NamespacesRequired";
 pub const NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE: &str = "NamespacesNotAllowed";
 pub const DURATION_TOO_LONG: &str = "DurationTooLong";
+/// Zero, negative or under a second: timestamps are persisted at whole seconds.
+pub const DURATION_TOO_SHORT: &str = "DurationTooShort";
 pub const JUSTIFICATION_REQUIRED: &str = "JustificationRequired";
 pub const TICKET_REQUIRED: &str = "TicketRequired";
 pub const TICKET_MISMATCH: &str = "TicketMismatch";
 pub const INVALID_TICKET_PATTERN: &str = "InvalidTicketPattern";
 pub const ROLE_CHANGED: &str = "RoleChanged";
+pub const REQUESTER_ATTRIBUTES_MISSING: &str = "RequesterAttributesMissing";
 
 // Eligibility and role status.
 pub const WITHIN_WINDOW: &str = "WithinWindow";

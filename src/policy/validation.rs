@@ -4,7 +4,7 @@
 //! active grant (refusal → `Revoked`), so a grant never outlives the rules it was granted under.
 use chrono::{DateTime, Duration, Utc};
 
-use crate::api::{ActivationRequestSpec, Eligibility, PrivilegedRole, Requester};
+use crate::api::{ActivationRequestSpec, Eligibility, PrivilegedRole, Requester, RoleKind};
 use crate::time::{duration_from_k8s, format_duration};
 
 use super::eligibility::{EligibilityWindow, window_state};
@@ -82,6 +82,31 @@ fn resolve_namespaces(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Re
     Ok(namespaces)
 }
 
+/// A RoleBinding's roleRef names a Role *in the binding's namespace*: a Role can only be granted
+/// in its own namespace, and never cluster-wide. The CRD's CEL rules say the same; this keeps a
+/// role that slipped past them from granting a same-named Role elsewhere.
+fn check_role_kind(namespaces: &[String], role: &PrivilegedRole) -> Result<(), Refusal> {
+    let role_name = role.metadata.name.as_deref().unwrap_or_default();
+    let role_ref = &role.spec.role_ref;
+    if role_ref.kind != RoleKind::Role {
+        return Ok(());
+    }
+    let home = role_ref.namespace.as_deref().unwrap_or_default();
+    if namespaces.is_empty() {
+        return Err(Refusal::new(
+            reasons::NAMESPACE_NOT_ALLOWED,
+            format!("role {role_name} grants Role {home}/{}, which cannot be granted cluster-wide", role_ref.name),
+        ));
+    }
+    if let Some(bad) = namespaces.iter().find(|ns| ns.as_str() != home) {
+        return Err(Refusal::new(
+            reasons::NAMESPACE_NOT_ALLOWED,
+            format!("namespace {bad} is not allowed by role {role_name}: Role {home}/{} can only be granted in {home}", role_ref.name),
+        ));
+    }
+    Ok(())
+}
+
 fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<(), Refusal> {
     let role_name = role.metadata.name.as_deref().unwrap_or_default();
     if role.spec.require_justification && spec.justification.as_deref().is_none_or(|j| j.trim().is_empty()) {
@@ -113,12 +138,36 @@ fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &Privilege
     Ok(())
 }
 
+/// Step-up: the authenticated identity must carry one of the required `extra` values.
+fn check_requester_attributes(requester: &Requester, role: &PrivilegedRole) -> Result<(), Refusal> {
+    let Some(required) = &role.spec.require_requester_attributes else { return Ok(()) };
+    let values = requester.extra.get(&required.key).map(Vec::as_slice).unwrap_or_default();
+    if values.iter().any(|v| required.any_of.contains(v)) {
+        return Ok(());
+    }
+    let role_name = role.metadata.name.as_deref().unwrap_or_default();
+    Err(Refusal::new(
+        reasons::REQUESTER_ATTRIBUTES_MISSING,
+        format!(
+            "role {role_name} requires the authenticated attribute {} to include one of {}; {} has {}",
+            required.key,
+            list(&required.any_of),
+            requester.username,
+            list(values)
+        ),
+    ))
+}
+
 /// The duration asked for (or the role's default), checked against the role's maximum.
 pub fn requested_duration(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<Duration, Refusal> {
     let role_name = role.metadata.name.as_deref().unwrap_or_default();
     let duration = duration_from_k8s(spec.duration.as_ref().unwrap_or(&role.spec.default_duration));
-    if duration <= Duration::zero() {
-        return Err(Refusal::new(reasons::DURATION_TOO_LONG, "spec.duration must be positive"));
+    // Timestamps are persisted at whole seconds: a shorter grant would expire as it starts.
+    if duration < Duration::seconds(1) {
+        return Err(Refusal::new(
+            reasons::DURATION_TOO_SHORT,
+            format!("duration {} is too short: a grant lasts at least 1s", format_duration(duration)),
+        ));
     }
     let max = duration_from_k8s(&role.spec.max_duration);
     if duration > max {
@@ -158,6 +207,17 @@ fn eligibility_refusal(
         EligibilityWindow::Within(_) => {}
     }
     if !elig.spec.namespaces.is_empty() {
+        // An eligibility narrowed to namespaces never allows a cluster-wide grant, which would
+        // reach far beyond them.
+        if namespaces.is_empty() {
+            return Some(Refusal::new(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                format!(
+                    "eligibility {name} allows only namespaces {}, but the role is granted cluster-wide",
+                    list(&elig.spec.namespaces)
+                ),
+            ));
+        }
         if let Some(bad) = namespaces.iter().find(|ns| !elig.spec.namespaces.contains(ns)) {
             return Some(Refusal::new(
                 reasons::NAMESPACE_NOT_ALLOWED,
@@ -192,14 +252,18 @@ pub fn validate(
 ) -> Result<Grant, Refusal> {
     let role_name = role.metadata.name.as_deref().unwrap_or_default();
     let namespaces = resolve_namespaces(spec, role)?;
+    check_role_kind(&namespaces, role)?;
     let duration = requested_duration(spec, role)?;
     check_justification_and_ticket(spec, role)?;
+    check_requester_attributes(requester, role)?;
 
-    let naming: Vec<&Eligibility> = eligibilities
+    let mut naming: Vec<&Eligibility> = eligibilities
         .iter()
         .copied()
         .filter(|e| e.spec.role == role_name && e.spec.subjects.iter().any(|s| subject_matches(s, requester)))
         .collect();
+    // By name, so that the refusal reported does not depend on the order the cache lists them in.
+    naming.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     if naming.is_empty() {
         return Err(Refusal::new(
             reasons::NOT_ELIGIBLE,
