@@ -97,9 +97,11 @@ pub struct Input<'a> {
 /// What the controller should do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Nothing to grant yet: stay in `phase` (Pending or Scheduled); look again at `wake`.
+    /// Nothing to grant yet: stay in `phase` (Pending or Scheduled); look again at `wake`. Nothing
+    /// is granted in these phases: any binding observed for the request must go.
     Wait { phase: Phase, reason: &'static str, message: String, wake: Option<DateTime<Utc>>, tally: ApprovalTally },
-    /// Create `bindings`, then record the activation.
+    /// Create `bindings`, then record the activation. Also returned after a crash between the two,
+    /// with the expiry the bindings already carry (or an earlier one).
     Activate { activation: Activation, bindings: Vec<DesiredBinding>, tally: ApprovalTally, grant: Grant, reason: &'static str },
     /// Keep exactly `bindings` in place until `wake` (the expiry or an eligibility change).
     KeepActive { activation: Activation, bindings: Vec<DesiredBinding>, wake: DateTime<Utc>, tally: ApprovalTally },
@@ -169,21 +171,81 @@ fn desired_bindings(input: &Input<'_>, role: &PrivilegedRole, grant: &Grant, sub
         .collect()
 }
 
-/// The activation already recorded: in status, or (after a crash between creating bindings and
-/// writing status) on the bindings themselves. The earliest expiry wins, so a retry never extends.
+/// The activation the controller recorded when it made the request Active. Only the controller
+/// writes status, so this is the one trusted record of a grant. A binding annotated with an
+/// earlier expiry shortens it; nothing lengthens it.
 fn recorded_activation(input: &Input<'_>) -> Option<Activation> {
-    let from_status = match (&input.status.activated_at, &input.status.expires_at) {
-        (Some(a), Some(e)) => Some(Activation { activated_at: from_k8s(a), expires_at: from_k8s(e) }),
-        _ => None,
-    };
-    let from_bindings = input.observed.iter().filter_map(|b| b.expires_at).min();
-    match (from_status, from_bindings) {
-        (Some(s), Some(b)) => Some(Activation { expires_at: s.expires_at.min(b), ..s }),
-        (Some(s), None) => Some(s),
-        // No status record: the bindings' annotation is all we have; treat creation as now-ish.
-        (None, Some(b)) => Some(Activation { activated_at: b.min(input.now), expires_at: b }),
-        (None, None) => None,
+    if input.status.phase != Some(Phase::Active) {
+        return None;
     }
+    let activated_at = from_k8s(input.status.activated_at.as_ref()?);
+    let expires_at = from_k8s(input.status.expires_at.as_ref()?);
+    let expires_at = bound_expiry(input).map_or(expires_at, |b| b.min(expires_at));
+    Some(Activation { activated_at, expires_at })
+}
+
+/// The earliest `expires-at` annotation on the observed bindings. After a crash between creating
+/// the bindings and recording the activation it is the expiry already fixed. Anyone who can create
+/// a binding can write it, so it may only *shorten* an activation, never stand in for approval.
+fn bound_expiry(input: &Input<'_>) -> Option<DateTime<Utc>> {
+    input.observed.iter().filter_map(|b| b.expires_at).min()
+}
+
+/// An expiry already fixed for this request, in status or on its bindings: a new activation ends
+/// no later than this.
+fn fixed_expiry(input: &Input<'_>) -> Option<DateTime<Utc>> {
+    let from_status = input.status.expires_at.as_ref().map(from_k8s);
+    [from_status, bound_expiry(input)].into_iter().flatten().min()
+}
+
+fn binding_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// Does the grant the role allows now differ from the one made? A grant is fixed when it is made:
+/// the role it binds, and where. If the PrivilegedRole now references another role, or grants it
+/// elsewhere (e.g. made cluster-wide), the grant is revoked rather than silently moved or widened.
+fn grant_changed(input: &Input<'_>, role: &PrivilegedRole, desired: &[DesiredBinding]) -> Option<String> {
+    let role_name = &input.spec.role;
+    let role_ref = &role.spec.role_ref;
+    let kind = role_kind_str(role_ref.kind);
+    for o in input.observed {
+        let label = binding_label(o.kind.as_str(), o.namespace.as_deref(), &o.name);
+        if !desired.iter().any(|d| d.same_object(o)) {
+            return Some(format!("PrivilegedRole {role_name} no longer grants {label}, which this grant made"));
+        }
+        if o.role_kind != kind || o.role_name != role_ref.name {
+            return Some(format!(
+                "PrivilegedRole {role_name} now references {kind} {}; {label} granted {} {}",
+                role_ref.name, o.role_kind, o.role_name
+            ));
+        }
+    }
+    let recorded = &input.status.bindings;
+    if !recorded.is_empty() {
+        let mut now: Vec<(&str, Option<&str>, &str)> =
+            desired.iter().map(|d| (d.kind.as_str(), d.namespace.as_deref(), d.name.as_str())).collect();
+        let mut then: Vec<(&str, Option<&str>, &str)> =
+            recorded.iter().map(|b| (b.kind.as_str(), b.namespace.as_deref(), b.name.as_str())).collect();
+        now.sort();
+        now.dedup();
+        then.sort();
+        then.dedup();
+        if now != then {
+            let describe = |v: &[(&str, Option<&str>, &str)]| {
+                v.iter().map(|(k, ns, n)| binding_label(k, *ns, n)).collect::<Vec<_>>().join(", ")
+            };
+            return Some(format!(
+                "PrivilegedRole {role_name} now grants [{}] instead of [{}]",
+                describe(&now),
+                describe(&then)
+            ));
+        }
+    }
+    None
 }
 
 fn ignored_note(t: &ApprovalTally) -> String {
@@ -231,8 +293,9 @@ pub fn decide(input: &Input<'_>) -> Step {
         };
     }
     let recorded = recorded_activation(input);
-    let was_active = recorded.is_some();
-    let refused_phase = if was_active { Phase::Revoked } else { Phase::Denied };
+    // Bindings may exist (the request is Active, or an activation's status write was lost): a
+    // refusal then revokes them.
+    let refused_phase = if recorded.is_some() || !input.observed.is_empty() { Phase::Revoked } else { Phase::Denied };
     let Some(role) = input.role else {
         return end(
             refused_phase,
@@ -252,43 +315,43 @@ pub fn decide(input: &Input<'_>) -> Step {
             message: format!("denied by {approver}{why}"),
         };
     }
+
     if let Some(activation) = recorded {
         if input.now >= activation.expires_at {
+            return elapsed(activation.expires_at);
+        }
+        // Everything a grant rests on must still hold, every time: eligibility, role, approvals.
+        let grant = match validate(input.spec, requester, role, input.eligibilities, input.now) {
+            Ok(grant) => grant,
+            Err(refusal) => return end(Phase::Revoked, refusal),
+        };
+        let bindings = desired_bindings(input, role, &grant, &requester_subject(requester));
+        if let Some(message) = grant_changed(input, role, &bindings) {
+            return Step::End { phase: Phase::Revoked, reason: reasons::ROLE_CHANGED, message };
+        }
+        if !tally.quorum_met() {
             return Step::End {
-                phase: Phase::Expired,
-                reason: reasons::DURATION_ELAPSED,
-                message: format!("grant ended at {}", activation.expires_at.to_rfc3339()),
+                phase: Phase::Revoked,
+                reason: reasons::NOT_APPROVED,
+                message: format!(
+                    "approvals no longer satisfy PrivilegedRole {}: {} of {} approvals{}",
+                    input.spec.role,
+                    tally.approved_by.len(),
+                    tally.required,
+                    ignored_note(&tally)
+                ),
             };
         }
+        let wake = grant.recheck_at.map_or(activation.expires_at, |r| r.min(activation.expires_at));
+        return Step::KeepActive { activation, bindings, wake, tally };
     }
+
     let grant = match validate(input.spec, requester, role, input.eligibilities, input.now) {
         Ok(grant) => grant,
         Err(refusal) => return end(refused_phase, refusal),
     };
     let subject = requester_subject(requester);
     let bindings = desired_bindings(input, role, &grant, &subject);
-
-    if let Some(activation) = recorded {
-        let role_changed = input.observed.iter().any(|o| {
-            bindings.iter().any(|d| d.same_object(o))
-                && (o.role_kind != role_kind_str(role.spec.role_ref.kind) || o.role_name != role.spec.role_ref.name)
-        });
-        if role_changed {
-            return Step::End {
-                phase: Phase::Revoked,
-                reason: reasons::ROLE_CHANGED,
-                message: format!("PrivilegedRole {} now references a different role", input.spec.role),
-            };
-        }
-        let wake = grant.recheck_at.map_or(activation.expires_at, |r| r.min(activation.expires_at));
-        return if status_phase == Some(Phase::Active) {
-            Step::KeepActive { activation, bindings, wake, tally }
-        } else {
-            // Bindings were created but the status write was lost: finish the activation with
-            // the expiry already fixed on the bindings.
-            Step::Activate { activation, bindings, tally, grant, reason: reasons::ACTIVATED }
-        };
-    }
 
     if !tally.quorum_met() {
         let deadline = truncate_to_second(input.created_at + duration_from_k8s(&role.spec.approval.pending_timeout));
@@ -339,6 +402,22 @@ pub fn decide(input: &Input<'_>) -> Step {
     }
     let activated_at = truncate_to_second(input.now);
     let until = activated_at + grant.duration;
-    let expires_at = truncate_to_second(grant.eligible_until.map_or(until, |e| e.min(until)));
+    let expires_at = [Some(until), grant.eligible_until, fixed_expiry(input)].into_iter().flatten().min().unwrap_or(until);
+    let expires_at = truncate_to_second(expires_at);
+    if expires_at <= input.now {
+        // The bindings of an activation whose status write was lost have run their time.
+        return elapsed(expires_at);
+    }
+    if let Some(message) = grant_changed(input, role, &bindings) {
+        return Step::End { phase: Phase::Revoked, reason: reasons::ROLE_CHANGED, message };
+    }
     Step::Activate { activation: Activation { activated_at, expires_at }, bindings, tally, grant, reason: approved_reason }
+}
+
+fn elapsed(expires_at: DateTime<Utc>) -> Step {
+    Step::End {
+        phase: Phase::Expired,
+        reason: reasons::DURATION_ELAPSED,
+        message: format!("grant ended at {}", expires_at.to_rfc3339()),
+    }
 }
