@@ -23,7 +23,7 @@ use super::SubjectRef;
         type_ = "string",
         json_path = ".spec.subjects[*].name"
     ),
-    printcolumn(name = "Not After", type_ = "date", json_path = ".spec.notAfter"),
+    printcolumn(name = "Not After", type_ = "string", json_path = ".spec.notAfter"),
     printcolumn(
         name = "Active",
         type_ = "string",

@@ -277,7 +277,13 @@ async fn patch_status(
 ) -> Result<(), Error> {
     let mut body = serde_json::to_value(status).map_err(Error::Serialize)?;
     if let Some(map) = body.as_object_mut() {
-        map.remove("approvals");
+        // Approvals are the approvers' field. An empty list is written once, so that approving is
+        // a single JSON-patch append to /status/approvals/- (guarded by the resourceVersion).
+        if status.approvals.is_empty() {
+            map.insert("approvals".into(), json!([]));
+        } else {
+            map.remove("approvals");
+        }
     }
     let patch = json!({"metadata": {"resourceVersion": resource_version}, "status": body});
     let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
