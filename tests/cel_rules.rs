@@ -85,6 +85,7 @@ fn role() -> PrivilegedRole {
             require_justification: true,
             ticket_pattern: None,
             break_glass: false,
+            require_requester_attributes: None,
         },
     )
 }
