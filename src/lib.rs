@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_calls;
 pub mod audit;
 pub mod check;
 pub mod controller;
