@@ -1,0 +1,1105 @@
+//! A throwaway control plane (etcd + kube-apiserver from `$KUBEBUILDER_ASSETS`), or an existing
+//! disposable cluster (`$KUBEPIM_E2E_KUBECONFIG`), with one client per test user and the
+//! in-process operator.
+//!
+//! Design:
+//! - `Env::isolated` starts a control plane for one test. The lifecycle tests use it: each runs its
+//!   own operator, which sees every request in the cluster (all three kinds are cluster-scoped),
+//!   and one test stops and restarts it, so two tests must never share a cluster.
+//! - `Env::shared` starts one control plane per test binary (the first test to ask starts it).
+//!   The CRD tests use it: they run no operator and use unique names.
+//! - Both install the CRDs and the test RBAC before handing out the `Env`.
+//! - Identities: a static token file with the users in [`USERS`]. `admin` is in `system:masters`;
+//!   `operator` is not, and has only the RBAC in [`operator_cluster_role`].
+//! - Clean-up: the processes are killed and the temp dir removed when the last `Env` using the
+//!   control plane is dropped, also on panic. A per-binary control plane lives in a static that is
+//!   never dropped, so every control plane also has a watchdog (`sh`) that reads a pipe from this
+//!   process: when the test process exits, however it exits, the pipe closes and the watchdog
+//!   kills etcd and kube-apiserver and removes the directory.
+//! - `KUBEPIM_E2E_KEEP=1` keeps the directory (logs, kubeconfigs) and prints where it is.
+//! - With `KUBEPIM_E2E_KUBECONFIG` (admin kubeconfig of a disposable cluster without kubepim
+//!   running in it) users are impersonated, and the tests that want an isolated cluster are
+//!   serialised within the binary instead. Objects are labelled `kubepim-e2e/test=<id>` and
+//!   deleted best-effort when the test ends.
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config};
+use kubepim::api::{ActivationRequest, Eligibility, PrivilegedRole, Requester};
+use kubepim::controller::OperatorSettings;
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+pub const ASSETS_ENV: &str = "KUBEBUILDER_ASSETS";
+pub const KUBECONFIG_ENV: &str = "KUBEPIM_E2E_KUBECONFIG";
+pub const KEEP_ENV: &str = "KUBEPIM_E2E_KEEP";
+const SKIP_LINE: &str = "SKIPPED: set KUBEBUILDER_ASSETS to a directory with etcd and kube-apiserver \
+     to run the end-to-end tests (or KUBEPIM_E2E_KUBECONFIG to a disposable cluster's admin kubeconfig)";
+
+/// Label on every object a test creates (used for clean-up on an external cluster).
+pub const TEST_LABEL: &str = "kubepim-e2e/test";
+/// Field manager of the harness's own server-side applies.
+const MANAGER: &str = "kubepim-e2e";
+
+/// A user of the test cluster.
+pub struct User {
+    pub name: &'static str,
+    pub groups: &'static [&'static str],
+}
+
+/// The users in the token file (and the identities impersonated on an external cluster).
+pub const USERS: &[User] = &[
+    User {
+        name: "admin",
+        groups: &["system:masters"],
+    },
+    User {
+        name: "operator",
+        groups: &["kubepim-e2e:operators"],
+    },
+    User {
+        name: "alice",
+        groups: &["payments-oncall", "developers"],
+    },
+    User {
+        name: "bob",
+        groups: &["sre-leads"],
+    },
+    User {
+        name: "carol",
+        groups: &["sre-leads", "payments-oncall"],
+    },
+    User {
+        name: "mallory",
+        groups: &["developers"],
+    },
+];
+
+/// Ordinary users: may create requests and approve through `/status` (the admission policies that
+/// restrict what they may write there come in a later issue).
+pub const PEOPLE: &[&str] = &["alice", "bob", "carol", "mallory"];
+
+/// ClusterRoles the test PrivilegedRoles reference. The operator gets `bind` on exactly these.
+pub const POD_READER: &str = "kubepim-e2e-pod-reader";
+pub const NAMESPACE_READER: &str = "kubepim-e2e-namespace-reader";
+/// Name of the namespaced Role tests create in their namespaces (see `fixtures::secret_reader_role`).
+pub const SECRET_READER: &str = "kubepim-e2e-secret-reader";
+
+fn user(name: &str) -> &'static User {
+    USERS
+        .iter()
+        .find(|u| u.name == name)
+        .unwrap_or_else(|| panic!("no test user {name:?}"))
+}
+
+/// The groups the API server reports for a user (what an admission webhook would stamp).
+pub fn groups_of(name: &str) -> Vec<String> {
+    let mut groups: Vec<String> = user(name).groups.iter().map(|g| g.to_string()).collect();
+    groups.push("system:authenticated".into());
+    groups
+}
+
+/// Writes one line to the real stderr, bypassing libtest's capture, so it shows for passing tests.
+fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+// ------------------------------------------------------------------------------------------------
+// The control plane
+// ------------------------------------------------------------------------------------------------
+
+/// etcd + kube-apiserver on loopback, with their own PKI and token file.
+pub struct ControlPlane {
+    pub url: String,
+    ca_der: Vec<u8>,
+    tokens: BTreeMap<&'static str, String>,
+    pub dir: PathBuf,
+    keep: bool,
+    etcd: Child,
+    apiserver: Child,
+    watchdog: Option<(Child, ChildStdin)>,
+    /// Wall time from spawning etcd to `/readyz` answering ok.
+    pub startup: Duration,
+}
+
+struct Pki {
+    ca_pem: String,
+    ca_der: Vec<u8>,
+    serving_cert_pem: String,
+    serving_key_pem: String,
+    sa_key_pem: String,
+    sa_pub_pem: String,
+}
+
+fn pki() -> Result<Pki> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubepim-e2e-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let serving_key = KeyPair::generate()?;
+    let mut serving = CertificateParams::new(vec![
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    serving.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving_cert = serving.signed_by(&serving_key, &issuer)?;
+
+    // ECDSA P-256: the API server signs service-account tokens with ES256.
+    let sa = KeyPair::generate()?;
+    Ok(Pki {
+        ca_pem: ca_cert.pem(),
+        ca_der: ca_cert.der().to_vec(),
+        serving_cert_pem: serving_cert.pem(),
+        serving_key_pem: serving_key.serialize_pem(),
+        sa_key_pem: sa.serialize_pem(),
+        sa_pub_pem: sa.public_key_pem(),
+    })
+}
+
+fn random_hex(bytes: usize) -> String {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A free loopback port (released again, so there is a small race; `start` retries).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Kills etcd and kube-apiserver when this process goes away without dropping the control plane.
+const WATCHDOG: &str = r#"cat >/dev/null
+kill "$@" 2>/dev/null
+sleep 1
+kill -9 "$@" 2>/dev/null
+[ -n "$KEEP" ] || rm -rf "$DIR""#;
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver from `assets` and waits for `/readyz`.
+    pub async fn start(assets: &Path) -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(assets).await {
+                Ok(cp) => return Ok(cp),
+                // Most likely a port taken between picking and binding it: try other ports.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("three attempts"))
+    }
+
+    async fn start_once(assets: &Path) -> Result<Self> {
+        let etcd_bin = assets.join("etcd");
+        let apiserver_bin = assets.join("kube-apiserver");
+        for bin in [&etcd_bin, &apiserver_bin] {
+            if !bin.is_file() {
+                bail!("{} not found (is {ASSETS_ENV} right?)", bin.display());
+            }
+        }
+        // tmpfs when there is one: etcd fsyncs every write, and that dominates on a disk.
+        let base = Path::new("/dev/shm");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("kubepim-e2e-")
+            .tempdir_in(&base)?
+            .keep();
+        let keep = std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+
+        let pki = pki()?;
+        let write = |name: &str, data: &str| -> Result<PathBuf> {
+            let p = dir.join(name);
+            std::fs::write(&p, data).with_context(|| format!("writing {}", p.display()))?;
+            Ok(p)
+        };
+        let ca_file = write("ca.crt", &pki.ca_pem)?;
+        let cert_file = write("apiserver.crt", &pki.serving_cert_pem)?;
+        let key_file = write("apiserver.key", &pki.serving_key_pem)?;
+        let sa_key = write("sa.key", &pki.sa_key_pem)?;
+        let sa_pub = write("sa.pub", &pki.sa_pub_pem)?;
+        let mut tokens = BTreeMap::new();
+        let mut token_csv = String::new();
+        for u in USERS {
+            let token = random_hex(24);
+            token_csv.push_str(&format!(
+                "{token},{},uid-{},\"{}\"\n",
+                u.name,
+                u.name,
+                u.groups.join(",")
+            ));
+            tokens.insert(u.name, token);
+        }
+        let token_file = write("tokens.csv", &token_csv)?;
+
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let url = format!("https://127.0.0.1:{api_port}");
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log =
+            |name: &str| -> Result<Stdio> { Ok(std::fs::File::create(dir.join(name))?.into()) };
+
+        let started = Instant::now();
+        let etcd_log = dir.join("etcd.log");
+        let etcd = Command::new(&etcd_bin)
+            .args(["--data-dir", dir.join("etcd").to_str().unwrap()])
+            .args([
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log("etcd.log")?)
+            .stderr(log("etcd.log")?)
+            .spawn()
+            .context("spawning etcd")?;
+        let apiserver_log = dir.join("kube-apiserver.log");
+        let apiserver = Command::new(&apiserver_bin)
+            .args(["--etcd-servers", &etcd_url])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+            ])
+            .args(["--secure-port", &api_port.to_string()])
+            .args(["--cert-dir", dir.join("certs").to_str().unwrap()])
+            .args(["--tls-cert-file", cert_file.to_str().unwrap()])
+            .args(["--tls-private-key-file", key_file.to_str().unwrap()])
+            .args(["--client-ca-file", ca_file.to_str().unwrap()])
+            .args(["--token-auth-file", token_file.to_str().unwrap()])
+            .args(["--authorization-mode", "RBAC"])
+            .args(["--service-account-issuer", "https://kubernetes.default.svc"])
+            .args(["--service-account-key-file", sa_pub.to_str().unwrap()])
+            .args([
+                "--service-account-signing-key-file",
+                sa_key.to_str().unwrap(),
+            ])
+            .args(["--service-cluster-ip-range", "10.0.0.0/24"])
+            .args(["--disable-admission-plugins", "ServiceAccount"])
+            .args(["--endpoint-reconciler-type", "none"])
+            .args(["--profiling=false"])
+            .stdin(Stdio::null())
+            .stdout(log("kube-apiserver.log")?)
+            .stderr(log("kube-apiserver.log")?)
+            .spawn()
+            .context("spawning kube-apiserver")?;
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("kubepim-e2e-watchdog")
+            .arg(etcd.id().to_string())
+            .arg(apiserver.id().to_string())
+            .env("DIR", &dir)
+            .env("KEEP", if keep { "1" } else { "" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(|mut c| {
+                let stdin = c.stdin.take().expect("piped stdin");
+                (c, stdin)
+            })
+            .ok();
+
+        let mut cp = ControlPlane {
+            url,
+            ca_der: pki.ca_der,
+            tokens,
+            dir: dir.clone(),
+            keep,
+            etcd,
+            apiserver,
+            watchdog,
+            startup: Duration::ZERO,
+        };
+        cp.write_kubeconfigs(&ca_file)?;
+
+        let admin = Client::try_from(cp.config("admin"))?;
+        let deadline = started + Duration::from_secs(90);
+        loop {
+            if let Some(status) = cp.etcd.try_wait()? {
+                bail!(
+                    "etcd exited ({status}) during start-up:\n{}",
+                    tail(&etcd_log, 20)
+                );
+            }
+            if let Some(status) = cp.apiserver.try_wait()? {
+                bail!(
+                    "kube-apiserver exited ({status}) during start-up:\n{}",
+                    tail(&apiserver_log, 30)
+                );
+            }
+            // Not before the port is open: the client logs every refused connection as an error.
+            if std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "kube-apiserver not listening after 90s:\n{}",
+                        tail(&apiserver_log, 30)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            match admin.request_text(req).await {
+                Ok(body) if body.trim() == "ok" => break,
+                _ if Instant::now() > deadline => {
+                    bail!(
+                        "kube-apiserver not ready after 90s:\n{}",
+                        tail(&apiserver_log, 30)
+                    )
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        cp.startup = started.elapsed();
+        Ok(cp)
+    }
+
+    fn write_kubeconfigs(&self, ca_file: &Path) -> Result<()> {
+        for u in USERS {
+            let yaml = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {}\n    \
+                 certificate-authority: {}\nusers:\n- name: {u}\n  user:\n    token: {}\ncontexts:\n- name: {u}\n  \
+                 context:\n    cluster: envtest\n    user: {u}\ncurrent-context: {u}\n",
+                self.url,
+                ca_file.display(),
+                self.tokens[u.name],
+                u = u.name,
+            );
+            std::fs::write(self.kubeconfig(u.name), yaml)?;
+        }
+        Ok(())
+    }
+
+    /// Path of a kubeconfig for `user` (`kubectl --kubeconfig …`).
+    pub fn kubeconfig(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("kubeconfig-{user}.yaml"))
+    }
+
+    /// A client configuration for `user`: cluster URL, our CA, the user's bearer token.
+    pub fn config(&self, user: &str) -> Config {
+        let mut config = Config::new(self.url.parse().expect("cluster url"));
+        config.root_cert = Some(vec![self.ca_der.clone()]);
+        // `AuthInfo.token` is a `secrecy::SecretString`; going through serde saves a dependency.
+        config.auth_info =
+            serde_json::from_value(json!({ "token": self.tokens[user] })).expect("auth info");
+        config
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // The watchdog first, so that it can never signal a recycled pid after ours are reaped.
+        if let Some((mut watchdog, stdin)) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+            drop(stdin);
+        }
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.keep || std::thread::panicking() && std::env::var_os(KEEP_ENV).is_some() {
+            say(&format!(
+                "kubepim-e2e: kept control-plane directory {}",
+                self.dir.display()
+            ));
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Cluster set-up shared by both backends
+// ------------------------------------------------------------------------------------------------
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The operator's RBAC in these tests: what the contract allows, nothing more.
+pub fn operator_cluster_role() -> ClusterRole {
+    let mut bind = rule(
+        &["rbac.authorization.k8s.io"],
+        &["clusterroles", "roles"],
+        &["bind"],
+    );
+    // `bind` only on the roles the test PrivilegedRoles reference, never wildcard.
+    bind.resource_names = Some(vec![
+        POD_READER.into(),
+        NAMESPACE_READER.into(),
+        SECRET_READER.into(),
+    ]);
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some("kubepim-e2e-operator".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            // Watch the three kinds; status writes; the finalizer on requests.
+            rule(
+                &["kubepim.io"],
+                &["privilegedroles", "eligibilities", "activationrequests"],
+                &["get", "list", "watch", "patch", "update"],
+            ),
+            rule(
+                &["kubepim.io"],
+                &[
+                    "privilegedroles/status",
+                    "eligibilities/status",
+                    "activationrequests/status",
+                ],
+                &["get", "patch", "update"],
+            ),
+            rule(
+                &["kubepim.io"],
+                &["activationrequests/finalizers"],
+                &["update"],
+            ),
+            // The grants themselves.
+            rule(
+                &["rbac.authorization.k8s.io"],
+                &["rolebindings", "clusterrolebindings"],
+                &["create", "delete", "get", "list", "watch"],
+            ),
+            bind,
+            // PrivilegedRole readiness: does the referenced role exist?
+            rule(
+                &["rbac.authorization.k8s.io"],
+                &["roles", "clusterroles"],
+                &["get", "list", "watch"],
+            ),
+            // kube's event recorder creates, then patches repeated events.
+            rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// What ordinary users may do without the (later) admission policies.
+fn people_cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some("kubepim-e2e-people".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule(
+                &["kubepim.io"],
+                &["activationrequests"],
+                &[
+                    "create", "get", "list", "watch", "patch", "update", "delete",
+                ],
+            ),
+            rule(
+                &["kubepim.io"],
+                &["activationrequests/status"],
+                &["get", "patch", "update"],
+            ),
+            rule(
+                &["kubepim.io"],
+                &["privilegedroles", "eligibilities"],
+                &["get", "list", "watch"],
+            ),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn granted_cluster_roles() -> Vec<ClusterRole> {
+    vec![
+        ClusterRole {
+            metadata: ObjectMeta {
+                name: Some(POD_READER.into()),
+                ..Default::default()
+            },
+            rules: Some(vec![rule(&[""], &["pods"], &["get", "list", "watch"])]),
+            ..Default::default()
+        },
+        ClusterRole {
+            metadata: ObjectMeta {
+                name: Some(NAMESPACE_READER.into()),
+                ..Default::default()
+            },
+            rules: Some(vec![rule(
+                &[""],
+                &["namespaces"],
+                &["get", "list", "watch"],
+            )]),
+            ..Default::default()
+        },
+    ]
+}
+
+fn binding(name: &str, role: &str, users: &[&str]) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(
+            users
+                .iter()
+                .map(|u| Subject {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "User".into(),
+                    name: u.to_string(),
+                    namespace: None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// CRDs (server-side apply, wait for Established and for the resources to be served), the roles
+/// the tests grant, and the operator's and the people's RBAC.
+async fn bootstrap(admin: &Client) -> Result<()> {
+    let ssa = PatchParams::apply(MANAGER).force();
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in kubepim::crdgen::all_crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        crds.patch(&name, &ssa, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("applying CRD {name}"))?;
+    }
+    for crd in kubepim::crdgen::all_crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .with_context(|| format!("CRD {name} not Established after 30s"))??;
+    }
+    // Established can precede the REST handlers by a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lp = ListParams::default().limit(1);
+        let ok = Api::<PrivilegedRole>::all(admin.clone())
+            .list(&lp)
+            .await
+            .is_ok()
+            && Api::<Eligibility>::all(admin.clone())
+                .list(&lp)
+                .await
+                .is_ok()
+            && Api::<ActivationRequest>::all(admin.clone())
+                .list(&lp)
+                .await
+                .is_ok();
+        if ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("kubepim resources not served 30s after their CRDs were Established");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let mut all_roles = granted_cluster_roles();
+    all_roles.push(operator_cluster_role());
+    all_roles.push(people_cluster_role());
+    for role in all_roles {
+        let name = role.metadata.name.clone().unwrap();
+        roles
+            .patch(&name, &ssa, &Patch::Apply(&role))
+            .await
+            .with_context(|| format!("applying {name}"))?;
+    }
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    for b in [
+        binding(
+            "kubepim-e2e-operator",
+            "kubepim-e2e-operator",
+            &["operator"],
+        ),
+        binding("kubepim-e2e-people", "kubepim-e2e-people", PEOPLE),
+    ] {
+        let name = b.metadata.name.clone().unwrap();
+        bindings
+            .patch(&name, &ssa, &Patch::Apply(&b))
+            .await
+            .with_context(|| format!("applying {name}"))?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// External cluster
+// ------------------------------------------------------------------------------------------------
+
+pub struct External {
+    kubeconfig: PathBuf,
+    admin: Config,
+}
+
+impl External {
+    async fn load(path: &Path) -> Result<Self> {
+        let kc =
+            Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+        let admin = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Ok(Self {
+            kubeconfig: path.to_path_buf(),
+            admin,
+        })
+    }
+
+    fn config(&self, user: &str) -> Config {
+        let mut config = self.admin.clone();
+        if user != "admin" {
+            config.auth_info.impersonate = Some(user.into());
+            config.auth_info.impersonate_groups = Some(user_groups_without_authenticated(user));
+        }
+        config
+    }
+}
+
+fn user_groups_without_authenticated(name: &str) -> Vec<String> {
+    user(name).groups.iter().map(|g| g.to_string()).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Env: what a test holds
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+enum Cluster {
+    Local(Arc<ControlPlane>),
+    External(Arc<External>),
+}
+
+static SHARED_LOCAL: OnceCell<Arc<ControlPlane>> = OnceCell::const_new();
+static EXTERNAL: OnceCell<Arc<External>> = OnceCell::const_new();
+/// Tests that need a cluster of their own take turns on an external cluster.
+static EXTERNAL_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An in-process operator, as `kubepim run` would run it, with the `operator` user's identity.
+pub struct Operator {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The result of `run_operator`, once it returned.
+    outcome: Arc<Mutex<Option<String>>>,
+}
+
+impl Operator {
+    fn start(client: Client, settings: OperatorSettings) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let outcome = Arc::new(Mutex::new(None));
+        let slot = outcome.clone();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let task = tokio::spawn(async move {
+            let result = kubepim::controller::run_operator(client, settings, shutdown).await;
+            *slot.lock().unwrap() = Some(format!("{result:?}"));
+        });
+        Self {
+            stop: Some(tx),
+            task,
+            outcome,
+        }
+    }
+
+    /// `Some(result)` if `run_operator` has returned.
+    pub fn exited(&self) -> Option<String> {
+        self.outcome.lock().unwrap().clone()
+    }
+
+    /// Resolves the shutdown future and waits (up to 30 s) for `run_operator` to return.
+    pub async fn stop(mut self) -> String {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let task = &mut self.task;
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(_) => self
+                .exited()
+                .unwrap_or_else(|| "task ended without a result (panicked?)".into()),
+            Err(_) => {
+                self.task.abort();
+                panic!("run_operator did not return within 30s of its shutdown future resolving")
+            }
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A test's view of a cluster: clients per user, unique names, the operator.
+pub struct Env {
+    operator: Mutex<Option<Operator>>,
+    clients: Mutex<BTreeMap<String, Client>>,
+    namespaces: Mutex<Vec<String>>,
+    cluster: Cluster,
+    /// Unique per test: prefix of every name a test creates.
+    pub id: String,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+enum Want {
+    Shared,
+    Isolated,
+}
+
+impl Env {
+    /// A control plane shared by all tests of this binary (no operator isolation).
+    pub async fn shared(test: &str) -> Option<Self> {
+        Self::new(test, Want::Shared).await
+    }
+
+    /// A control plane of this test's own (or exclusive use of the external cluster).
+    pub async fn isolated(test: &str) -> Option<Self> {
+        Self::new(test, Want::Isolated).await
+    }
+
+    async fn new(test: &str, want: Want) -> Option<Self> {
+        // The operator's logs, captured per test by libtest (shown for failing tests).
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let id = unique_id(test);
+        let external = std::env::var_os(KUBECONFIG_ENV).filter(|v| !v.is_empty());
+        let assets = std::env::var_os(ASSETS_ENV).filter(|v| !v.is_empty());
+        let (cluster, serial) = if let Some(path) = external {
+            let ext = EXTERNAL
+                .get_or_try_init(|| async {
+                    let ext = External::load(Path::new(&path)).await?;
+                    bootstrap(&Client::try_from(ext.config("admin"))?).await?;
+                    anyhow::Ok(Arc::new(ext))
+                })
+                .await
+                .unwrap_or_else(|e| panic!("external cluster from ${KUBECONFIG_ENV}: {e:#}"))
+                .clone();
+            let serial = match want {
+                Want::Isolated => Some(EXTERNAL_SERIAL.lock().await),
+                Want::Shared => None,
+            };
+            (Cluster::External(ext), serial)
+        } else if let Some(assets) = assets {
+            let cp = match want {
+                Want::Shared => SHARED_LOCAL
+                    .get_or_try_init(|| async {
+                        let cp = start_and_bootstrap(Path::new(&assets)).await?;
+                        anyhow::Ok(Arc::new(cp))
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("control plane: {e:#}"))
+                    .clone(),
+                Want::Isolated => Arc::new(
+                    start_and_bootstrap(Path::new(&assets))
+                        .await
+                        .unwrap_or_else(|e| panic!("control plane: {e:#}")),
+                ),
+            };
+            (Cluster::Local(cp), None)
+        } else {
+            say(SKIP_LINE);
+            return None;
+        };
+        Some(Self {
+            operator: Mutex::new(None),
+            clients: Mutex::new(BTreeMap::new()),
+            namespaces: Mutex::new(Vec::new()),
+            cluster,
+            id,
+            _serial: serial,
+        })
+    }
+
+    /// How long the control plane took to become ready (`None` on an external cluster).
+    pub fn startup(&self) -> Option<Duration> {
+        match &self.cluster {
+            Cluster::Local(cp) => Some(cp.startup),
+            Cluster::External(_) => None,
+        }
+    }
+
+    /// Client configuration for a test user.
+    pub fn config(&self, user: &str) -> Config {
+        match &self.cluster {
+            Cluster::Local(cp) => cp.config(user),
+            Cluster::External(ext) => ext.config(user),
+        }
+    }
+
+    /// A client authenticated as `user` (one of [`USERS`]).
+    pub fn client(&self, user: &str) -> Client {
+        let mut clients = self.clients.lock().unwrap();
+        clients
+            .entry(user.to_string())
+            .or_insert_with(|| Client::try_from(self.config(user)).expect("client"))
+            .clone()
+    }
+
+    pub fn admin(&self) -> Client {
+        self.client("admin")
+    }
+
+    /// A kubeconfig file for `user` (on an external cluster: the admin kubeconfig, for admin only).
+    pub fn kubeconfig(&self, user: &str) -> Option<PathBuf> {
+        match &self.cluster {
+            Cluster::Local(cp) => Some(cp.kubeconfig(user)),
+            Cluster::External(ext) => (user == "admin").then(|| ext.kubeconfig.clone()),
+        }
+    }
+
+    /// A cluster-unique name: `<test id>-<base>`.
+    pub fn name(&self, base: &str) -> String {
+        let mut name = format!("{}-{base}", self.id);
+        name.truncate(63);
+        name.trim_end_matches('-').to_string()
+    }
+
+    /// Labels every object created by this test carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(TEST_LABEL.to_string(), self.id.clone())])
+    }
+
+    /// Metadata with a unique name and the test label.
+    pub fn meta(&self, base: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(self.name(base)),
+            labels: Some(self.labels()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates a namespace named `<test id>-<base>`.
+    pub async fn namespace(&self, base: &str) -> String {
+        let name = self.name(base);
+        let ns = Namespace {
+            metadata: self.meta(base),
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.admin())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        self.namespaces.lock().unwrap().push(name.clone());
+        name
+    }
+
+    /// The requester as admission would record it for `user`.
+    pub fn requester(&self, user: &str) -> Requester {
+        Requester {
+            username: user.to_string(),
+            uid: match &self.cluster {
+                Cluster::Local(_) => Some(format!("uid-{user}")),
+                Cluster::External(_) => None,
+            },
+            groups: groups_of(user),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Starts the in-process operator (the previous one must have been stopped).
+    pub fn start_operator(&self, settings: OperatorSettings) {
+        let mut slot = self.operator.lock().unwrap();
+        assert!(
+            slot.is_none(),
+            "an operator is already running in this test"
+        );
+        // As `kubepim run` does: no library retries of minutes; the reconcilers retry themselves.
+        let mut config = self.config("operator");
+        config.default_retry = false;
+        let client = Client::try_from(config).expect("operator client");
+        *slot = Some(Operator::start(client, settings));
+    }
+
+    /// Stops the operator and returns what `run_operator` returned.
+    pub async fn stop_operator(&self) -> String {
+        let op = self
+            .operator
+            .lock()
+            .unwrap()
+            .take()
+            .expect("no operator running");
+        op.stop().await
+    }
+
+    /// Panics if the operator was started and has returned on its own (e.g. with an error).
+    pub fn check_operator(&self) {
+        if let Some(op) = self.operator.lock().unwrap().as_ref()
+            && let Some(outcome) = op.exited()
+        {
+            panic!("the operator exited on its own: {outcome}");
+        }
+    }
+
+    /// One line on the operator's state, for failure messages.
+    pub fn operator_state(&self) -> String {
+        match self.operator.lock().unwrap().as_ref() {
+            None => "operator not running (not started or stopped by the test)".into(),
+            Some(op) => match op.exited() {
+                None => "operator running".into(),
+                Some(outcome) => format!("operator EXITED: {outcome}"),
+            },
+        }
+    }
+}
+
+async fn start_and_bootstrap(assets: &Path) -> Result<ControlPlane> {
+    let cp = ControlPlane::start(assets).await?;
+    let admin = Client::try_from(cp.config("admin"))?;
+    bootstrap(&admin)
+        .await
+        .context("bootstrapping the control plane")?;
+    if cp.keep {
+        say(&format!(
+            "kubepim-e2e: control plane {} ready in {:.1?}; files in {}",
+            cp.url,
+            cp.startup,
+            cp.dir.display()
+        ));
+    }
+    Ok(cp)
+}
+
+fn unique_id(test: &str) -> String {
+    let mut slug: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    slug.truncate(24);
+    let slug = slug.trim_matches('-');
+    format!("{slug}-{}", random_hex(2))
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(op) = self
+            .operator
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            drop(op); // aborts the task
+        }
+        if let Cluster::External(ext) = &self.cluster {
+            // Best effort, on a thread of its own: we may be unwinding inside the test's runtime.
+            let config = ext.admin.clone();
+            let id = self.id.clone();
+            let namespaces =
+                std::mem::take(self.namespaces.get_mut().unwrap_or_else(|e| e.into_inner()));
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let cleanup = clean_external(config, id, namespaces);
+                    let _ = tokio::time::timeout(Duration::from_secs(30), cleanup).await;
+                })
+            })
+            .join();
+        }
+    }
+}
+
+async fn clean_external(config: Config, id: String, namespaces: Vec<String>) -> Result<()> {
+    let client = Client::try_from(config)?;
+    let lp = ListParams::default().labels(&format!("{TEST_LABEL}={id}"));
+    let dp = DeleteParams::default();
+    let requests: Api<ActivationRequest> = Api::all(client.clone());
+    for r in requests.list(&lp).await?.items {
+        let name = r.metadata.name.clone().unwrap_or_default();
+        let _ = requests.delete(&name, &dp).await;
+        // Nobody runs the finalizer once the test's operator is gone.
+        let _ = requests
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await;
+    }
+    let _ = Api::<Eligibility>::all(client.clone())
+        .delete_collection(&dp, &lp)
+        .await;
+    let _ = Api::<PrivilegedRole>::all(client.clone())
+        .delete_collection(&dp, &lp)
+        .await;
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete_collection(&dp, &lp)
+        .await;
+    for ns in namespaces {
+        let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &dp).await;
+    }
+    Ok(())
+}

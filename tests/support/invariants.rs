@@ -1,0 +1,351 @@
+//! Invariant I1 ("nobody let in") from docs/security-contract.md, as far as the API shows it.
+//!
+//! Checked independently of kubepim's own policy code: an acceptance test should not grade the
+//! operator with the operator's logic.
+//!
+//! For every binding labelled `app.kubernetes.io/managed-by=kubepim` (RoleBindings in all
+//! namespaces, ClusterRoleBindings): its request (label `kubepim.io/request`) exists and is Active;
+//! the binding has exactly one subject, the requester (kind User); its roleRef is the
+//! PrivilegedRole's; a RoleBinding's namespace is one the request asked for and the role allows, a
+//! ClusterRoleBinding only for a cluster-wide role; an Eligibility for the role names the requester
+//! (or one of the requester's groups) and is inside its window; the approvals satisfy the role's
+//! policy (enough distinct authorised approvers, none the requester or a ServiceAccount, no Deny);
+//! and now < status.expiresAt + 1 s.
+//!
+//! Timing: a request can legitimately stop being Active a moment before the operator deletes its
+//! bindings (a cancel, a Deny, a deleted Eligibility). The contract bounds that gap by the same
+//! small ε as expiry, so a finding other than "past expiresAt + 1 s" is re-checked once after 1 s
+//! and reported only if the same binding (same uid) still violates it.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kubepim::api::labels::{MANAGED_SELECTOR, REQUEST};
+use kubepim::api::{
+    ActivationRequest, Decision, Eligibility, Phase, PrivilegedRole, RoleKind, SubjectKind,
+};
+
+use super::Env;
+
+const EPSILON: chrono::Duration = chrono::Duration::seconds(1);
+
+/// A managed binding, RoleBinding or ClusterRoleBinding, reduced to what I1 looks at.
+#[derive(Debug, Clone)]
+struct Managed {
+    kind: &'static str,
+    namespace: Option<String>,
+    name: String,
+    uid: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    role_kind: String,
+    role_name: String,
+    subjects: Vec<(String, String)>,
+}
+
+impl Managed {
+    fn id(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.kind,
+            self.namespace.as_deref().unwrap_or(""),
+            self.name
+        )
+    }
+}
+
+fn from_rb(rb: &RoleBinding) -> Managed {
+    Managed {
+        kind: "RoleBinding",
+        namespace: rb.namespace(),
+        name: rb.name_any(),
+        uid: rb.uid().unwrap_or_default(),
+        labels: rb.labels().clone(),
+        annotations: rb.annotations().clone(),
+        role_kind: rb.role_ref.kind.clone(),
+        role_name: rb.role_ref.name.clone(),
+        subjects: rb
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone()))
+            .collect(),
+    }
+}
+
+fn from_crb(crb: &ClusterRoleBinding) -> Managed {
+    Managed {
+        kind: "ClusterRoleBinding",
+        namespace: None,
+        name: crb.name_any(),
+        uid: crb.uid().unwrap_or_default(),
+        labels: crb.labels().clone(),
+        annotations: crb.annotations().clone(),
+        role_kind: crb.role_ref.kind.clone(),
+        role_name: crb.role_ref.name.clone(),
+        subjects: crb
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone()))
+            .collect(),
+    }
+}
+
+/// One violation: (binding uid, definitive?, description).
+type Finding = (String, bool, String);
+
+/// Asserts I1 now. Call after every step of a lifecycle test.
+pub async fn assert_i1(env: &Env) {
+    let first = check(env).await;
+    if first.is_empty() {
+        return;
+    }
+    let definitive: Vec<&Finding> = first.iter().filter(|f| f.1).collect();
+    if !definitive.is_empty() {
+        panic!("invariant I1 violated:\n{}", lines(&definitive));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = check(env).await;
+    let persisting: Vec<&Finding> = second
+        .iter()
+        .filter(|f| f.1 || first.iter().any(|g| g.0 == f.0))
+        .collect();
+    if !persisting.is_empty() {
+        panic!(
+            "invariant I1 violated (still after 1s):\n{}",
+            lines(&persisting)
+        );
+    }
+}
+
+fn lines(findings: &[&Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("  - {}", f.2))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn check(env: &Env) -> Vec<Finding> {
+    let admin = env.admin();
+    let lp = ListParams::default().labels(MANAGED_SELECTOR);
+    // The earliest instant at which the listed bindings are known to exist.
+    let listed_at = Utc::now();
+    let mut managed: Vec<Managed> = Api::<RoleBinding>::all(admin.clone())
+        .list(&lp)
+        .await
+        .expect("list rolebindings")
+        .iter()
+        .map(from_rb)
+        .collect();
+    managed.extend(
+        Api::<ClusterRoleBinding>::all(admin.clone())
+            .list(&lp)
+            .await
+            .expect("list clusterrolebindings")
+            .iter()
+            .map(from_crb),
+    );
+    let requests: Api<ActivationRequest> = Api::all(admin.clone());
+    let roles: Api<PrivilegedRole> = Api::all(admin.clone());
+    let eligibilities = Api::<Eligibility>::all(admin.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list eligibilities");
+
+    let mut findings = Vec::new();
+    for b in &managed {
+        let mut bad = |definitive: bool, what: String| {
+            findings.push((b.uid.clone(), definitive, format!("{}: {what}", b.id())))
+        };
+        // The label; the annotation for names longer than a label value may be.
+        let Some(request_name) = b.labels.get(REQUEST).or_else(|| b.annotations.get(REQUEST))
+        else {
+            bad(false, format!("no {REQUEST} label or annotation"));
+            continue;
+        };
+        let ar = match requests.get_opt(request_name).await.expect("get request") {
+            Some(ar) => ar,
+            None => {
+                bad(false, format!("its request {request_name} does not exist"));
+                continue;
+            }
+        };
+        let status = ar.status.clone().unwrap_or_default();
+        if status.phase != Some(Phase::Active) {
+            bad(
+                false,
+                format!("request {request_name} is {:?}, not Active", status.phase),
+            );
+        }
+        match status.expires_at.as_ref().map(kubepim::time::from_k8s) {
+            None => bad(
+                false,
+                format!("request {request_name} has no status.expiresAt"),
+            ),
+            Some(expires) if listed_at >= expires + EPSILON => bad(
+                true,
+                format!(
+                    "exists at {listed_at} but request {request_name} expired at {expires} (ε 1s)"
+                ),
+            ),
+            Some(_) => {}
+        }
+        let requester = ar.spec.requester.clone().unwrap_or_default();
+        if b.subjects != [("User".to_string(), requester.username.clone())] {
+            bad(
+                false,
+                format!(
+                    "subjects {:?}, expected exactly [User {:?}]",
+                    b.subjects, requester.username
+                ),
+            );
+        }
+        let Some(pr) = roles
+            .get_opt(&ar.spec.role)
+            .await
+            .expect("get privileged role")
+        else {
+            bad(
+                false,
+                format!(
+                    "PrivilegedRole {} of request {request_name} does not exist",
+                    ar.spec.role
+                ),
+            );
+            continue;
+        };
+        let want_kind = match pr.spec.role_ref.kind {
+            RoleKind::Role => "Role",
+            RoleKind::ClusterRole => "ClusterRole",
+        };
+        if b.role_kind != want_kind || b.role_name != pr.spec.role_ref.name {
+            bad(
+                false,
+                format!(
+                    "roleRef {} {}, role grants {want_kind} {}",
+                    b.role_kind, b.role_name, pr.spec.role_ref.name
+                ),
+            );
+        }
+        match (&b.namespace, pr.spec.scope.cluster_wide) {
+            (None, false) => bad(
+                false,
+                "ClusterRoleBinding for a namespaced PrivilegedRole".into(),
+            ),
+            (Some(_), true) => bad(
+                false,
+                "RoleBinding for a cluster-wide PrivilegedRole".into(),
+            ),
+            (Some(ns), false)
+                if !(ar.spec.namespaces.contains(ns) && pr.spec.scope.namespaces.contains(ns)) =>
+            {
+                bad(
+                    false,
+                    format!(
+                        "namespace {ns} not in request {:?} ∩ role {:?}",
+                        ar.spec.namespaces, pr.spec.scope.namespaces
+                    ),
+                )
+            }
+            _ => {}
+        }
+        if pr.spec.role_ref.kind == RoleKind::Role && b.namespace != pr.spec.role_ref.namespace {
+            bad(
+                false,
+                format!(
+                    "Role {:?} bound outside its namespace",
+                    pr.spec.role_ref.namespace
+                ),
+            );
+        }
+        let eligible = eligibilities.iter().any(|el| {
+            let in_window = el
+                .spec
+                .not_before
+                .as_ref()
+                .is_none_or(|t| kubepim::time::from_k8s(t) <= listed_at)
+                && el
+                    .spec
+                    .not_after
+                    .as_ref()
+                    .is_none_or(|t| listed_at < kubepim::time::from_k8s(t));
+            el.spec.role == ar.spec.role
+                && in_window
+                && el.spec.subjects.iter().any(|s| match s.kind {
+                    SubjectKind::User => s.name == requester.username,
+                    SubjectKind::Group => requester.groups.contains(&s.name),
+                    SubjectKind::ServiceAccount => {
+                        requester.username
+                            == format!(
+                                "system:serviceaccount:{}:{}",
+                                s.namespace.as_deref().unwrap_or(""),
+                                s.name
+                            )
+                    }
+                })
+        });
+        if !eligible {
+            bad(
+                false,
+                format!(
+                    "requester {} not eligible for {} now",
+                    requester.username, ar.spec.role
+                ),
+            );
+        }
+        if let Some(problem) = approvals_problem(&ar, &pr) {
+            bad(false, problem);
+        }
+    }
+    findings
+}
+
+fn approvals_problem(ar: &ActivationRequest, pr: &PrivilegedRole) -> Option<String> {
+    let policy = &pr.spec.approval;
+    let requester = ar
+        .spec
+        .requester
+        .as_ref()
+        .map(|r| r.username.as_str())
+        .unwrap_or("");
+    let approvals = ar
+        .status
+        .as_ref()
+        .map(|s| s.approvals.clone())
+        .unwrap_or_default();
+    let authorised = |a: &kubepim::api::Approval| {
+        a.approver != requester
+            && !a.approver.starts_with("system:serviceaccount:")
+            && (policy.approvers.users.contains(&a.approver)
+                || a.groups.iter().any(|g| policy.approvers.groups.contains(g)))
+    };
+    if let Some(deny) = approvals
+        .iter()
+        .find(|a| a.decision == Decision::Denied && authorised(a))
+    {
+        return Some(format!("denied by {}", deny.approver));
+    }
+    let mut approvers: Vec<&str> = approvals
+        .iter()
+        .filter(|a| a.decision == Decision::Approved && authorised(a))
+        .map(|a| a.approver.as_str())
+        .collect();
+    approvers.sort();
+    approvers.dedup();
+    let required = if pr.spec.break_glass {
+        0
+    } else {
+        policy.required_approvals as usize
+    };
+    (approvers.len() < required).then(|| {
+        format!(
+            "{} distinct authorised approvals ({approvers:?}), role requires {required}",
+            approvers.len()
+        )
+    })
+}
