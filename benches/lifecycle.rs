@@ -104,7 +104,7 @@ async fn bench() {
     config.default_retry = false;
     let client = ClientBuilder::try_from(config).expect("client builder").with_layer(&counter).build();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = OperatorSettings { sweep_interval: Duration::from_secs(30), concurrency: 16 };
+    let settings = OperatorSettings { sweep_interval: Duration::from_secs(30), concurrency: 16, ..Default::default() };
     let operator = tokio::spawn(run_operator(client, settings, async move {
         let _ = stop_rx.await;
     }));
