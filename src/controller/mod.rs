@@ -3,9 +3,13 @@
 pub mod bindings;
 pub mod context;
 pub mod eligibility;
+#[cfg(test)]
+mod fixtures;
 pub mod request;
 pub mod role;
 pub mod sweeper;
+#[cfg(test)]
+mod tests;
 mod wiring;
 
 use std::time::Duration;

@@ -1,0 +1,622 @@
+//! The ActivationRequest reconciler, call by call.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
+
+use crate::api::conditions::{APPROVED, DENIED, READY};
+use crate::api::{ActivationRequest, ActivationRequestStatus, Decision, FINALIZER, Phase, labels};
+use crate::controller::Error;
+use crate::controller::fixtures::*;
+use crate::controller::request::reconcile;
+use crate::policy::reasons;
+use crate::time::{from_k8s, truncate_to_second};
+
+const ACTIVATION_BUDGET: usize = 3;
+const REVOCATION_BUDGET: usize = 2;
+
+fn condition<'a>(status: &'a ActivationRequestStatus, type_: &str) -> (&'a str, &'a str) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:#?}"));
+    (c.status.as_str(), c.reason.as_str())
+}
+
+fn expires_at(status: &ActivationRequestStatus) -> DateTime<Utc> {
+    from_k8s(status.expires_at.as_ref().expect("status.expiresAt"))
+}
+
+fn annotation(binding: &RoleBinding, key: &str) -> String {
+    binding
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .cloned()
+        .unwrap_or_else(|| panic!("binding without annotation {key}"))
+}
+
+fn assert_about(actual: Option<Duration>, expected: chrono::Duration) {
+    let actual = actual.expect("a requeue");
+    let expected = expected.to_std().expect("a positive delay");
+    let slack = Duration::from_secs(2);
+    assert!(
+        actual <= expected + slack && actual + slack >= expected,
+        "requeue after {actual:?}, expected about {expected:?}"
+    );
+}
+
+/// The RoleBinding a grant for alice must be: kubepim's labels and annotations, exactly one
+/// subject (the requester), the role's ClusterRole.
+fn assert_grant_for_alice(rb: &RoleBinding, request: &str) {
+    let labels_ = rb.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels_.get(labels::MANAGED_BY).map(String::as_str),
+        Some("kubepim")
+    );
+    assert_eq!(
+        labels_.get(labels::REQUEST).map(String::as_str),
+        Some(request)
+    );
+    assert_eq!(
+        rb.metadata.name.as_deref(),
+        Some(format!("kubepim-{request}").as_str())
+    );
+    assert_eq!(rb.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(
+        annotation(rb, labels::REQUEST_UID),
+        format!("uid-{request}")
+    );
+    let subjects = rb.subjects.clone().unwrap_or_default();
+    assert_eq!(subjects.len(), 1, "exactly one subject: {subjects:?}");
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("User", ALICE)
+    );
+    assert_eq!(
+        (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+        ("ClusterRole", ROLE)
+    );
+    assert_eq!(rb.role_ref.api_group, "rbac.authorization.k8s.io");
+    let owners = rb.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .all(|o| o.block_owner_deletion != Some(true) && o.uid == format!("uid-{request}")),
+        "owner references are a backstop only: {owners:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_approved_request_is_activated_in_three_writes() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = activation_request("r1");
+    let before = truncate_to_second(now());
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::finalizer_added("r1"))
+        .then(
+            expect::role_binding_created(NAMESPACE)
+                .with_body(|rb: RoleBinding| assert_grant_for_alice(&rb, "r1")),
+        )
+        .then(
+            // The version the finalizer patch returned: ours, on top of what was decided on.
+            expect::status_patched("r1")
+                .on_resource_version("1001")
+                .with_status(|s, _| {
+                    assert_eq!(s.phase, Some(Phase::Active));
+                    assert!(s.activated_at.is_some());
+                    assert_eq!(
+                        condition(&s, APPROVED),
+                        ("True", reasons::APPROVAL_NOT_REQUIRED)
+                    );
+                    assert_eq!(condition(&s, READY), ("True", reasons::ACTIVATED));
+                }),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+
+    let action = outcome.result.expect("activation succeeds");
+    assert!(
+        outcome.server.writes() <= ACTIVATION_BUDGET,
+        "{} writes",
+        outcome.server.writes()
+    );
+    assert_eq!(outcome.server.writes(), 3);
+
+    let stored = outcome.server.objects.request("r1");
+    assert_eq!(stored.finalizers(), [FINALIZER]);
+    let status = stored.status.expect("a status");
+    let until = expires_at(&status);
+    assert!(until >= before + secs(3600) && until <= truncate_to_second(now()) + secs(3600));
+    let binding = outcome.server.objects.role_binding(NAMESPACE, "kubepim-r1");
+    assert_eq!(
+        annotation(&binding, labels::EXPIRES_AT),
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "the binding carries the expiry recorded in status"
+    );
+    assert_about(requeue_after(&action), until - now());
+    assert!(
+        outcome.server.published("Activated"),
+        "{:?}",
+        outcome.server.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_request_waits_and_a_second_look_writes_nothing() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+    let request = activation_request("r1");
+    let created = from_k8s(request.metadata.creation_timestamp.as_ref().unwrap());
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(
+            expect::status_patched("r1")
+                .on_resource_version("100")
+                .with_status(|s, _| {
+                    assert_eq!(s.phase, Some(Phase::Pending));
+                    assert_eq!(s.reason.as_deref(), Some(reasons::AWAITING_APPROVAL));
+                    assert_eq!(
+                        condition(&s, APPROVED),
+                        ("False", reasons::AWAITING_APPROVAL)
+                    );
+                    assert!(s.expires_at.is_none() && s.bindings.is_empty());
+                }),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    let action = outcome.result.expect("waiting succeeds");
+    assert_eq!(outcome.server.writes(), 1);
+    let deadline = truncate_to_second(created + secs(24 * 3600));
+    assert_about(requeue_after(&action), deadline - now());
+
+    // The watch delivers what was written; deciding again on it changes nothing.
+    let observed = outcome.server.objects.request("r1");
+    let again = Scenario::silent()
+        .run(|client| reconcile(Arc::new(observed), caches.context(client)))
+        .await;
+    let action = again.result.expect("a no-op reconcile succeeds");
+    assert_eq!(again.server.writes(), 0);
+    assert!(again.server.calls.is_empty() && again.server.events.is_empty());
+    assert_about(requeue_after(&action), deadline - now());
+}
+
+#[tokio::test(start_paused = true)]
+async fn approval_by_an_authorised_approver_activates() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+    let request = activation_request("r1")
+        .in_phase(Phase::Pending)
+        .approved_by(BOB);
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::finalizer_added("r1"))
+        .then(
+            expect::role_binding_created(NAMESPACE)
+                .with_body(|rb: RoleBinding| assert_grant_for_alice(&rb, "r1")),
+        )
+        .then(expect::status_patched("r1").with_status(|s, raw| {
+            assert!(
+                raw["status"].get("approvals").is_none(),
+                "approvals are the approvers' field: {raw:#}"
+            );
+            assert_eq!(s.phase, Some(Phase::Active));
+            assert_eq!(condition(&s, APPROVED), ("True", reasons::APPROVED));
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("activation succeeds");
+    assert_eq!(outcome.server.writes(), 3);
+    let stored = outcome.server.objects.request("r1").status.unwrap();
+    assert_eq!(stored.approvals.len(), 1, "bob's approval is kept");
+    assert_eq!(stored.approvals[0].approver, BOB);
+    assert!(
+        outcome.server.published("Approved"),
+        "{:?}",
+        outcome.server.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn self_approval_and_service_account_approval_do_not_count() {
+    let robot = "system:serviceaccount:kube-system:robot";
+    let caches =
+        Caches::with_alice_eligible_for(privileged_role(ROLE).approvers(&[BOB, ALICE, robot]));
+    let request = activation_request("r1")
+        .in_phase(Phase::Pending)
+        .approved_by(ALICE)
+        .approved_by(robot);
+
+    // No finalizer, no binding: only the status says why it still waits.
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Pending));
+            let message = s.message.unwrap_or_default();
+            assert!(message.contains("alice (own request)"), "{message}");
+            assert!(message.contains("(ServiceAccount)"), "{message}");
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("waiting succeeds");
+    assert_eq!(outcome.server.writes(), 1);
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+}
+
+/// An active grant past its expiry, with its binding in the cache.
+fn expired_grant() -> (ActivationRequest, RoleBinding, Caches) {
+    let until = truncate_to_second(now()) - secs(1);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until);
+    let binding = granted_role_binding(&request, until);
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE))
+        .request(request.clone())
+        .role_binding(binding.clone());
+    (request, binding, caches)
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_grant_is_revoked_in_two_writes() {
+    let (request, binding, caches) = expired_grant();
+    let outcome = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then(
+            expect::status_patched("r1")
+                .on_resource_version("100")
+                .with_status(|s, _| {
+                    assert_eq!(s.phase, Some(Phase::Expired));
+                    assert_eq!(s.reason.as_deref(), Some(reasons::DURATION_ELAPSED));
+                    assert_eq!(condition(&s, READY).0, "False");
+                }),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    let action = outcome.result.expect("revocation succeeds");
+    assert!(
+        outcome.server.writes() <= REVOCATION_BUDGET,
+        "{} writes",
+        outcome.server.writes()
+    );
+    assert_eq!(outcome.server.writes(), 2);
+    assert_eq!(
+        requeue_after(&action),
+        None,
+        "terminal: nothing to wake up for"
+    );
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+    assert!(
+        outcome.server.published("Expired"),
+        "{:?}",
+        outcome.server.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn binding_already_gone_counts_as_revoked() {
+    let (request, _, caches) = expired_grant();
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(
+            expect::role_binding_deleted(NAMESPACE, "kubepim-r1", "uid-rb-r1").replies_not_found(),
+        )
+        .then(
+            expect::status_patched("r1")
+                .with_status(|s, _| assert_eq!(s.phase, Some(Phase::Expired))),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("404 on DELETE is success");
+    assert_eq!(outcome.server.writes(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn conflict_on_the_status_patch_requeues_shortly_without_error() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+    let request = activation_request("r1");
+    let outcome = Scenario::new()
+        .then(expect::status_patched("r1").replies_conflict())
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    let action = outcome.result.expect("a conflict is not an error");
+    let delay = requeue_after(&action).expect("a requeue");
+    assert!(delay <= Duration::from_secs(1), "requeue after {delay:?}");
+    assert!(
+        outcome.server.events.is_empty(),
+        "no transition was recorded: {:?}",
+        outcome.server.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_api_during_revocation_fails_the_reconcile_and_the_retry_revokes() {
+    let (request, binding, caches) = expired_grant();
+    let first = Scenario::new()
+        .holding(&binding)
+        .then(
+            expect::role_binding_deleted(NAMESPACE, "kubepim-r1", "uid-rb-r1")
+                .replies_unavailable(),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    match first.result {
+        Err(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) => assert_eq!(status.code, 503),
+        other => {
+            panic!("expected the 503 as an error (the error policy retries in 2 s), got {other:?}")
+        }
+    }
+    assert_eq!(
+        first.server.writes(),
+        1,
+        "nothing is recorded before the binding is gone"
+    );
+
+    let retry = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then(
+            expect::status_patched("r1")
+                .with_status(|s, _| assert_eq!(s.phase, Some(Phase::Expired))),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    retry.result.expect("the retry revokes");
+    assert!(
+        !retry
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hanging_delete_times_out_within_five_seconds() {
+    let (request, _, caches) = expired_grant();
+    let outcome = Scenario::new()
+        .then(expect::role_binding_deleted(NAMESPACE, "kubepim-r1", "uid-rb-r1").hangs())
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    assert!(
+        matches!(outcome.result, Err(Error::Timeout { .. })),
+        "expected a timeout, got {:?}",
+        outcome.result
+    );
+    assert!(
+        outcome.server.elapsed >= Duration::from_secs(5)
+            && outcome.server.elapsed < Duration::from_secs(6),
+        "gave up after {:?}",
+        outcome.server.elapsed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_between_binding_and_status_only_writes_the_status_with_the_bindings_expiry() {
+    // The binding was created with an expiry 30 minutes out; the status write was lost.
+    let fixed = truncate_to_second(now()) + secs(1800);
+    let request = activation_request("r1")
+        .finalized()
+        .in_phase(Phase::Pending)
+        .approved_by(BOB);
+    let binding = granted_role_binding(&request, fixed);
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE)).role_binding(binding);
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(
+            expect::status_patched("r1")
+                .on_resource_version("100")
+                .with_status(move |s, _| {
+                    assert_eq!(s.phase, Some(Phase::Active));
+                    assert_eq!(
+                        expires_at(&s),
+                        fixed,
+                        "expiresAt is the one fixed on the binding"
+                    );
+                }),
+        )
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    let action = outcome.result.expect("completing the activation succeeds");
+    assert_eq!(
+        outcome.server.writes(),
+        1,
+        "no second binding, no finalizer patch"
+    );
+    assert_about(requeue_after(&action), fixed - now());
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_with_an_overdue_grant_revokes_at_once_even_before_the_cache_has_the_binding() {
+    let until = truncate_to_second(now()) - secs(600);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until);
+    let binding = granted_role_binding(&request, until);
+    // Just restarted: the binding cache is still empty, the status names the binding.
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_read(NAMESPACE, "kubepim-r1"))
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Expired));
+            assert_eq!(s.reason.as_deref(), Some(reasons::DURATION_ELAPSED));
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("revocation succeeds");
+    assert_eq!(outcome.server.writes(), 2);
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_an_active_request_revokes_then_releases_the_finalizer() {
+    let until = truncate_to_second(now()) + secs(1800);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until)
+        .being_deleted();
+    let binding = granted_role_binding(&request, until);
+    let caches =
+        Caches::with_alice_eligible_for(privileged_role(ROLE)).role_binding(binding.clone());
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then(expect::finalizer_removed("r1"))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("finalizing succeeds");
+    assert_eq!(outcome.server.writes(), 2);
+    assert!(outcome.server.objects.request("r1").finalizers().is_empty());
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+    assert!(
+        outcome.server.published("Revoked"),
+        "{:?}",
+        outcome.server.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn denial_after_activation_revokes_at_once() {
+    let until = truncate_to_second(now()) + secs(1800);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until)
+        .denied_by(CAROL, "not during the freeze");
+    let binding = granted_role_binding(&request, until);
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).approvers(&[BOB, CAROL]))
+        .role_binding(binding.clone());
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Denied));
+            assert_eq!(s.reason.as_deref(), Some(reasons::DENIED_BY_APPROVER));
+            assert_eq!(condition(&s, DENIED), ("True", reasons::DENIED_BY_APPROVER));
+            assert!(
+                s.message
+                    .unwrap_or_default()
+                    .contains("not during the freeze")
+            );
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("revocation succeeds");
+    assert_eq!(outcome.server.writes(), 2);
+    let stored = outcome.server.objects.request("r1").status.unwrap();
+    assert_eq!(stored.approvals.len(), 2, "both decisions are kept");
+    assert_eq!(stored.approvals[1].decision, Decision::Denied);
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_without_requester_fails_without_a_binding() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = activation_request("r1").without_requester();
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Failed));
+            assert_eq!(s.reason.as_deref(), Some(reasons::MISSING_REQUESTER));
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("failing the request succeeds");
+    assert_eq!(outcome.server.writes(), 1);
+    assert!(
+        outcome.server.published("Failed"),
+        "{:?}",
+        outcome.server.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn steady_active_grant_writes_nothing() {
+    // Activate once, then reconcile what the watch would deliver: the request and its binding.
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = activation_request("r1");
+    let activation = Scenario::new()
+        .holding(&request)
+        .then(expect::finalizer_added("r1"))
+        .then(expect::role_binding_created(NAMESPACE))
+        .then(expect::status_patched("r1"))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    activation.result.expect("activation succeeds");
+    let observed = activation.server.objects.request("r1");
+    let until = expires_at(observed.status.as_ref().unwrap());
+    let caches = caches.request(observed.clone()).role_binding(
+        activation
+            .server
+            .objects
+            .role_binding(NAMESPACE, "kubepim-r1"),
+    );
+
+    let again = Scenario::silent()
+        .run(|client| reconcile(Arc::new(observed), caches.context(client)))
+        .await;
+    let action = again.result.expect("a no-op reconcile succeeds");
+    assert_eq!(again.server.writes(), 0);
+    assert!(again.server.calls.is_empty() && again.server.events.is_empty());
+    assert_about(requeue_after(&action), until - now());
+}
