@@ -8,6 +8,7 @@
 //! reconcilers that observe, decide and act; [`check`] the offline validator for GitOps.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod api_calls;
 pub mod audit;

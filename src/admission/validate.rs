@@ -1,0 +1,110 @@
+//! `/validate`: fast feedback at `kubectl apply` time. Pure, given role and eligibility snapshots.
+//!
+//! A request the controller would deny anyway (not eligible, outside the eligibility window,
+//! namespace not allowed, duration over the maximum, justification or ticket missing, step-up
+//! attributes missing) is refused at CREATE with the controller's own reason and wording: both
+//! call [`crate::policy::validate`], with the requester taken from `request.userInfo` (what the
+//! mutating step stamps).
+//!
+//! The controller remains the authority. This check only ever refuses what the controller would
+//! refuse given the same snapshots, and it admits whenever it cannot tell:
+//! - the role is not known (not yet in the operator's cache, or really missing): admitted with a
+//!   warning; the controller denies `RoleNotFound` if it stays missing;
+//! - the object cannot be read as an ActivationRequest, or the API server sent no username:
+//!   admitted; schema validation and the controller handle it.
+//!
+//! Snapshots can lag behind the API server (an Eligibility created a moment ago), so the server
+//! confirms a refusal against a fresh read before sending it (see [`super::server`]).
+use chrono::{DateTime, Utc};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+
+use crate::api::{ActivationRequestSpec, Eligibility, PrivilegedRole, Requester};
+use crate::policy::{Refusal, validate};
+
+use super::mutate::is_activation_request;
+use super::requester_from;
+
+/// What fast feedback needs from a CREATE: the spec and the authenticated requester.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub spec: ActivationRequestSpec,
+    pub requester: Requester,
+}
+
+/// The outcome of fast feedback.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Admit, optionally with a warning shown to the caller.
+    Allow { warning: Option<String> },
+    /// Refuse with the controller's reason and message.
+    Deny(Refusal),
+}
+
+/// The request to check, or `None` when there is nothing to check (not a CREATE of an
+/// ActivationRequest, no username, or an object that does not read as one).
+pub fn candidate(req: &AdmissionRequest<DynamicObject>) -> Option<Candidate> {
+    if !is_activation_request(req)
+        || req.operation != Operation::Create
+        || req.sub_resource.is_some()
+    {
+        return None;
+    }
+    let requester = requester_from(&req.user_info)?;
+    let spec = req.object.as_ref()?.data.get("spec")?;
+    let spec: ActivationRequestSpec = serde_json::from_value(spec.clone()).ok()?;
+    Some(Candidate { spec, requester })
+}
+
+/// Checks a candidate against the snapshots: the role it names (`None`: unknown) and the
+/// eligibilities (any; filtered by the policy).
+pub fn decide(
+    candidate: &Candidate,
+    role: Option<&PrivilegedRole>,
+    eligibilities: &[&Eligibility],
+    now: DateTime<Utc>,
+) -> Verdict {
+    let Some(role) = role else {
+        return Verdict::Allow {
+            warning: Some(format!(
+                "PrivilegedRole {} is not known to kubepim yet; the operator will decide",
+                candidate.spec.role
+            )),
+        };
+    };
+    match validate(
+        &candidate.spec,
+        &candidate.requester,
+        role,
+        eligibilities,
+        now,
+    ) {
+        Ok(_) => Verdict::Allow { warning: None },
+        Err(refusal) => Verdict::Deny(refusal),
+    }
+}
+
+/// The admission response for a verdict.
+pub fn respond(req: &AdmissionRequest<DynamicObject>, verdict: &Verdict) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(req);
+    match verdict {
+        Verdict::Allow { warning: None } => response,
+        Verdict::Allow { warning: Some(w) } => {
+            response.warnings = Some(vec![w.clone()]);
+            response
+        }
+        Verdict::Deny(refusal) => forbidden(response, refusal.to_string()),
+    }
+}
+
+/// Refuses with HTTP 403 Forbidden and `message` (the API server prefixes the webhook's name).
+pub fn forbidden(response: AdmissionResponse, message: impl ToString) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.code = 403;
+    response.result.reason = "Forbidden".into();
+    response
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
