@@ -30,6 +30,8 @@ pub struct RunArgs {
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
+    #[command(flatten)]
+    pub webhook: crate::admission::WebhookArgs,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -44,6 +46,8 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 pub struct OperatorSettings {
     pub sweep_interval: Duration,
     pub concurrency: u16,
+    /// The admission webhook, served alongside the controllers (`None`: not served).
+    pub webhook: Option<crate::admission::WebhookSettings>,
 }
 
 impl Default for OperatorSettings {
@@ -51,6 +55,7 @@ impl Default for OperatorSettings {
         Self {
             sweep_interval: Duration::from_secs(30),
             concurrency: 16,
+            webhook: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub enum Error {
     Config(String),
     #[error("internal invariant broken: {0}")]
     Invariant(&'static str),
+    #[error(transparent)]
+    Webhook(#[from] crate::admission::Error),
 }
 
 impl Error {
@@ -88,6 +95,7 @@ impl Error {
             Error::CrdsMissing(_) => "CrdsMissing",
             Error::Config(_) => "Config",
             Error::Invariant(_) => "Invariant",
+            Error::Webhook(_) => "Webhook",
         }
     }
 }

@@ -99,6 +99,31 @@ pub async fn run_operator(
     .default_backoff()
     .touched_objects();
 
+    // Bound before anything else starts, so that a taken port stops the operator at once.
+    let webhook = match settings.webhook.clone() {
+        Some(webhook_settings) => {
+            let snapshots = crate::admission::Snapshots {
+                roles: roles.clone(),
+                eligibilities: eligibilities.clone(),
+            };
+            let webhook = crate::admission::Webhook::bind(
+                Some(client.clone()),
+                webhook_settings,
+                Some(snapshots),
+            );
+            Some(webhook.await?)
+        }
+        None => None,
+    };
+    let stop_webhook = stopped();
+    let webhook = async move {
+        if let Some(webhook) = webhook
+            && let Err(error) = webhook.run(stop_webhook).await
+        {
+            tracing::error!(%error, "admission webhook failed");
+        }
+    };
+
     let requests_api = Api::<ActivationRequest>::all(client.clone());
     let controller = Controller::new(requests_api, fast.clone())
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
@@ -185,7 +210,8 @@ pub async fn run_operator(
         request_controller,
         role_controller,
         eligibility_controller,
-        sweeper_loop
+        sweeper_loop,
+        webhook
     );
     Ok(())
 }
@@ -249,6 +275,7 @@ pub fn run_blocking(args: RunArgs) -> ExitCode {
         let settings = OperatorSettings {
             sweep_interval: args.sweep_interval,
             concurrency: args.concurrency,
+            webhook: args.webhook.settings()?,
         };
         run_operator(client, settings, shutdown_signal()).await
     });
