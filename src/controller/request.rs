@@ -97,12 +97,13 @@ pub async fn reconcile(
             }
         }
         Step::End { .. } => revoke_all(&ctx, &request, &found).await?,
-        Step::Settled => {
+        // Nothing is granted while Pending or Scheduled, nor once terminal: any binding observed
+        // for the request (forged, or left over) goes.
+        Step::Settled | Step::Wait { .. } => {
             for leftover in found.iter().filter(|f| !f.foreign) {
                 delete_found(&ctx, leftover).await?;
             }
         }
-        Step::Wait { .. } => {}
     }
 
     let new_status = request_status(&old_status, &step, request.metadata.generation, now);
