@@ -22,6 +22,9 @@ use super::context::{Context, FoundBinding};
 /// Field manager for every write the controller makes.
 pub const MANAGER: &str = "kubepim";
 
+/// Look again this soon when a conditional write found the request changed.
+const STALE_REQUEUE: Duration = Duration::from_millis(200);
+
 pub async fn reconcile(
     request: Arc<ActivationRequest>,
     ctx: Arc<Context>,
@@ -79,8 +82,18 @@ pub async fn reconcile(
             bindings: desired,
             ..
         } => {
-            if let Some(rv) = ensure_finalizer(&request, &ctx).await? {
-                resource_version = Some(rv);
+            match ensure_finalizer(&request, &ctx).await {
+                Ok(Some(rv)) => resource_version = Some(rv),
+                Ok(None) => {}
+                // The request changed since it was observed (the patch's test op failed): decide
+                // again on the newer version, which the watch delivers.
+                Err(Error::Kube {
+                    source: kube::Error::Api(status),
+                    ..
+                }) if status.code == 409 || status.code == 422 => {
+                    return Ok(Action::requeue(STALE_REQUEUE));
+                }
+                Err(e) => return Err(e),
             }
             for extra in found
                 .iter()
@@ -116,7 +129,7 @@ pub async fn reconcile(
                 source: kube::Error::Api(status),
                 ..
             }) if status.code == 409 => {
-                return Ok(Action::requeue(Duration::from_millis(200)));
+                return Ok(Action::requeue(STALE_REQUEUE));
             }
             Err(e) => return Err(e),
         }
@@ -232,6 +245,11 @@ async fn finalize(
 
 /// Adds the finalizer before the first binding exists, so deletion always revokes first.
 /// Returns the new resourceVersion when it wrote.
+///
+/// The patch is conditional on the resourceVersion the decision was made on. The status patch
+/// that follows is conditional on the version this write returns, so without the test an
+/// approval, denial or cancellation that arrived in between would be carried along unseen: the
+/// grant made anyway, and an approval list written as `[]` wiping the new entry.
 async fn ensure_finalizer(
     request: &ActivationRequest,
     ctx: &Context,
@@ -239,10 +257,14 @@ async fn ensure_finalizer(
     if request.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(None);
     }
-    let ops = if request.metadata.finalizers.is_none() {
-        json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    let add = if request.metadata.finalizers.is_none() {
+        json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
     } else {
-        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+        json!({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER})
+    };
+    let ops = match request.resource_version() {
+        Some(rv) => json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, add]),
+        None => json!([add]),
     };
     let updated = json_patch_request(ctx, &request.name_any(), ops, "add finalizer").await?;
     Ok(updated.resource_version())
