@@ -9,6 +9,8 @@ use serde_json::Value;
 const CRD_FILE: &str = "crds/kubepim.io.yaml";
 /// Set to `1` to rewrite the committed file from the types instead of comparing.
 const UPDATE_ENV: &str = "KUBEPIM_UPDATE_CRDS";
+/// The Helm chart's exact copy of `CRD_FILE` (rewritten with it; `tests/chart` checks it).
+const CHART_CRD_FILE: &str = "charts/kubepim/files/crds/kubepim.io.yaml";
 
 fn crd_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(CRD_FILE)
@@ -24,6 +26,8 @@ fn committed_crds_match_the_types() {
     let path = crd_path();
     if std::env::var(UPDATE_ENV).is_ok_and(|v| v == "1") {
         std::fs::write(&path, &generated).expect("write the CRD file");
+        let chart_copy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(CHART_CRD_FILE);
+        std::fs::write(&chart_copy, &generated).expect("write the chart's copy of the CRD file");
         return;
     }
     let how_to_fix = format!(
