@@ -103,6 +103,13 @@ pub trait RoleBuilder: Sized {
     fn auto_approved(self) -> Self {
         self.with(|r| r.spec.approval.required_approvals = 0)
     }
+    /// Granted through one ClusterRoleBinding instead of RoleBindings in `payments`.
+    fn cluster_wide(self) -> Self {
+        self.with(|r| {
+            r.spec.scope.namespaces.clear();
+            r.spec.scope.cluster_wide = true;
+        })
+    }
     fn approvers(self, users: &[&str]) -> Self {
         self.with(|r| {
             r.spec.approval.approvers.users = users.iter().map(|u| u.to_string()).collect()
@@ -174,11 +181,23 @@ pub trait RequestBuilder: Sized {
     fn without_requester(self) -> Self {
         self.with(|r| r.spec.requester = None)
     }
+    /// For a cluster-wide role: no namespaces.
+    fn cluster_wide(self) -> Self {
+        self.with(|r| r.spec.namespaces.clear())
+    }
+    /// The requester set `spec.cancel`.
+    fn cancelled(self) -> Self {
+        self.with(|r| r.spec.cancel = true)
+    }
     fn finalized(self) -> Self {
         self.with(|r| r.finalizers_mut().push(FINALIZER.into()))
     }
     fn being_deleted(self) -> Self {
         self.with(|r| r.metadata.deletion_timestamp = Some(to_k8s(now() - secs(1))))
+    }
+
+    fn resource_version(self, rv: &str) -> Self {
+        self.with(|r| r.metadata.resource_version = Some(rv.into()))
     }
 
     fn approved_by(self, approver: &str) -> Self {
@@ -513,7 +532,8 @@ pub mod expect {
         }
     }
 
-    /// JSON patch adding kubepim's finalizer to the request.
+    /// JSON patch adding kubepim's finalizer to the request, conditional (a `test` op) on the
+    /// resourceVersion the decision was made on.
     pub fn finalizer_added(request: &str) -> Expectation {
         let mut e = call(Method::PATCH, request_path(request));
         e.content_type = Some(JSON_PATCH);
@@ -530,6 +550,14 @@ pub mod expect {
             assert!(
                 adds,
                 "{c}: the patch does not add {FINALIZER}: {:#}",
+                c.body
+            );
+            let tested = ops
+                .iter()
+                .any(|op| op["op"] == "test" && op["path"] == "/metadata/resourceVersion");
+            assert!(
+                tested,
+                "{c}: the finalizer patch is unconditional: {:#}",
                 c.body
             );
         })
@@ -586,6 +614,15 @@ pub mod expect {
         let mut e = call(
             Method::POST,
             format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"),
+        );
+        e.content_type = Some("application/json");
+        e
+    }
+
+    pub fn cluster_role_binding_created() -> Expectation {
+        let mut e = call(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".into(),
         );
         e.content_type = Some("application/json");
         e

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
 
 use crate::api::conditions::{APPROVED, DENIED, READY};
@@ -619,4 +619,149 @@ async fn steady_active_grant_writes_nothing() {
     assert_eq!(again.server.writes(), 0);
     assert!(again.server.calls.is_empty() && again.server.events.is_empty());
     assert_about(requeue_after(&action), until - now());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decision_added_while_activating_is_never_overwritten() {
+    // The cache still shows the request as created (rv 100); on the server bob has since denied
+    // it (rv 101). bob is an authorised approver, so his denial denies even without a quorum.
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let cached = activation_request("r1");
+    let on_server = activation_request("r1")
+        .resource_version("101")
+        .denied_by(BOB, "not now");
+
+    // The first write is conditional on what was decided on, so it fails; nothing is granted.
+    let outcome = Scenario::new()
+        .holding(&on_server)
+        .then(expect::finalizer_added("r1"))
+        .run(|client| reconcile(Arc::new(cached.clone()), caches.context(client)))
+        .await;
+    let action = outcome.result.expect("a stale observation is not an error");
+    let delay = requeue_after(&action).expect("a requeue");
+    assert!(delay <= Duration::from_secs(1), "requeue after {delay:?}");
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+    let approvals = outcome
+        .server
+        .objects
+        .request("r1")
+        .status
+        .unwrap()
+        .approvals;
+    assert_eq!(approvals.len(), 1, "bob's denial is still there");
+    assert_eq!(approvals[0].decision, Decision::Denied);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_binding_for_a_pending_request_is_removed() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+    let request = activation_request("r1");
+    let pending = Scenario::new()
+        .holding(&request)
+        .then(expect::status_patched("r1"))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    pending.result.expect("waiting succeeds");
+    let observed = pending.server.objects.request("r1");
+
+    // A binding labelled and annotated for this request appears (forged, or left from a grant
+    // that never was): nothing is granted while a request is Pending.
+    let binding = granted_role_binding(&observed, truncate_to_second(now()) + secs(3600));
+    let caches = caches.role_binding(binding.clone());
+    let outcome = Scenario::new()
+        .holding(&binding)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .run(|client| reconcile(Arc::new(observed), caches.context(client)))
+        .await;
+    outcome.result.expect("the reconcile succeeds");
+    assert_eq!(outcome.server.writes(), 1);
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cluster_wide_grant_is_one_cluster_role_binding() {
+    let role = privileged_role(ROLE).auto_approved().cluster_wide();
+    let caches = Caches::with_alice_eligible_for(role);
+    let request = activation_request("r1").cluster_wide();
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::finalizer_added("r1"))
+        .then(
+            expect::cluster_role_binding_created().with_body(|crb: ClusterRoleBinding| {
+                assert_eq!(crb.metadata.name.as_deref(), Some("kubepim-r1"));
+                assert_eq!(crb.metadata.namespace, None);
+                let labels_ = crb.metadata.labels.unwrap_or_default();
+                assert_eq!(labels_[labels::MANAGED_BY], "kubepim");
+                assert_eq!(labels_[labels::REQUEST], "r1");
+                let annotations = crb.metadata.annotations.unwrap_or_default();
+                assert!(annotations.contains_key(labels::EXPIRES_AT));
+                assert_eq!(annotations[labels::REQUEST_UID], "uid-r1");
+                let subjects = crb.subjects.unwrap_or_default();
+                assert_eq!(subjects.len(), 1);
+                assert_eq!(
+                    (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+                    ("User", ALICE)
+                );
+                assert_eq!(
+                    (crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()),
+                    ("ClusterRole", ROLE)
+                );
+            }),
+        )
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Active));
+            assert_eq!(s.bindings.len(), 1);
+            assert_eq!(s.bindings[0].kind, "ClusterRoleBinding");
+            assert_eq!(s.bindings[0].namespace, None);
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("activation succeeds");
+    assert_eq!(outcome.server.writes(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_an_active_grant_revokes_it() {
+    let until = truncate_to_second(now()) + secs(1800);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until)
+        .cancelled();
+    let binding = granted_role_binding(&request, until);
+    let caches =
+        Caches::with_alice_eligible_for(privileged_role(ROLE)).role_binding(binding.clone());
+
+    let outcome = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Cancelled));
+            assert_eq!(s.reason.as_deref(), Some(reasons::CANCELLED_BY_REQUESTER));
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("revocation succeeds");
+    assert!(outcome.server.writes() <= REVOCATION_BUDGET);
+    assert_eq!(outcome.server.writes(), 2);
 }
