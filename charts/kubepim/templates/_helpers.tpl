@@ -72,7 +72,7 @@ cainjector annotation `cert-manager.io/inject-ca-from: <namespace>/<certificate>
 
 {{/* Where the pod finds its files. */}}
 {{- define "kubepim.notificationsConfigPath" -}}/etc/kubepim/notifications.yaml{{- end -}}
-{{- define "kubepim.notificationUrlsDir" -}}/etc/kubepim/notification-urls{{- end -}}
+{{- define "kubepim.notificationSecretsDir" -}}/etc/kubepim/notification-secrets{{- end -}}
 {{- define "kubepim.webhookCertDir" -}}/etc/kubepim/webhook-tls{{- end -}}
 
 {{/*
@@ -143,18 +143,24 @@ Checks across values that values.schema.json cannot say clearly. Rendered by tem
 {{- fail (printf "admission.webhook.url must be an https:// URL (the API server calls webhooks over TLS), not %q" $v.admission.webhook.url) -}}
 {{- end -}}
 {{- if $v.notifications.enabled -}}
-{{- if not $v.notifications.sinks -}}
+{{- $n := $v.notifications -}}
+{{- if not $n.sinks -}}
 {{- fail "notifications.enabled is true but notifications.sinks is empty: define at least one sink (type and urlSecret), see values.yaml" -}}
 {{- end -}}
-{{- range $name, $sink := $v.notifications.sinks -}}
-{{- if eq (len (compact (list $sink.url (and $sink.urlSecret "secret")))) 1 | not -}}
-{{- fail (printf "notifications.sinks.%s: set exactly one of urlSecret {name, key} (recommended: the URL is a credential) or url (inline, for tests)" $name) -}}
+{{- range $name, $sink := $n.sinks -}}
+{{- range $i, $h := $sink.headers | default list -}}
+{{- if eq (len (compact (list $h.value (and $h.valueSecret "secret")))) 1 | not -}}
+{{- fail (printf "notifications.sinks.%s.headers[%d] (%s): set exactly one of value or valueSecret {name, key}" $name $i $h.name) -}}
 {{- end -}}
 {{- end -}}
-{{- range $event, $sinks := $v.notifications.routes -}}
+{{- end -}}
+{{- $defined := keys $n.sinks | sortAlpha | join ", " -}}
+{{- range $what, $names := dict "audiences" $n.audiences "routes" $n.routes -}}
+{{- range $key, $sinks := $names -}}
 {{- range $sinks -}}
-{{- if not (hasKey $v.notifications.sinks .) -}}
-{{- fail (printf "notifications.routes.%s names sink %q, which notifications.sinks does not define (defined: %s); define it or set the route to []" $event . (keys $v.notifications.sinks | sortAlpha | join ", ")) -}}
+{{- if not (hasKey $n.sinks .) -}}
+{{- fail (printf "notifications.%s.%s names sink %q, which notifications.sinks does not define (defined: %s); define it or set notifications.%s.%s: []" $what $key . $defined $what $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
