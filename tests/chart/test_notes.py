@@ -1,0 +1,38 @@
+"""NOTES.txt: what `helm install` tells the user to do next."""
+
+from conftest import NAMESPACE, VALUE_SETS, render
+
+
+def test_next_steps():
+    notes = render().notes
+    for expected in [
+        f"kubectl -n {NAMESPACE} rollout status deployment/kubepim",  # is the operator ready?
+        "examples/roles/",  # a PrivilegedRole
+        "examples/eligibilities/",  # an Eligibility
+        "kind: ActivationRequest",  # request with kubectl
+        "kubectl create -f -",
+        "--subresource=status --type=json",  # approve with a JSON-patch append
+        '"op":"add","path":"/status/approvals/-"',
+        "kubectl describe actreq/NAME",  # Events
+        "namespace default",
+        "kubepim::audit",  # the audit log
+        "kubepim-policy-admin",
+        "kubepim-requester",
+        "kubepim-approver",
+    ]:
+        assert expected in notes, f"NOTES.txt lacks {expected!r}:\n{notes}"
+    assert "WARNING" not in notes
+
+
+def test_notes_follow_the_values():
+    assert "grep kubepim::audit" in render({"operator": {"logFormat": "text"}}).notes
+    assert "admission.policies.enabled=false" in render({"admission": {"policies": {"enabled": False}}}).notes
+    assert "spec.requester" in render(VALUE_SETS["webhook-off"]).notes
+    assert "Standing-privilege prevention is on" in render(VALUE_SETS["prevention"]).notes
+    notifications = render(VALUE_SETS["notifications"]).notes
+    assert "Secret kubepim-notifications, key approvers" in notifications
+    assert "rollout restart" in notifications
+    observability = render(VALUE_SETS["observability"]).notes
+    assert "PrometheusRule kubepim" in observability and "ConfigMap kubepim-dashboard" in observability
+    out = render(VALUE_SETS["out-of-cluster"]).notes
+    assert "--webhook-url https://127.0.0.1:8443" in out and "rollout status" not in out
