@@ -209,11 +209,7 @@ fn unbounded(schema: &Value, path: &str, found: &mut Vec<String>) {
                 found.push(format!("{path}: string without maxLength"));
             }
         }
-        Some("array") => {
-            if !has("maxItems") {
-                found.push(format!("{path}: array without maxItems"));
-            }
-        }
+        Some("array") if !has("maxItems") => found.push(format!("{path}: array without maxItems")),
         Some("object") => {
             if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
                 if !has("maxProperties") {
@@ -289,6 +285,37 @@ fn the_bound_walker_finds_unbounded_values() {
             ".spec.name: string without maxLength",
         ]
     );
+}
+
+/// `kubepim check` evaluates the schema's `pattern`s with the `regex` crate: each must compile
+/// there (the API server uses Go's RE2, whose syntax `regex` follows).
+#[test]
+fn every_pattern_compiles() {
+    let crds = serde_json::to_value(kubepim::crdgen::all_crds()).expect("CRDs to JSON");
+    let mut patterns = Vec::new();
+    collect_patterns(&crds, &mut patterns);
+    assert!(
+        patterns.len() >= 5,
+        "expected the name and duration patterns, found {patterns:?}"
+    );
+    for pattern in patterns {
+        if let Err(e) = regex::Regex::new(pattern) {
+            panic!("pattern {pattern:?} does not compile: {e}");
+        }
+    }
+}
+
+fn collect_patterns<'a>(value: &'a Value, patterns: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(pattern)) = map.get("pattern") {
+                patterns.push(pattern);
+            }
+            map.values().for_each(|v| collect_patterns(v, patterns));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_patterns(v, patterns)),
+        _ => {}
+    }
 }
 
 #[test]

@@ -1,0 +1,561 @@
+//! From YAML documents to typed kubepim objects: kind dispatch, metadata, the CRD schema and the
+//! CRD's CEL rules, each object on its own.
+use std::collections::HashMap;
+
+use kube::core::cel::{ErrorKind, ValidationErrors};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{ActivationRequest, Eligibility, GROUP, PrivilegedRole, VERSION};
+
+use super::findings::{Findings, Source, Subject};
+use super::load::Document;
+use super::schema;
+
+/// The three kubepim kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    PrivilegedRole,
+    Eligibility,
+    ActivationRequest,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [
+        Kind::PrivilegedRole,
+        Kind::Eligibility,
+        Kind::ActivationRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PrivilegedRole => "PrivilegedRole",
+            Self::Eligibility => "Eligibility",
+            Self::ActivationRequest => "ActivationRequest",
+        }
+    }
+
+    fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+/// A typed object and where it came from.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub subject: Subject,
+    pub resource: T,
+}
+
+/// Every kubepim object of the checked files.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    pub roles: Vec<Located<PrivilegedRole>>,
+    pub eligibilities: Vec<Located<Eligibility>>,
+    pub requests: Vec<Located<ActivationRequest>>,
+    /// Every kubepim object with a name, including those that could not be read: duplicates
+    /// are found among these, and a reference to an unreadable object is not reported as
+    /// missing (its own errors say what is wrong).
+    pub declared: Vec<(Kind, Subject)>,
+}
+
+impl PolicySet {
+    pub fn is_declared(&self, kind: Kind, name: &str) -> bool {
+        self.declared
+            .iter()
+            .any(|(k, s)| *k == kind && s.name == name)
+    }
+}
+
+/// How many documents were kubepim objects, and how many were something else.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub objects: usize,
+    pub ignored: usize,
+}
+
+/// Object names are DNS subdomains (RFC 1123), as for every cluster-scoped custom resource.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes.first() != Some(&b'-')
+                && bytes.last() != Some(&b'-')
+        })
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// Reads documents into a [`PolicySet`], reporting what is wrong with each object on its own.
+pub struct Reader {
+    schemas: HashMap<String, Value>,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        let schemas = crate::crdgen::all_crds()
+            .into_iter()
+            .filter_map(|crd| {
+                let schema = crd.spec.versions.first()?.schema.as_ref()?;
+                let schema = serde_json::to_value(schema.open_api_v3_schema.as_ref()?).ok()?;
+                Some((crd.spec.names.kind, schema))
+            })
+            .collect();
+        Self { schemas }
+    }
+}
+
+impl Reader {
+    pub fn read(&self, documents: &[Document], findings: &mut Findings) -> (PolicySet, Counts) {
+        let mut set = PolicySet::default();
+        let mut counts = Counts::default();
+        for document in documents {
+            if self.read_one(document, &mut set, findings) {
+                counts.objects += 1;
+            } else {
+                counts.ignored += 1;
+            }
+        }
+        (set, counts)
+    }
+
+    /// Returns whether the document is a kubepim object (as opposed to something ignored).
+    fn read_one(&self, document: &Document, set: &mut PolicySet, findings: &mut Findings) -> bool {
+        let value = &document.value;
+        let api_version = text(value, "/apiVersion").unwrap_or_default();
+        let kind_text = text(value, "/kind").unwrap_or_default();
+        let subject = subject_of(&document.source, value);
+        let expected_api_version = format!("{GROUP}/{VERSION}");
+        let kind = match Kind::parse(kind_text) {
+            Some(kind) if api_version == expected_api_version => kind,
+            known => {
+                let group = api_version.split_once('/').map_or("", |(group, _)| group);
+                if known.is_none() && group != GROUP {
+                    findings.info(
+                        &subject,
+                        format!("not a {expected_api_version} object; ignored"),
+                    );
+                    return false;
+                }
+                findings.error(
+                    &subject,
+                    None,
+                    format!(
+                        "apiVersion {api_version:?} with kind {kind_text:?} is not a kubepim kind: \
+                         expected apiVersion {expected_api_version} with kind PrivilegedRole, \
+                         Eligibility or ActivationRequest"
+                    ),
+                );
+                return true;
+            }
+        };
+        let metadata_fits = check_metadata(kind, value, &subject, findings);
+        if text(value, "/metadata/name").is_some() {
+            set.declared.push((kind, subject.clone()));
+        }
+        let violations = self
+            .schemas
+            .get(kind.as_str())
+            .map(|schema| schema::violations(schema, value))
+            .unwrap_or_default();
+        let fits_schema = violations.is_empty() && metadata_fits;
+        for violation in violations {
+            findings.error(&subject, Some(&violation.path), violation.message);
+        }
+        match kind {
+            Kind::PrivilegedRole => {
+                if let Some(role) =
+                    typed::<PrivilegedRole>(value, kind, &subject, fits_schema, findings)
+                {
+                    report_cel(role.validate_cel(), &subject, findings);
+                    set.roles.push(Located {
+                        subject,
+                        resource: role,
+                    });
+                }
+            }
+            Kind::Eligibility => {
+                if let Some(elig) =
+                    typed::<Eligibility>(value, kind, &subject, fits_schema, findings)
+                {
+                    report_cel(elig.validate_cel(), &subject, findings);
+                    set.eligibilities.push(Located {
+                        subject,
+                        resource: elig,
+                    });
+                }
+            }
+            Kind::ActivationRequest => {
+                if let Some(request) =
+                    typed::<ActivationRequest>(value, kind, &subject, fits_schema, findings)
+                {
+                    report_cel(request.validate_cel(), &subject, findings);
+                    set.requests.push(Located {
+                        subject,
+                        resource: request,
+                    });
+                }
+            }
+        }
+        true
+    }
+}
+
+fn subject_of(source: &Source, value: &Value) -> Subject {
+    let kind = text(value, "/kind").unwrap_or("(no kind)").to_owned();
+    let name = match (
+        text(value, "/metadata/name"),
+        text(value, "/metadata/generateName"),
+    ) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(prefix)) => format!("{prefix}*"),
+        // An unquoted `yes` or `1` read as a boolean or number still names the object.
+        (None, None) => match value.pointer("/metadata/name") {
+            Some(name) if !name.is_null() => name.to_string(),
+            _ => format!("(unnamed, document {})", source.document),
+        },
+    };
+    Subject {
+        source: source.clone(),
+        kind,
+        name,
+    }
+}
+
+/// Checks what the API server checks in metadata; returns false if it found a name error (the
+/// other metadata findings are warnings).
+fn check_metadata(kind: Kind, value: &Value, subject: &Subject, findings: &mut Findings) -> bool {
+    if let Some(name) = value.pointer("/metadata/name").filter(|n| !n.is_string()) {
+        findings.error(
+            subject,
+            Some("metadata.name"),
+            format!(
+                "must be a string, got {}{}",
+                schema::describe(name),
+                schema::quote_hint("string", name)
+            ),
+        );
+        return false;
+    }
+    let name_fits = match (
+        text(value, "/metadata/name"),
+        text(value, "/metadata/generateName"),
+    ) {
+        (Some(name), _) if !is_dns_subdomain(name) => {
+            findings.error(
+                subject,
+                Some("metadata.name"),
+                format!(
+                    "{name:?} is not a valid name: lower-case letters, digits, '-' and '.', \
+                     at most 253 characters, starting and ending with a letter or digit"
+                ),
+            );
+            false
+        }
+        (Some(_), _) => true,
+        // `kubectl create` can name a request from a prefix; policy is applied and needs names.
+        (None, Some(_)) if kind == Kind::ActivationRequest => true,
+        (None, _) => {
+            findings.error(subject, Some("metadata.name"), "required field is missing");
+            false
+        }
+    };
+    if value.pointer("/metadata/namespace").is_some() {
+        findings.warning(
+            subject,
+            Some("metadata.namespace"),
+            format!(
+                "{} is cluster-scoped: the namespace is ignored",
+                kind.as_str()
+            ),
+        );
+    }
+    if value.get("status").is_some_and(|s| !s.is_null()) {
+        if kind == Kind::ActivationRequest {
+            findings.error(
+                subject,
+                Some("status"),
+                "must not be set: admission refuses a request that carries a status \
+                 (approvals and phase are written through /status by approvers and the operator)",
+            );
+        } else {
+            findings.warning(
+                subject,
+                Some("status"),
+                "the operator writes status; the one in this file is ignored",
+            );
+        }
+    }
+    name_fits
+}
+
+/// Deserialises into the Rust type. When the schema check already found problems, a
+/// deserialisation failure is one of them said again, without a field name, so it is not
+/// reported twice.
+fn typed<T: DeserializeOwned>(
+    value: &Value,
+    kind: Kind,
+    subject: &Subject,
+    fits_schema: bool,
+    findings: &mut Findings,
+) -> Option<T> {
+    match serde_json::from_value(value.clone()) {
+        Ok(resource) => Some(resource),
+        Err(e) => {
+            if fits_schema {
+                findings.error(
+                    subject,
+                    None,
+                    format!("cannot be read as {}: {e}", kind.as_str()),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Reports the CRD's CEL rules that the object breaks. A rule the client-side interpreter
+/// cannot evaluate is a gap of this tool, not a problem of the file: a warning.
+fn report_cel(result: Result<(), ValidationErrors>, subject: &Subject, findings: &mut Findings) {
+    let Err(errors) = result else { return };
+    for error in errors.iter() {
+        let field = Some(error.field_path.as_str()).filter(|f| !f.is_empty());
+        match error.kind {
+            ErrorKind::UnsupportedReference => findings.warning(
+                subject,
+                field,
+                format!(
+                    "rule `{}` cannot be evaluated offline ({}); the API server will check it",
+                    error.rule, error.message
+                ),
+            ),
+            _ => findings.error(subject, field, error.message.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::findings::Finding;
+
+    fn read(yaml: &str) -> (PolicySet, Counts, Vec<Finding>) {
+        let documents: Vec<Document> = serde_saphyr::from_multiple::<Value>(yaml)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Document {
+                source: Source {
+                    file: "test.yaml".into(),
+                    file_index: 0,
+                    document: i + 1,
+                },
+                value,
+            })
+            .collect();
+        let mut findings = Findings::default();
+        let (set, counts) = Reader::default().read(&documents, &mut findings);
+        (set, counts, findings.into_sorted())
+    }
+
+    fn lines(findings: &[Finding]) -> Vec<String> {
+        findings.iter().map(ToString::to_string).collect()
+    }
+
+    const ROLE: &str = "
+apiVersion: kubepim.io/v1alpha1
+kind: PrivilegedRole
+metadata: {name: view}
+spec:
+  roleRef: {kind: ClusterRole, name: view}
+  scope: {clusterWide: true}
+  approval: {requiredApprovals: 0}
+";
+
+    #[test]
+    fn reads_the_three_kinds() {
+        let yaml = format!(
+            "{ROLE}---
+apiVersion: kubepim.io/v1alpha1
+kind: Eligibility
+metadata: {{name: alice-view}}
+spec: {{role: view, subjects: [{{kind: User, name: alice}}]}}
+---
+apiVersion: kubepim.io/v1alpha1
+kind: ActivationRequest
+metadata: {{name: alice-view-1}}
+spec: {{role: view, justification: look}}
+"
+        );
+        let (set, counts, findings) = read(&yaml);
+        assert_eq!(lines(&findings), Vec::<String>::new());
+        assert_eq!(
+            (set.roles.len(), set.eligibilities.len(), set.requests.len()),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            counts,
+            Counts {
+                objects: 3,
+                ignored: 0
+            }
+        );
+        assert_eq!(set.roles[0].subject.name, "view");
+        assert_eq!(set.declared.len(), 3);
+    }
+
+    #[test]
+    fn other_kinds_are_ignored_with_a_note() {
+        let (set, counts, findings) =
+            read("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+        assert_eq!(
+            counts,
+            Counts {
+                objects: 0,
+                ignored: 1
+            }
+        );
+        assert!(set.declared.is_empty());
+        assert_eq!(
+            lines(&findings),
+            ["test.yaml: ConfigMap/x: info: not a kubepim.io/v1alpha1 object; ignored"]
+        );
+    }
+
+    #[test]
+    fn a_wrong_kubepim_version_or_kind_is_an_error() {
+        let (_, counts, findings) = read(
+            "apiVersion: kubepim.io/v1\nkind: PrivilegedRole\nmetadata: {name: x}\n---\n\
+             apiVersion: kubepim.io/v1alpha1\nkind: Role\nmetadata: {name: z}\n",
+        );
+        assert_eq!(
+            counts,
+            Counts {
+                objects: 2,
+                ignored: 0
+            }
+        );
+        let lines = lines(&findings);
+        assert!(lines[0].starts_with("test.yaml: PrivilegedRole/x: error: apiVersion \"kubepim.io/v1\" with kind \"PrivilegedRole\" is not a kubepim kind"), "{lines:?}");
+        assert!(
+            lines[1].starts_with(
+                "test.yaml: Role/z: error: apiVersion \"kubepim.io/v1alpha1\" with kind \"Role\""
+            ),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn metadata_name_namespace_and_status() {
+        let yaml = ROLE
+            .replace(
+                "metadata: {name: view}",
+                "metadata: {name: View_1, namespace: default}",
+            )
+            .replace(
+                "approval: {requiredApprovals: 0}",
+                "approval: {requiredApprovals: 0}\nstatus: {activeGrants: 1}",
+            );
+        let (_, _, findings) = read(&yaml);
+        assert_eq!(
+            lines(&findings),
+            [
+                "test.yaml: PrivilegedRole/View_1: error: metadata.name: \"View_1\" is not a valid name: lower-case letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit",
+                "test.yaml: PrivilegedRole/View_1: warning: metadata.namespace: PrivilegedRole is cluster-scoped: the namespace is ignored",
+                "test.yaml: PrivilegedRole/View_1: warning: status: the operator writes status; the one in this file is ignored",
+            ]
+        );
+        let (set, _, findings) = read(&ROLE.replace("metadata: {name: view}", "metadata: {}"));
+        assert_eq!(
+            lines(&findings),
+            [
+                "test.yaml: PrivilegedRole/(unnamed, document 1): error: metadata.name: required field is missing"
+            ]
+        );
+        assert!(set.declared.is_empty());
+    }
+
+    #[test]
+    fn a_name_that_yaml_reads_as_a_boolean() {
+        let (_, _, findings) = read(&ROLE.replace("{name: view}", "{name: yes}"));
+        assert_eq!(
+            lines(&findings),
+            [
+                "test.yaml: PrivilegedRole/true: error: metadata.name: must be a string, got boolean true \
+              (quote it in YAML to make it a string)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_may_use_generate_name_but_not_carry_status() {
+        let (_, _, findings) = read(
+            "apiVersion: kubepim.io/v1alpha1\nkind: ActivationRequest\nmetadata: {generateName: alice-}\n\
+             spec: {role: view}\nstatus: {phase: Active}\n",
+        );
+        assert_eq!(lines(&findings).len(), 1, "{findings:?}");
+        assert!(
+            lines(&findings)[0].starts_with(
+                "test.yaml: ActivationRequest/alice-*: error: status: must not be set"
+            )
+        );
+    }
+
+    #[test]
+    fn schema_violations_name_the_field_and_hide_the_deserialisation_error() {
+        let yaml = ROLE.replace(
+            "approval: {requiredApprovals: 0}",
+            "approval: {requiredApprovals: two}\n  maxDuraton: 2h\n  defaultDuration: 1 hour",
+        );
+        let (set, _, findings) = read(&yaml);
+        assert!(set.roles.is_empty());
+        assert_eq!(
+            set.declared.len(),
+            1,
+            "an unreadable role is still declared"
+        );
+        assert_eq!(
+            lines(&findings),
+            [
+                "test.yaml: PrivilegedRole/view: error: spec.approval.requiredApprovals: must be of type integer, got string \"two\"",
+                "test.yaml: PrivilegedRole/view: error: spec.defaultDuration: \"1 hour\" does not match ^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$",
+                "test.yaml: PrivilegedRole/view: error: spec.maxDuraton: unknown field",
+            ]
+        );
+    }
+
+    #[test]
+    fn cel_rules_are_reported_with_their_field() {
+        let (set, _, findings) = read(&ROLE.replace(
+            "{clusterWide: true}",
+            "{clusterWide: true, namespaces: [a]}",
+        ));
+        assert_eq!(
+            set.roles.len(),
+            1,
+            "a role that breaks a CEL rule is still checked further"
+        );
+        assert_eq!(
+            lines(&findings),
+            [
+                "test.yaml: PrivilegedRole/view: error: spec.scope: scope needs exactly one of: a non-empty namespaces list, or clusterWide: true"
+            ]
+        );
+    }
+
+    #[test]
+    fn dns_subdomain_names() {
+        for good in ["a", "payments-admin", "a.b-c.d", "0"] {
+            assert!(is_dns_subdomain(good), "{good}");
+        }
+        for bad in ["", "A", "a_b", "-a", "a-", "a..b", &"a".repeat(254)] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+    }
+}
