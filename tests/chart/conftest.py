@@ -66,6 +66,8 @@ VALUE_SETS = {
             "roles": [{"namespace": "payments", "name": "deployer"}],
         },
     },
+    "policies-off": {"admission": {"policies": {"enabled": False}}},
+    "mutating-admission-policy": {"admission": {"mutatingAdmissionPolicy": {"enabled": True}}},
     "no-crds": {"crds": {"install": False}},
     "crds-not-kept": {"crds": {"keep": False}},
     "notifications": {"notifications": {"enabled": True, "sinks": SINKS}},
