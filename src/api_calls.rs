@@ -78,6 +78,11 @@ impl Verb {
     }
 }
 
+fn is_event(path: &str) -> bool {
+    path.starts_with("/apis/events.k8s.io/")
+        || (path.starts_with("/api/v1/") && path.contains("/events"))
+}
+
 /// `/api/v1/namespaces/ns/configmaps` (collection) vs `/api/v1/namespaces/ns/configmaps/name`.
 fn is_collection(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -102,6 +107,7 @@ pub struct ApiCallCounter {
 #[derive(Default)]
 struct Counters {
     by_verb: [AtomicU64; 8],
+    event_writes: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -110,8 +116,12 @@ impl ApiCallCounter {
         Self::default()
     }
 
-    fn record(&self, verb: Verb) {
+    fn record<B>(&self, req: &Request<B>) {
+        let verb = Verb::of(req);
         self.inner.by_verb[verb as usize].fetch_add(1, Ordering::Relaxed);
+        if verb.is_write() && is_event(req.uri().path()) {
+            self.inner.event_writes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Calls made with this verb so far.
@@ -119,13 +129,23 @@ impl ApiCallCounter {
         self.inner.by_verb[verb as usize].load(Ordering::Relaxed)
     }
 
-    /// Creates, updates, patches and deletes so far.
+    /// Creates, updates, patches and deletes so far, Events included.
     pub fn writes(&self) -> u64 {
         Verb::ALL
             .iter()
             .filter(|v| v.is_write())
             .map(|v| self.count(*v))
             .sum()
+    }
+
+    /// Writes of Events (asynchronous records, off the grant/revoke path).
+    pub fn event_writes(&self) -> u64 {
+        self.inner.event_writes.load(Ordering::Relaxed)
+    }
+
+    /// Writes of everything but Events: the bindings, requests and their status.
+    pub fn object_writes(&self) -> u64 {
+        self.writes() - self.event_writes()
     }
 
     /// Responses with a status ≥ 400, and transport failures.
@@ -166,7 +186,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        self.counter.record(Verb::of(&req));
+        self.counter.record(&req);
         let counter = self.counter.clone();
         self.inner
             .call(req)
@@ -241,6 +261,35 @@ mod tests {
         for (method, uri, want) in cases {
             assert_eq!(Verb::of(&req(method.clone(), uri)), want, "{method} {uri}");
         }
+    }
+
+    #[test]
+    fn event_writes_are_counted_apart() {
+        let counter = ApiCallCounter::new();
+        counter.record(&req(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        ));
+        counter.record(&req(
+            Method::PATCH,
+            "/apis/events.k8s.io/v1/namespaces/default/events/e1",
+        ));
+        counter.record(&req(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        ));
+        counter.record(&req(
+            Method::GET,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        ));
+        assert_eq!(
+            (
+                counter.writes(),
+                counter.event_writes(),
+                counter.object_writes()
+            ),
+            (3, 2, 1)
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Context {
     pub role_bindings: Store<RoleBinding>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     pub recorder: Recorder,
+    /// Per request, the newest resourceVersion our own writes produced (see `is_superseded`).
+    written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Context {
@@ -55,6 +57,38 @@ impl Context {
             role_bindings,
             cluster_role_bindings,
             recorder,
+            written: Default::default(),
+        }
+    }
+
+    /// Remembers the version a write of ours produced.
+    pub fn note_written(&self, request: &str, resource_version: Option<&str>) {
+        let Some(rv) = resource_version.and_then(|rv| rv.parse::<u64>().ok()) else {
+            return;
+        };
+        if let Ok(mut written) = self.written.lock() {
+            let entry = written.entry(request.to_string()).or_insert(rv);
+            *entry = (*entry).max(rv);
+        }
+    }
+
+    /// Is this version older than one our own writes produced? resourceVersions are opaque by
+    /// contract but are etcd revisions in practice; anything unparsable is never called stale.
+    pub fn is_superseded(&self, request: &str, resource_version: Option<&str>) -> bool {
+        let Some(rv) = resource_version.and_then(|rv| rv.parse::<u64>().ok()) else {
+            return false;
+        };
+        let Ok(mut written) = self.written.lock() else {
+            return false;
+        };
+        match written.get(request) {
+            Some(&newest) if rv < newest => true,
+            Some(_) => {
+                // The cache has caught up: forget, so the map only holds requests in flight.
+                written.remove(request);
+                false
+            }
+            None => false,
         }
     }
 

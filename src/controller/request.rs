@@ -30,6 +30,11 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let name = request.name_any();
+    // Our own write of a moment ago may not be in the cache yet: acting on the older version
+    // would only repeat work and meet a conflict. The watch delivers the newer one.
+    if ctx.is_superseded(&name, request.resource_version().as_deref()) {
+        return Ok(Action::requeue(STALE_REQUEUE));
+    }
     let role = ctx.role(&request.spec.role);
     let found = ctx.bindings_of(&request, role.as_deref());
 
@@ -267,6 +272,7 @@ async fn ensure_finalizer(
         None => json!([add]),
     };
     let updated = json_patch_request(ctx, &request.name_any(), ops, "add finalizer").await?;
+    ctx.note_written(&request.name_any(), updated.resource_version().as_deref());
     Ok(updated.resource_version())
 }
 
@@ -324,7 +330,10 @@ async fn patch_status(
             what: "patch status",
             source,
         }),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(updated)) => {
+            ctx.note_written(name, updated.resource_version().as_deref());
+            Ok(())
+        }
     }
 }
 
