@@ -55,12 +55,16 @@ pub fn verdict(
 
 /// One full pass over every managed binding, read page by page from the API server (not the
 /// cache, so that a stale cache cannot hide one). Returns how many were deleted.
+///
+/// A binding that cannot be judged or deleted is logged and passed over; the pass goes on, and
+/// its first error is returned at the end. One bad binding (a failing read, a forged annotation)
+/// must not shield every binding listed after it.
 pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
     let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    let mut deleted = sweep_kind(ctx, &rb, BindingKind::RoleBinding).await?;
-    deleted += sweep_kind(ctx, &crb, BindingKind::ClusterRoleBinding).await?;
-    Ok(deleted)
+    let role_bindings = sweep_kind(ctx, &rb, BindingKind::RoleBinding).await;
+    let cluster_role_bindings = sweep_kind(ctx, &crb, BindingKind::ClusterRoleBinding).await;
+    Ok(role_bindings? + cluster_role_bindings?)
 }
 
 async fn sweep_kind<K>(ctx: &Context, api: &Api<K>, kind: BindingKind) -> Result<usize, Error>
@@ -71,6 +75,7 @@ where
         .labels(labels::MANAGED_SELECTOR)
         .limit(500);
     let mut deleted = 0;
+    let mut first_error = None;
     loop {
         let page = tokio::time::timeout(bindings::CALL_TIMEOUT, api.list(&params))
             .await
@@ -82,50 +87,67 @@ where
                 source,
             })?;
         for binding in &page.items {
-            let request_name = bindings::request_name_of(binding);
-            let request = match &request_name {
-                Some(name) => lookup_request(ctx, name).await?,
-                None => None,
-            };
-            let now = ctx.now();
-            let why = verdict(
-                request_name.as_deref(),
-                bindings::request_uid_of(binding).as_deref(),
-                bindings::expires_at_of(binding),
-                request.as_deref(),
-                now,
-            );
-            if let Some(why) = why {
-                let namespace = binding.namespace();
-                tracing::info!(kind = kind.as_str(), namespace = ?namespace, name = %binding.name_any(), request = ?request_name, ?why, "sweeping managed binding");
-                bindings::delete(
-                    &ctx.client,
-                    kind,
-                    namespace.as_deref(),
-                    &binding.name_any(),
-                    binding.uid(),
-                )
-                .await?;
-                crate::audit::record(&crate::audit::AuditRecord {
-                    decision: "swept",
-                    request: request_name.as_deref().unwrap_or(""),
-                    requester: "",
-                    role: "",
-                    namespaces: &namespace.into_iter().collect::<Vec<_>>(),
-                    until: bindings::expires_at_of(binding),
-                    approvers: &[],
-                    reason: &format!("{why:?}"),
-                    message: &format!("deleted orphaned {} {}", kind.as_str(), binding.name_any()),
-                    break_glass: false,
-                });
-                deleted += 1;
+            match sweep_one(ctx, kind, binding).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, kind = kind.as_str(), namespace = ?binding.namespace(), name = %binding.name_any(), "could not sweep a managed binding; going on with the others");
+                    first_error.get_or_insert(error);
+                }
             }
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(deleted),
+            None => return first_error.map_or(Ok(deleted), Err),
         }
     }
+}
+
+/// Judges one managed binding and deletes it if it must go. Returns whether it was deleted.
+async fn sweep_one<K>(ctx: &Context, kind: BindingKind, binding: &K) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    // An empty name names no request: unlabelled.
+    let request_name = bindings::request_name_of(binding).filter(|n| !n.is_empty());
+    let request = match &request_name {
+        Some(name) => lookup_request(ctx, name).await?,
+        None => None,
+    };
+    let now = ctx.now();
+    let why = verdict(
+        request_name.as_deref(),
+        bindings::request_uid_of(binding).as_deref(),
+        bindings::expires_at_of(binding),
+        request.as_deref(),
+        now,
+    );
+    if let Some(why) = why {
+        let namespace = binding.namespace();
+        tracing::info!(kind = kind.as_str(), namespace = ?namespace, name = %binding.name_any(), request = ?request_name, ?why, "sweeping managed binding");
+        bindings::delete(
+            &ctx.client,
+            kind,
+            namespace.as_deref(),
+            &binding.name_any(),
+            binding.uid(),
+        )
+        .await?;
+        crate::audit::record(&crate::audit::AuditRecord {
+            decision: "swept",
+            request: request_name.as_deref().unwrap_or(""),
+            requester: "",
+            role: "",
+            namespaces: &namespace.into_iter().collect::<Vec<_>>(),
+            until: bindings::expires_at_of(binding),
+            approvers: &[],
+            reason: &format!("{why:?}"),
+            message: &format!("deleted orphaned {} {}", kind.as_str(), binding.name_any()),
+            break_glass: false,
+        });
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The request from the cache, confirmed by a read when the cache does not have it (a missing
