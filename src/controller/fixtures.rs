@@ -185,6 +185,9 @@ pub trait RequestBuilder: Sized {
     fn cluster_wide(self) -> Self {
         self.with(|r| r.spec.namespaces.clear())
     }
+    fn created_at(self, at: DateTime<Utc>) -> Self {
+        self.with(|r| r.metadata.creation_timestamp = Some(to_k8s(at)))
+    }
     /// The requester set `spec.cancel`.
     fn cancelled(self) -> Self {
         self.with(|r| r.spec.cancel = true)

@@ -765,3 +765,57 @@ async fn cancelling_an_active_grant_revokes_it() {
     assert!(outcome.server.writes() <= REVOCATION_BUDGET);
     assert_eq!(outcome.server.writes(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn binding_deleted_out_of_band_is_recreated_with_the_recorded_expiry() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = activation_request("r1");
+    let activation = Scenario::new()
+        .holding(&request)
+        .then(expect::finalizer_added("r1"))
+        .then(expect::role_binding_created(NAMESPACE))
+        .then(expect::status_patched("r1"))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    activation.result.expect("activation succeeds");
+    let observed = activation.server.objects.request("r1");
+    let recorded = expires_at(observed.status.as_ref().unwrap())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    // Someone deleted the binding; the cache no longer has it. Later, the grant is reconciled.
+    let outcome = Scenario::new()
+        .then(
+            expect::role_binding_created(NAMESPACE).with_body(move |rb: RoleBinding| {
+                assert_grant_for_alice(&rb, "r1");
+                assert_eq!(
+                    annotation(&rb, labels::EXPIRES_AT),
+                    recorded,
+                    "a recreated binding never extends the grant"
+                );
+            }),
+        )
+        .run(|client| reconcile(Arc::new(observed), caches.context(client)))
+        .await;
+    outcome.result.expect("the grant is restored");
+    assert_eq!(outcome.server.writes(), 1, "the status is unchanged");
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_not_approved_within_the_pending_timeout_expires() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+    let request = activation_request("r1")
+        .created_at(now() - secs(25 * 3600))
+        .in_phase(Phase::Pending);
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Expired));
+            assert_eq!(s.reason.as_deref(), Some(reasons::NOT_APPROVED));
+            assert_eq!(condition(&s, APPROVED), ("False", reasons::NOT_APPROVED));
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    let action = outcome.result.expect("expiring succeeds");
+    assert_eq!(outcome.server.writes(), 1);
+    assert_eq!(requeue_after(&action), None);
+}

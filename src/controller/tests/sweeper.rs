@@ -1,5 +1,7 @@
 //! The sweeper: every managed binding, page by page, against its request.
-use crate::api::Phase;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+
+use crate::api::{Phase, labels};
 use crate::controller::fixtures::*;
 use crate::controller::sweeper::sweep;
 use crate::time::truncate_to_second;
@@ -77,4 +79,86 @@ async fn sweeper_deletes_orphaned_expired_and_terminal_grants_and_keeps_valid_on
             .objects
             .has_role_binding(NAMESPACE, "kubepim-r-expired")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failing_binding_does_not_stop_the_sweep() {
+    let past = truncate_to_second(now()) - secs(10);
+    // Its request is not cached, and reading it fails.
+    let unknown = activation_request("r-unknown");
+    let unknown_binding = granted_role_binding(&unknown, truncate_to_second(now()) + secs(600));
+    // Listed after it: expired, must still go.
+    let expired = activation_request("r-expired")
+        .approved_by(BOB)
+        .active_until(past);
+    let expired_binding = granted_role_binding(&expired, past);
+    let caches = Caches::new().request(expired);
+
+    let outcome = Scenario::new()
+        .holding(&expired_binding)
+        .then(
+            expect::role_bindings_listed(None)
+                .replies_page(&[unknown_binding, expired_binding], None),
+        )
+        .then(expect::request_read("r-unknown").replies_unavailable())
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r-expired",
+            "uid-rb-r-expired",
+        ))
+        .then(
+            expect::cluster_role_bindings_listed(None)
+                .replies_page::<ClusterRoleBinding>(&[], None),
+        )
+        .run(|client| async move { sweep(&caches.context(client)).await })
+        .await;
+    assert!(
+        outcome.result.is_err(),
+        "the failure is still reported (and the pass retried): {:?}",
+        outcome.result
+    );
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r-expired")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn managed_binding_naming_no_request_is_swept() {
+    // Labelled as kubepim's, with an empty request annotation: anyone able to create a
+    // RoleBinding can make one. It names no request, so it is unlabelled, and goes.
+    let mut forged = granted_role_binding(
+        &activation_request("r-x"),
+        truncate_to_second(now()) + secs(600),
+    );
+    forged
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(labels::REQUEST.into(), String::new());
+    forged
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove(labels::REQUEST);
+
+    let outcome = Scenario::new()
+        .holding(&forged)
+        .then(expect::role_bindings_listed(None).replies_page(&[forged], None))
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r-x",
+            "uid-rb-r-x",
+        ))
+        .then(
+            expect::cluster_role_bindings_listed(None)
+                .replies_page::<ClusterRoleBinding>(&[], None),
+        )
+        .run(|client| async move { sweep(&Caches::new().context(client)).await })
+        .await;
+    assert_eq!(outcome.result.expect("the sweep succeeds"), 1);
 }
