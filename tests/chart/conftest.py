@@ -113,7 +113,7 @@ VALUE_SETS = {
         },
         "podAnnotations": {"example.com/owner": "platform"},
         "podLabels": {"team": "platform"},
-        "extraArgs": ["--concurrency=32"],
+        "extraArgs": ["--webhook-bind-address=::"],
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
         "serviceAccount": {"annotations": {"example.com/role": "kubepim"}},
         "crds": {"keep": True},

@@ -140,12 +140,21 @@ def test_scheduling_and_extra_values():
     assert meta["annotations"]["example.com/owner"] == "platform"
     assert meta["labels"]["team"] == "platform"
     assert container["image"] == "ghcr.io/kubepim/kubepim@sha256:" + "a" * 64
-    assert container["args"][-1] == "--concurrency=32", "extraArgs come last, so they win"
+    assert container["args"][-1] == "--webhook-bind-address=::", "extraArgs come last"
     assert {"name": "TZ", "value": "UTC"} in container["env"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["health"] == 9090
     assert "--metrics-port=9090" in container["args"]
     sa = r.one("ServiceAccount")
     assert sa["metadata"]["annotations"] == {"example.com/role": "kubepim"}
+
+
+def test_no_flag_twice():
+    """`kubepim run` (clap) refuses a flag given twice."""
+    for values in VALUE_SETS.values():
+        r = render(values)
+        if r.kinds("Deployment"):
+            names = [a.split("=", 1)[0] for a in r.args() if a.startswith("--")]
+            assert len(names) == len(set(names)), names
 
 
 def test_image_tag_and_operator_flags():
