@@ -51,10 +51,30 @@ pub fn duration_from_k8s(duration: &kube::core::Duration) -> chrono::Duration {
     chrono::Duration::from_std(std).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Formats a duration the way users write it (`1h30m`, `45s`).
+/// Formats a duration the way Go (and so `kubectl` and users) write it: `1h30m0s`, `45s`.
+///
+/// `kube::core::Duration`'s `Display` prints total seconds (`5400s`), which is hard to compare
+/// with the `4h` a user wrote. Negative durations print as `0s`.
 pub fn format_duration(duration: chrono::Duration) -> String {
     let std = duration.to_std().unwrap_or_default();
-    kube::core::Duration::from(std).to_string()
+    let total = std.as_secs();
+    if std.is_zero() {
+        return "0s".into();
+    }
+    if total == 0 {
+        // Below a second Go switches to ms/µs/ns, as `std::time::Duration`'s Debug does.
+        return kube::core::Duration::from(std).to_string();
+    }
+    let (hours, minutes, seconds) = (total / 3600, total / 60 % 60, total % 60);
+    let seconds = match std.subsec_nanos() {
+        0 => format!("{seconds}s"),
+        nanos => format!("{seconds}.{}s", format!("{nanos:09}").trim_end_matches('0')),
+    };
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, _) => format!("{minutes}m{seconds}"),
+        _ => format!("{hours}h{minutes}m{seconds}"),
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +106,19 @@ mod tests {
         let d: kube::core::Duration = "1h30m".parse().unwrap();
         assert_eq!(duration_from_k8s(&d), chrono::Duration::minutes(90));
         assert_eq!(format_duration(chrono::Duration::minutes(90)), "1h30m0s");
+        assert_eq!(format_duration(chrono::Duration::hours(8)), "8h0m0s");
+        assert_eq!(format_duration(chrono::Duration::seconds(45)), "45s");
+        assert_eq!(format_duration(chrono::Duration::seconds(61)), "1m1s");
+        assert_eq!(
+            format_duration(chrono::Duration::milliseconds(1500)),
+            "1.5s"
+        );
+        assert_eq!(
+            format_duration(chrono::Duration::milliseconds(500)),
+            "500ms"
+        );
+        assert_eq!(format_duration(chrono::Duration::zero()), "0s");
+        assert_eq!(format_duration(chrono::Duration::seconds(-5)), "0s");
         let neg: kube::core::Duration = "-5m".parse().unwrap();
         assert_eq!(duration_from_k8s(&neg), chrono::Duration::zero());
     }
