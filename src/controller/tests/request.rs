@@ -819,3 +819,32 @@ async fn request_not_approved_within_the_pending_timeout_expires() {
     assert_eq!(outcome.server.writes(), 1);
     assert_eq!(requeue_after(&action), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_version_our_own_writes_superseded_is_not_acted_on() {
+    // The watch may still deliver the version from before the activation's writes; acting on it
+    // could only repeat work and meet a conflict.
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = Arc::new(activation_request("r1"));
+    let outcome = Scenario::new()
+        .holding(request.as_ref())
+        .then(expect::finalizer_added("r1"))
+        .then(expect::role_binding_created(NAMESPACE))
+        .then(expect::status_patched("r1"))
+        .run(|client| async move {
+            let ctx = caches.context(client);
+            let first = reconcile(request.clone(), ctx.clone()).await;
+            let stale = reconcile(request, ctx).await;
+            (first, stale)
+        })
+        .await;
+    let (first, stale) = outcome.result;
+    first.expect("activation succeeds");
+    let delay = requeue_after(&stale.expect("not an error")).expect("a requeue");
+    assert!(delay <= Duration::from_secs(1), "requeue after {delay:?}");
+    assert_eq!(
+        outcome.server.writes(),
+        3,
+        "the stale version caused no call"
+    );
+}
