@@ -9,8 +9,17 @@
 //!   that removes, reorders or changes them, or that appends more than one, is refused. Writes that
 //!   append nothing (the controller's) pass unchanged.
 //!
-//! The patch is computed on the raw JSON of the object, so an appended entry without `approver`
-//! (mutating admission runs before schema validation, which requires it) is stamped too.
+//! How approvers write (`kubectl patch activationrequest NAME --subresource=status ...`):
+//! - JSON patch, `add /status/approvals/-` with `{"decision": "Approved", "reason": "..."}` (or
+//!   `add /status/approvals` with a one-entry list when there is none yet). `approver` may be left
+//!   out although the CRD requires it: the API server applies the patch, calls mutating admission
+//!   and only then validates against the schema, so the stamped entry is what is validated
+//!   (checked against kube-apiserver 1.32 in `tests/e2e_webhook.rs`). The patch is computed on
+//!   the raw JSON of the object for that reason: the entry need not parse as an `Approval`.
+//! - Merge patch: JSON merge patch replaces the whole list, so it must carry the existing entries
+//!   unchanged plus the new one (any change to them is refused here).
+//! - Server-side apply: `approvals` is a list-map keyed by `approver`, so the entry must name an
+//!   approver to be merged at all; send your own username (it is overwritten anyway).
 use chrono::{DateTime, Utc};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
@@ -115,8 +124,11 @@ fn approver_of(entry: &Value) -> Option<&str> {
 
 fn on_status_update(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Mutation {
     let new = object_json(req.object.as_ref());
-    let old = object_json(req.old_object.as_ref());
-    let before = approvals(old.as_ref());
+    let Some(old) = object_json(req.old_object.as_ref()) else {
+        // Without the old object nothing tells appended entries from existing ones.
+        return Mutation::Deny("no old object in the admission request for a status update".into());
+    };
+    let before = approvals(Some(&old));
     let after = approvals(new.as_ref());
     if after.len() < before.len() || after[..before.len()] != before[..] {
         return Mutation::Deny(

@@ -359,3 +359,15 @@ fn refusal_is_forbidden_with_the_message() {
     assert_eq!(response.result.reason, "Forbidden");
     assert!(response.result.message.contains("append-only"));
 }
+
+#[test]
+fn status_update_without_the_old_object_is_refused() {
+    let review = review_json(
+        "UPDATE",
+        Some("status"),
+        bob(),
+        pending(vec![carol_approved()]),
+        None,
+    );
+    assert!(denied(decide(&parse(review), now())).contains("no old object"));
+}

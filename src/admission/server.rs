@@ -118,7 +118,7 @@ impl Handler {
             } else {
                 tracing::info!(
                     allowed = false,
-                    message = %response.result.message,
+                    why = %response.result.message,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "refused"
                 );
