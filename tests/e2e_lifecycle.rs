@@ -798,6 +798,92 @@ async fn operator_restart_revokes_grants_that_expired_while_it_was_down() {
     finish(env).await;
 }
 
+/// A restart must not change anything that is still valid: an Active grant stays Active with the
+/// same binding and expiry, a Pending request stays Pending. Restarted several times, because
+/// what goes wrong here is a race between the operator's caches at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_restart_keeps_valid_grants_and_pending_requests() {
+    let Some(env) = Env::isolated("restart-keeps").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    let auto = role_for_alice(&env, fixtures::pod_reader(&env, "pods", &[&ns])).await;
+    let pr = fixtures::with_approvers(
+        fixtures::pod_reader(&env, "gated", &[&ns]),
+        1,
+        &["bob"],
+        &[],
+    );
+    let gated = pr.name_any();
+    fixtures::create_role(&env, &pr).await;
+    let el = fixtures::eligibility(&env, "alice-gated", &gated, vec![SubjectRef::user("alice")]);
+    fixtures::create_eligibility(&env, &el).await;
+
+    let active = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "long", "alice", &auto, &[&ns], "30m"),
+    )
+    .await
+    .name_any();
+    let pending = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "asks", "alice", &gated, &[&ns], "30m"),
+    )
+    .await
+    .name_any();
+    let before = wait::phase(&env, &active, Phase::Active).await;
+    wait::phase(&env, &pending, Phase::Pending).await;
+    let binding_uid = fixtures::role_bindings_of(&env, &active).await[0].uid();
+    assert_i1(&env).await;
+
+    for round in 1..=5 {
+        let outcome = env.stop_operator().await;
+        assert_eq!(outcome, "Ok(())", "run_operator's result after shutdown");
+        env.start_operator(settings());
+        // Nothing should happen: watch both for a while after each start.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            env.check_operator();
+            let requests: Api<ActivationRequest> = Api::all(env.admin());
+            let a = requests.get(&active).await.unwrap();
+            let p = requests.get(&pending).await.unwrap();
+            assert_eq!(
+                a.phase(),
+                Some(Phase::Active),
+                "restart {round}: the active grant changed: {}",
+                describe(&a)
+            );
+            assert_eq!(
+                p.phase(),
+                Some(Phase::Pending),
+                "restart {round}: the pending request changed: {}",
+                describe(&p)
+            );
+            assert_eq!(
+                expires_at(&a),
+                expires_at(&before),
+                "restart {round}: expiresAt moved"
+            );
+            let rbs = fixtures::role_bindings_of(&env, &active).await;
+            assert_eq!(
+                rbs.iter().map(|rb| rb.uid()).collect::<Vec<_>>(),
+                vec![binding_uid.clone()],
+                "restart {round}: the binding was deleted or replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_i1(&env).await;
+    }
+    // Positive control: the operator still acts on the pending request.
+    approve(&env, "bob", &pending).await;
+    wait::phase(&env, &pending, Phase::Active).await;
+    assert_i1(&env).await;
+    finish(env).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binding_deleted_out_of_band_is_recreated() {
     let Some(env) = Env::isolated("recreate").await else {

@@ -821,8 +821,12 @@ impl Env {
 
     async fn new(test: &str, want: Want) -> Option<Self> {
         // The operator's logs, captured per test by libtest (shown for failing tests).
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                // The builder logs every non-2xx answer as an error, /readyz polling included.
+                "info,kube=warn,kube_client::client::builder=off",
+            )
+        });
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
