@@ -136,9 +136,24 @@ pub async fn create(
             source: kube::Error::Api(status),
             ..
         }) if status.code == 409 => {
-            // Created by an earlier attempt (or a previous request of the same name): the caller
-            // compares it with what is desired on the next observation.
-            Ok(())
+            // Ours from an earlier attempt: fine, the next observation compares it with what is
+            // desired. Anyone else's: never adopt it, and say why the grant cannot be made.
+            match uid_if_owned(
+                client,
+                desired.kind,
+                desired.namespace.as_deref(),
+                &desired.name,
+                request,
+            )
+            .await?
+            {
+                Some(_) => Ok(()),
+                None => Err(Error::NameTaken {
+                    kind: desired.kind.as_str(),
+                    namespace: desired.namespace.clone(),
+                    name: desired.name.clone(),
+                }),
+            }
         }
         other => other,
     }

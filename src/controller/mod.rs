@@ -7,6 +7,8 @@ pub mod eligibility;
 mod fixtures;
 pub mod request;
 pub mod role;
+pub mod role_checks;
+pub mod standing;
 pub mod sweeper;
 #[cfg(test)]
 mod tests;
@@ -27,6 +29,17 @@ pub struct RunArgs {
     /// Requests reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// How often all RoleBindings and ClusterRoleBindings are scanned for standing privilege
+    /// (bindings to a PrivilegedRole's role made outside kubepim).
+    #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+    pub standing_privilege_scan_interval: Duration,
+    /// A break-glass user: bindings whose subjects are all break-glass identities are reported
+    /// apart from other standing bindings. Repeatable.
+    #[arg(long = "break-glass-user", value_name = "USER")]
+    pub break_glass_users: Vec<String>,
+    /// A break-glass group (see --break-glass-user). Repeatable.
+    #[arg(long = "break-glass-group", value_name = "GROUP")]
+    pub break_glass_groups: Vec<String>,
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
@@ -48,6 +61,8 @@ pub struct OperatorSettings {
     pub concurrency: u16,
     /// The admission webhook, served alongside the controllers (`None`: not served).
     pub webhook: Option<crate::admission::WebhookSettings>,
+    /// The standing-privilege scan.
+    pub standing: standing::ScanSettings,
 }
 
 impl Default for OperatorSettings {
@@ -56,6 +71,7 @@ impl Default for OperatorSettings {
             sweep_interval: Duration::from_secs(30),
             concurrency: 16,
             webhook: None,
+            standing: standing::ScanSettings::default(),
         }
     }
 }
@@ -81,6 +97,14 @@ pub enum Error {
     Config(String),
     #[error("internal invariant broken: {0}")]
     Invariant(&'static str),
+    #[error(
+        "{kind} {namespace:?}/{name} already exists and was not made by kubepim for this request; delete or rename it"
+    )]
+    NameTaken {
+        kind: &'static str,
+        namespace: Option<String>,
+        name: String,
+    },
     #[error(transparent)]
     Webhook(#[from] crate::admission::Error),
 }
@@ -95,6 +119,7 @@ impl Error {
             Error::CrdsMissing(_) => "CrdsMissing",
             Error::Config(_) => "Config",
             Error::Invariant(_) => "Invariant",
+            Error::NameTaken { .. } => "BindingNameTaken",
             Error::Webhook(_) => "Webhook",
         }
     }

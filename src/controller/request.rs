@@ -398,6 +398,8 @@ fn record_transition(
             format!("approved by {}", approvers.join(", ")),
         );
     }
+    // Decided on first sight (activated, denied…): an audit line for the request itself, and one
+    // Event for the outcome below — a separate Event would be an API write saying nothing new.
     if old.phase.is_none() && phase != Phase::Pending {
         audit_record(
             request,
@@ -406,13 +408,6 @@ fn record_transition(
             "request received",
             None,
             &[],
-        );
-        ctx.publish(
-            request,
-            EventType::Normal,
-            "Requested",
-            "Request",
-            "request received".into(),
         );
     }
     let (type_, event_reason, action, decision) = match phase {

@@ -1,6 +1,7 @@
 //! The sweeper: a periodic pass (and one at start-up, before any activation) that deletes every
 //! managed binding whose request is missing, terminal, or past its expiry. It catches what the
 //! request reconciler cannot see: force-removed finalizers, `--cascade=orphan`, lost requests.
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -60,14 +61,53 @@ pub fn verdict(
 /// its first error is returned at the end. One bad binding (a failing read, a forged annotation)
 /// must not shield every binding listed after it.
 pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
+    sweep_with(ctx, &KnownRequests::new()).await
+}
+
+/// Requests read in one list before the caches fill (start-up), by name.
+pub type KnownRequests = HashMap<String, Arc<ActivationRequest>>;
+
+/// The start-up sweep: all requests are listed once, page by page, so that judging each managed
+/// binding does not cost a read of its request while the caches are still empty.
+pub async fn startup_sweep(ctx: &Context) -> Result<usize, Error> {
+    let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
+    let mut known = KnownRequests::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = tokio::time::timeout(bindings::CALL_TIMEOUT, api.list(&params))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "list requests",
+            })?
+            .map_err(|source| Error::Kube {
+                what: "list requests",
+                source,
+            })?;
+        for request in page.items {
+            known.insert(request.name_any(), Arc::new(request));
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    sweep_with(ctx, &known).await
+}
+
+async fn sweep_with(ctx: &Context, known: &KnownRequests) -> Result<usize, Error> {
     let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
     let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    let role_bindings = sweep_kind(ctx, &rb, BindingKind::RoleBinding).await;
-    let cluster_role_bindings = sweep_kind(ctx, &crb, BindingKind::ClusterRoleBinding).await;
+    let role_bindings = sweep_kind(ctx, known, &rb, BindingKind::RoleBinding).await;
+    let cluster_role_bindings = sweep_kind(ctx, known, &crb, BindingKind::ClusterRoleBinding).await;
     Ok(role_bindings? + cluster_role_bindings?)
 }
 
-async fn sweep_kind<K>(ctx: &Context, api: &Api<K>, kind: BindingKind) -> Result<usize, Error>
+async fn sweep_kind<K>(
+    ctx: &Context,
+    known: &KnownRequests,
+    api: &Api<K>,
+    kind: BindingKind,
+) -> Result<usize, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -87,7 +127,7 @@ where
                 source,
             })?;
         for binding in &page.items {
-            match sweep_one(ctx, kind, binding).await {
+            match sweep_one(ctx, known, kind, binding).await {
                 Ok(true) => deleted += 1,
                 Ok(false) => {}
                 Err(error) => {
@@ -104,21 +144,30 @@ where
 }
 
 /// Judges one managed binding and deletes it if it must go. Returns whether it was deleted.
-async fn sweep_one<K>(ctx: &Context, kind: BindingKind, binding: &K) -> Result<bool, Error>
+async fn sweep_one<K>(
+    ctx: &Context,
+    known: &KnownRequests,
+    kind: BindingKind,
+    binding: &K,
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()>,
 {
     // An empty name names no request: unlabelled.
     let request_name = bindings::request_name_of(binding).filter(|n| !n.is_empty());
-    let request = match &request_name {
-        Some(name) => lookup_request(ctx, name).await?,
-        None => None,
-    };
+    let expires_at = bindings::expires_at_of(binding);
     let now = ctx.now();
+    // A binding past its own expiry goes whatever its request says: no lookup that could fail
+    // or wait stands between it and its deletion.
+    let expired = expires_at.is_some_and(|at| now >= at);
+    let request = match &request_name {
+        Some(name) if !expired => lookup_request(ctx, known, name).await?,
+        _ => None,
+    };
     let why = verdict(
         request_name.as_deref(),
         bindings::request_uid_of(binding).as_deref(),
-        bindings::expires_at_of(binding),
+        expires_at,
         request.as_deref(),
         now,
     );
@@ -154,9 +203,14 @@ where
 /// entry in a cache is not proof that the request is gone).
 async fn lookup_request(
     ctx: &Context,
+    known: &KnownRequests,
     name: &str,
 ) -> Result<Option<Arc<ActivationRequest>>, Error> {
-    if let Some(found) = ctx.requests.get(&ObjectRef::new(name)) {
+    if let Some(found) = known
+        .get(name)
+        .cloned()
+        .or_else(|| ctx.requests.get(&ObjectRef::new(name)))
+    {
         return Ok(Some(found));
     }
     let api: Api<ActivationRequest> = Api::all(ctx.client.clone());

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, labels};
 
 use super::context::Context;
-use super::{Error, OperatorSettings, RunArgs, bindings, eligibility, request, role, sweeper};
+use super::{
+    Error, OperatorSettings, RunArgs, bindings, eligibility, request, role, standing, sweeper,
+};
 
 /// Dead watch connections are noticed after this (+5 s); the default of 290 s is too slow for
 /// approvals and revocations.
@@ -139,7 +141,7 @@ pub async fn run_operator(
     ));
 
     // Revocations before activations: expired or orphaned grants go before any request is acted on.
-    match sweeper::sweep(&ctx).await {
+    match sweeper::startup_sweep(&ctx).await {
         Ok(n) => tracing::info!(deleted = n, "start-up sweep done"),
         Err(error) => {
             tracing::warn!(%error, "start-up sweep failed; the periodic sweep will retry")
@@ -206,11 +208,15 @@ pub async fn run_operator(
         }
     };
 
+    // Standing privilege (I2): its own periodic, uncached scan of all bindings.
+    let standing_loop = standing::run(ctx.clone(), settings.standing.clone(), stopped());
+
     tokio::join!(
         request_controller,
         role_controller,
         eligibility_controller,
         sweeper_loop,
+        standing_loop,
         webhook
     );
     Ok(())
@@ -276,6 +282,13 @@ pub fn run_blocking(args: RunArgs) -> ExitCode {
             sweep_interval: args.sweep_interval,
             concurrency: args.concurrency,
             webhook: args.webhook.settings()?,
+            standing: standing::ScanSettings {
+                interval: args.standing_privilege_scan_interval,
+                break_glass: crate::policy::standing::BreakGlass {
+                    users: args.break_glass_users.iter().cloned().collect(),
+                    groups: args.break_glass_groups.iter().cloned().collect(),
+                },
+            },
         };
         run_operator(client, settings, shutdown_signal()).await
     });
