@@ -80,7 +80,11 @@ fn committed_file_parses_back_into_the_crds() {
             "activationrequests.kubepim.io"
         ]
     );
-    assert_eq!(parsed, kubepim::crdgen::all_crds());
+    // Compared without printing both (huge) values: the drift test above shows where they differ.
+    assert!(
+        parsed == kubepim::crdgen::all_crds(),
+        "{CRD_FILE} does not parse back into the generated CRDs"
+    );
 }
 
 fn crd(plural: &str) -> CustomResourceDefinition {
@@ -144,54 +148,48 @@ fn one_served_storage_version_with_status_subresource() {
     }
 }
 
+/// The columns `kubectl get` shows: the essential ones in this order (others may be added
+/// between them), and `Age` last.
 #[test]
 fn printer_columns_include_age() {
-    let expected: [(&str, &[&str]); 3] = [
+    let essential: [(&str, &[&str]); 3] = [
         (
             "privilegedroles",
-            &[
-                "Role",
-                "Approvals",
-                "Max",
-                "Active",
-                "Ready",
-                "Reason",
-                "Age",
-            ],
+            &["Role", "Approvals", "Max", "Active", "Ready"],
         ),
         (
             "eligibilities",
-            &["Role", "Subjects", "Not After", "Active", "Reason", "Age"],
+            &["Role", "Subjects", "Not After", "Active"],
         ),
         (
             "activationrequests",
-            &[
-                "Requester",
-                "Role",
-                "Phase",
-                "Expires",
-                "Reason",
-                "Message",
-                "Age",
-            ],
+            &["Requester", "Role", "Phase", "Expires"],
         ),
     ];
-    for (plural, columns) in expected {
+    for (plural, columns) in essential {
         let crd = crd(plural);
         let printed = crd.spec.versions[0]
             .additional_printer_columns
             .clone()
             .unwrap_or_default();
         let names: Vec<&str> = printed.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, columns, "{plural} printer columns");
+        let mut remaining = names.iter();
+        for column in columns {
+            assert!(
+                remaining.any(|name| name == column),
+                "{plural}: column {column} missing or out of order in {names:?}"
+            );
+        }
         // kubectl drops its own Age column once any column is declared.
-        let age = printed
-            .iter()
-            .find(|c| c.name == "Age")
-            .expect("Age column");
+        let age = printed.last().expect("printer columns");
         assert_eq!(
-            (age.type_.as_str(), age.json_path.as_str()),
-            ("date", ".metadata.creationTimestamp")
+            (
+                age.name.as_str(),
+                age.type_.as_str(),
+                age.json_path.as_str()
+            ),
+            ("Age", "date", ".metadata.creationTimestamp"),
+            "{plural}: Age must be the last column"
         );
     }
 }
