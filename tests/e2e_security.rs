@@ -246,7 +246,7 @@ async fn wait_enforced(env: &Env, docs: &[Value]) -> anyhow::Result<()> {
                 .await?
             }
             "request-update" => {
-                let patch = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
+                let patch = Patch::Merge(json!({"spec": {"cancel": true}}));
                 security::eventually(&what, POLICY_TIMEOUT, || async {
                     refused(mallory.patch(&canary, &dry_patch, &patch).await.map(drop))
                 })
@@ -1327,29 +1327,47 @@ async fn row12_only_requester_cancels_or_deletes() {
             .await,
         &format!("only the requester 'alice' may cancel request {name} (you are 'mallory')"),
     );
-    c.refused_by(
-        "request-update",
-        "mallory labelling alice's request",
-        mallory
-            .patch(
-                &name,
-                &pp,
-                &Patch::Merge(json!({"metadata": {"labels": {"owner": "mallory"}}})),
-            )
-            .await,
-        &format!("only the requester 'alice' or the kubepim controller may change request {name}"),
+    // The revocation finalizer: only the controller takes it off; only the requester or the
+    // controller adds finalizers.
+    let mut guarded = fixtures::request(&env, "guarded", "alice", &env.name("role"), &[], "30m");
+    guarded.metadata.finalizers = Some(vec![kubepim::api::FINALIZER.into()]);
+    let guarded = c
+        .accepted(
+            "alice creating a request with the revocation finalizer",
+            alice.create(&PostParams::default(), &guarded).await,
+        )
+        .map(|r| r.name_any())
+        .unwrap_or_default();
+    let hold = Patch::Merge(
+        json!({"metadata": {"finalizers": [kubepim::api::FINALIZER, "example.com/hold"]}}),
     );
     c.refused_by(
         "request-update",
-        "mallory removing the finalizers of alice's request",
-        mallory
-            .patch(
-                &name,
-                &pp,
-                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-            )
+        "mallory adding a finalizer to alice's request",
+        mallory.patch(&guarded, &pp, &hold).await,
+        &format!(
+            "only the requester 'alice' or the kubepim controller may add finalizers to request {guarded} (you are 'mallory')"
+        ),
+    );
+    let strip = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    for who in ["mallory", "alice"] {
+        c.refused_by(
+            "request-update",
+            &format!("{who} removing the revocation finalizer"),
+            Api::<ActivationRequest>::all(env.client(who))
+                .patch(&guarded, &pp, &strip)
+                .await,
+            &format!(
+                "only the kubepim controller removes the finalizer kubepim.io/revoke-bindings from request {guarded}"
+            ),
+        );
+    }
+    let controller = operator_client(&env).await;
+    c.accepted(
+        "the controller removing the revocation finalizer",
+        Api::<ActivationRequest>::all(controller)
+            .patch(&guarded, &pp, &strip)
             .await,
-        "may change request",
     );
     c.refused_by(
         "request-delete",
