@@ -1098,3 +1098,274 @@ async fn request_by_someone_not_eligible_is_denied() {
     assert_i1(&env).await;
     finish(env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_needs_distinct_authorised_approvers() {
+    let Some(env) = Env::isolated("quorum").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    let pr = fixtures::with_approvers(
+        fixtures::pod_reader(&env, "pods", &[&ns]),
+        2,
+        &["bob"],
+        &["sre-leads"],
+    );
+    let role = role_for_alice(&env, pr).await;
+    let name = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "two", "alice", &role, &[&ns], "10m"),
+    )
+    .await
+    .name_any();
+    wait::phase(&env, &name, Phase::Pending).await;
+
+    // bob twice, and mallory who is no approver: one approval counted. The API server itself
+    // refuses bob's second entry: status.approvals is a list-map keyed by approver.
+    approve(&env, "bob", &name).await;
+    match fixtures::decide(&env, "bob", &name, Decision::Approved, "again").await {
+        Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("Duplicate value") => {}
+        other => panic!("bob's second approval: expected 422 Duplicate value, got {other:?}"),
+    }
+    approve(&env, "mallory", &name).await;
+    let ar = wait::stays(&env, &name, Some(Phase::Pending), Duration::from_secs(3)).await;
+    eprintln!("after bob and mallory: {}", describe(&ar));
+    no_bindings(&env, &name).await;
+    assert_i1(&env).await;
+
+    // carol (sre-leads) is the second distinct approver.
+    approve(&env, "carol", &name).await;
+    let active = wait::phase(&env, &name, Phase::Active).await;
+    let approvers: Vec<String> = active
+        .status
+        .as_ref()
+        .unwrap()
+        .approvals
+        .iter()
+        .map(|a| a.approver.clone())
+        .collect();
+    assert_eq!(
+        approvers,
+        ["bob", "mallory", "carol"],
+        "status.approvals must keep every entry in order (append-only)"
+    );
+    assert_i1(&env).await;
+    finish(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_are_denied_with_their_reason() {
+    let Some(env) = Env::isolated("invalid").await else {
+        return;
+    };
+    let (ns, ns_b) = (env.namespace("apps").await, env.namespace("web").await);
+    let other = env.namespace("other").await;
+    env.start_operator(settings());
+    // Two namespaces: with only one, an empty spec.namespaces means that one (by design).
+    let role = role_for_alice(&env, fixtures::pod_reader(&env, "pods", &[&ns, &ns_b])).await;
+    let mut cases: Vec<(ActivationRequest, &str)> = vec![
+        (
+            fixtures::request(&env, "wrong-ns", "alice", &role, &[&other], "10m"),
+            reasons::NAMESPACE_NOT_ALLOWED,
+        ),
+        (
+            fixtures::request(&env, "too-long", "alice", &role, &[&ns], "2h"),
+            reasons::DURATION_TOO_LONG,
+        ),
+        (
+            fixtures::request(&env, "no-ns", "alice", &role, &[], "10m"),
+            reasons::NAMESPACES_REQUIRED,
+        ),
+    ];
+    let mut unjustified = fixtures::request(&env, "why", "alice", &role, &[&ns], "10m");
+    unjustified.spec.justification = None;
+    cases.push((unjustified, reasons::JUSTIFICATION_REQUIRED));
+    let mut names = Vec::new();
+    for (req, _) in &cases {
+        names.push(submit(&env, "alice", req).await.name_any());
+    }
+    let mut failures = Vec::new();
+    for (name, (_, want)) in names.iter().zip(&cases) {
+        let ar = until(&env, &format!("{name} to be decided"), TIMEOUT, || async {
+            let ar = Api::<ActivationRequest>::all(env.admin())
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?;
+            match ar.phase() {
+                Some(p) if p != Phase::Pending => Ok(ar),
+                _ => Err(describe(&ar)),
+            }
+        })
+        .await;
+        if ar.phase() != Some(Phase::Denied) || reason(&ar).as_deref() != Some(*want) {
+            failures.push(format!(
+                "{name}: expected Denied/{want}, got {}",
+                describe(&ar)
+            ));
+        }
+        no_bindings(&env, name).await;
+    }
+    assert_i1(&env).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    finish(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_of_the_eligibility_window_revokes() {
+    let Some(env) = Env::isolated("window-end").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    let pr = fixtures::pod_reader(&env, "pods", &[&ns]);
+    let role = pr.name_any();
+    fixtures::create_role(&env, &pr).await;
+    let not_after = kubepim::time::truncate_to_second(Utc::now()) + chrono::Duration::seconds(7);
+    let mut el = fixtures::eligibility(
+        &env,
+        "alice-briefly",
+        &role,
+        vec![SubjectRef::user("alice")],
+    );
+    el.spec.not_after = Some(to_k8s(not_after));
+    fixtures::create_eligibility(&env, &el).await;
+    let name = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "work", "alice", &role, &[&ns], "30m"),
+    )
+    .await
+    .name_any();
+    let active = wait::phase(&env, &name, Phase::Active).await;
+    eprintln!(
+        "active under an eligibility ending {not_after}: {}",
+        describe(&active)
+    );
+    assert_i1(&env).await;
+    // The grant rests on the eligibility: gone by its end (+1 s), like an expiry.
+    let gone = wait_bindings_gone(&env, &name, Some(not_after)).await;
+    eprintln!(
+        "eligibility notAfter → bindings gone: {} ms",
+        (gone - not_after).num_milliseconds()
+    );
+    let ar = until(&env, "the grant to end", TIMEOUT, || async {
+        let ar = Api::<ActivationRequest>::all(env.admin())
+            .get(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        match ar.phase() {
+            Some(p) if p.is_terminal() => Ok(ar),
+            _ => Err(describe(&ar)),
+        }
+    })
+    .await;
+    eprintln!("after the eligibility window: {}", describe(&ar));
+    assert!(
+        matches!(ar.phase(), Some(Phase::Revoked | Phase::Expired)),
+        "{}",
+        describe(&ar)
+    );
+    assert_i1(&env).await;
+    finish(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_privileged_role_revokes_the_grant() {
+    let Some(env) = Env::isolated("role-gone").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    let role = role_for_alice(&env, fixtures::pod_reader(&env, "pods", &[&ns])).await;
+    let name = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "work", "alice", &role, &[&ns], "30m"),
+    )
+    .await
+    .name_any();
+    wait::phase(&env, &name, Phase::Active).await;
+    assert_i1(&env).await;
+    Api::<kubepim::api::PrivilegedRole>::all(env.admin())
+        .delete(&role, &DeleteParams::default())
+        .await
+        .expect("delete PrivilegedRole");
+    wait_bindings_gone(&env, &name, None).await;
+    let ar = wait::phase(&env, &name, Phase::Revoked).await;
+    assert_eq!(
+        reason(&ar).as_deref(),
+        Some(reasons::ROLE_NOT_FOUND),
+        "{}",
+        describe(&ar)
+    );
+    assert_i1(&env).await;
+    finish(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_binding_is_put_right() {
+    let Some(env) = Env::isolated("tampered").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    let role = role_for_alice(&env, fixtures::pod_reader(&env, "pods", &[&ns])).await;
+    let name = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "work", "alice", &role, &[&ns], "30m"),
+    )
+    .await
+    .name_any();
+    wait::phase(&env, &name, Phase::Active).await;
+    let rb_name = fixtures::role_bindings_of(&env, &name).await[0].name_any();
+    // Someone with RBAC write adds mallory to the managed binding.
+    Api::<RoleBinding>::namespaced(env.admin(), &ns)
+        .patch(
+            &rb_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "subjects": [user_subject("alice"), user_subject("mallory")]
+            })),
+        )
+        .await
+        .expect("tamper with the binding");
+    let tampered_at = Utc::now();
+    until(
+        &env,
+        "the binding to grant alice alone again",
+        TIMEOUT,
+        || async {
+            let rbs = fixtures::role_bindings_of(&env, &name).await;
+            let subjects: Vec<Vec<Subject>> = rbs
+                .iter()
+                .map(|rb| rb.subjects.clone().unwrap_or_default())
+                .collect();
+            if subjects == vec![vec![user_subject("alice")]]
+                && !can(&env, "mallory", "list", "pods", Some(&ns)).await
+            {
+                Ok(())
+            } else {
+                Err(format!("subjects {subjects:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "tampered binding put right in {} ms",
+        (Utc::now() - tampered_at).num_milliseconds()
+    );
+    assert_eq!(
+        Api::<ActivationRequest>::all(env.admin())
+            .get(&name)
+            .await
+            .unwrap()
+            .phase(),
+        Some(Phase::Active)
+    );
+    assert!(can(&env, "alice", "list", "pods", Some(&ns)).await);
+    assert_i1(&env).await;
+    finish(env).await;
+}
