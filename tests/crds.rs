@@ -316,6 +316,64 @@ fn collect_patterns<'a>(value: &'a Value, patterns: &mut Vec<&'a str>) {
     }
 }
 
+/// kube-cel's static analysis of every rule where it sits in the schema: variables valid in a
+/// CRD rule, and its coarse cost estimate within budget. The API server's exact estimate runs
+/// when the end-to-end suite installs the CRDs.
+#[test]
+fn every_cel_rule_passes_static_analysis() {
+    use kube::core::cel::{ScopeContext, analyze_rule, compile_schema};
+    let mut nodes = Vec::new();
+    for crd in kubepim::crdgen::all_crds() {
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        nodes.push(serde_json::to_value(schema.expect("openAPIV3Schema")).expect("schema to JSON"));
+    }
+    let mut with_rules = Vec::new();
+    for node in &nodes {
+        collect_nodes_with_rules(node, &mut with_rules);
+    }
+    assert!(
+        with_rules.len() >= 10,
+        "found only {} schema nodes with rules",
+        with_rules.len()
+    );
+    let mut warnings = Vec::new();
+    for node in with_rules {
+        let compiled = compile_schema(node);
+        for rule in node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let text = rule["rule"].as_str().unwrap_or_default();
+            warnings.extend(
+                analyze_rule(text, &compiled, ScopeContext::CrdValidation)
+                    .into_iter()
+                    .map(|w| format!("{text}: {}", w.message)),
+            );
+        }
+    }
+    assert!(warnings.is_empty(), "{}", warnings.join("\n"));
+}
+
+fn collect_nodes_with_rules<'a>(value: &'a Value, nodes: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("x-kubernetes-validations") {
+                nodes.push(value);
+            }
+            map.values()
+                .for_each(|v| collect_nodes_with_rules(v, nodes));
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| collect_nodes_with_rules(v, nodes)),
+        _ => {}
+    }
+}
+
 #[test]
 fn every_cel_rule_has_a_message() {
     let crds = serde_json::to_value(kubepim::crdgen::all_crds()).expect("CRDs to JSON");
