@@ -2,7 +2,9 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::Subject;
 
-use crate::api::{ActivationRequestSpec, ActivationRequestStatus, Eligibility, Phase, PrivilegedRole, RoleKind};
+use crate::api::{
+    ActivationRequestSpec, ActivationRequestStatus, Eligibility, Phase, PrivilegedRole, RoleKind,
+};
 use crate::time::{duration_from_k8s, from_k8s, truncate_to_second};
 
 use super::approvals::{ApprovalTally, Ignored, tally};
@@ -99,14 +101,35 @@ pub struct Input<'a> {
 pub enum Step {
     /// Nothing to grant yet: stay in `phase` (Pending or Scheduled); look again at `wake`. Nothing
     /// is granted in these phases: any binding observed for the request must go.
-    Wait { phase: Phase, reason: &'static str, message: String, wake: Option<DateTime<Utc>>, tally: ApprovalTally },
+    Wait {
+        phase: Phase,
+        reason: &'static str,
+        message: String,
+        wake: Option<DateTime<Utc>>,
+        tally: ApprovalTally,
+    },
     /// Create `bindings`, then record the activation. Also returned after a crash between the two,
     /// with the expiry the bindings already carry (or an earlier one).
-    Activate { activation: Activation, bindings: Vec<DesiredBinding>, tally: ApprovalTally, grant: Grant, reason: &'static str },
+    Activate {
+        activation: Activation,
+        bindings: Vec<DesiredBinding>,
+        tally: ApprovalTally,
+        grant: Grant,
+        reason: &'static str,
+    },
     /// Keep exactly `bindings` in place until `wake` (the expiry or an eligibility change).
-    KeepActive { activation: Activation, bindings: Vec<DesiredBinding>, wake: DateTime<Utc>, tally: ApprovalTally },
+    KeepActive {
+        activation: Activation,
+        bindings: Vec<DesiredBinding>,
+        wake: DateTime<Utc>,
+        tally: ApprovalTally,
+    },
     /// Delete all bindings and end in a terminal phase.
-    End { phase: Phase, reason: &'static str, message: String },
+    End {
+        phase: Phase,
+        reason: &'static str,
+        message: String,
+    },
     /// Already terminal: only make sure no binding is left.
     Settled,
 }
@@ -116,9 +139,13 @@ impl Step {
     pub fn wake_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Step::Wait { wake, .. } => *wake,
-            Step::Activate { activation, grant, .. } => {
-                Some(grant.recheck_at.map_or(activation.expires_at, |r| r.min(activation.expires_at)))
-            }
+            Step::Activate {
+                activation, grant, ..
+            } => Some(
+                grant
+                    .recheck_at
+                    .map_or(activation.expires_at, |r| r.min(activation.expires_at)),
+            ),
             Step::KeepActive { wake, .. } => Some(*wake),
             Step::End { .. } | Step::Settled => None,
         }
@@ -134,7 +161,9 @@ pub fn binding_name(request_name: &str) -> String {
         return name;
     }
     // FNV-1a: stable across releases and platforms, unlike std's hasher.
-    let hash = request_name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let hash = request_name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
     let suffix = format!("-{hash:016x}");
     let mut cut = MAX - suffix.len();
     while !name.is_char_boundary(cut) {
@@ -143,7 +172,12 @@ pub fn binding_name(request_name: &str) -> String {
     format!("{}{suffix}", name[..cut].trim_end_matches(['-', '.']))
 }
 
-fn desired_bindings(input: &Input<'_>, role: &PrivilegedRole, grant: &Grant, subject: &Subject) -> Vec<DesiredBinding> {
+fn desired_bindings(
+    input: &Input<'_>,
+    role: &PrivilegedRole,
+    grant: &Grant,
+    subject: &Subject,
+) -> Vec<DesiredBinding> {
     let name = binding_name(input.request_name);
     let role_kind = role.spec.role_ref.kind;
     let role_name = role.spec.role_ref.name.clone();
@@ -181,7 +215,10 @@ fn recorded_activation(input: &Input<'_>) -> Option<Activation> {
     let activated_at = from_k8s(input.status.activated_at.as_ref()?);
     let expires_at = from_k8s(input.status.expires_at.as_ref()?);
     let expires_at = bound_expiry(input).map_or(expires_at, |b| b.min(expires_at));
-    Some(Activation { activated_at, expires_at })
+    Some(Activation {
+        activated_at,
+        expires_at,
+    })
 }
 
 /// The earliest `expires-at` annotation on the observed bindings. After a crash between creating
@@ -195,7 +232,10 @@ fn bound_expiry(input: &Input<'_>) -> Option<DateTime<Utc>> {
 /// no later than this.
 fn fixed_expiry(input: &Input<'_>) -> Option<DateTime<Utc>> {
     let from_status = input.status.expires_at.as_ref().map(from_k8s);
-    [from_status, bound_expiry(input)].into_iter().flatten().min()
+    [from_status, bound_expiry(input)]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 fn binding_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
@@ -208,16 +248,26 @@ fn binding_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
 /// Does the grant the role allows now differ from the one made? A grant is fixed when it is made:
 /// the role it binds, and where. If the PrivilegedRole now references another role, or grants it
 /// elsewhere (e.g. made cluster-wide), the grant is revoked rather than silently moved or widened.
-fn grant_changed(input: &Input<'_>, role: &PrivilegedRole, desired: &[DesiredBinding]) -> Option<String> {
+///
+/// Where it was granted is taken from the bindings recorded in status (only the controller writes
+/// status). An observed binding elsewhere proves nothing, since anyone able to create a binding can
+/// label one for the request: it is not ours to keep, and the controller deletes it. What an
+/// existing binding of ours grants is read from the binding itself (roleRef is immutable).
+fn grant_changed(
+    input: &Input<'_>,
+    role: &PrivilegedRole,
+    desired: &[DesiredBinding],
+) -> Option<String> {
     let role_name = &input.spec.role;
     let role_ref = &role.spec.role_ref;
     let kind = role_kind_str(role_ref.kind);
-    for o in input.observed {
-        let label = binding_label(o.kind.as_str(), o.namespace.as_deref(), &o.name);
-        if !desired.iter().any(|d| d.same_object(o)) {
-            return Some(format!("PrivilegedRole {role_name} no longer grants {label}, which this grant made"));
-        }
+    for o in input
+        .observed
+        .iter()
+        .filter(|o| desired.iter().any(|d| d.same_object(o)))
+    {
         if o.role_kind != kind || o.role_name != role_ref.name {
+            let label = binding_label(o.kind.as_str(), o.namespace.as_deref(), &o.name);
             return Some(format!(
                 "PrivilegedRole {role_name} now references {kind} {}; {label} granted {} {}",
                 role_ref.name, o.role_kind, o.role_name
@@ -226,17 +276,24 @@ fn grant_changed(input: &Input<'_>, role: &PrivilegedRole, desired: &[DesiredBin
     }
     let recorded = &input.status.bindings;
     if !recorded.is_empty() {
-        let mut now: Vec<(&str, Option<&str>, &str)> =
-            desired.iter().map(|d| (d.kind.as_str(), d.namespace.as_deref(), d.name.as_str())).collect();
-        let mut then: Vec<(&str, Option<&str>, &str)> =
-            recorded.iter().map(|b| (b.kind.as_str(), b.namespace.as_deref(), b.name.as_str())).collect();
+        let mut now: Vec<(&str, Option<&str>, &str)> = desired
+            .iter()
+            .map(|d| (d.kind.as_str(), d.namespace.as_deref(), d.name.as_str()))
+            .collect();
+        let mut then: Vec<(&str, Option<&str>, &str)> = recorded
+            .iter()
+            .map(|b| (b.kind.as_str(), b.namespace.as_deref(), b.name.as_str()))
+            .collect();
         now.sort();
         now.dedup();
         then.sort();
         then.dedup();
         if now != then {
             let describe = |v: &[(&str, Option<&str>, &str)]| {
-                v.iter().map(|(k, ns, n)| binding_label(k, *ns, n)).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(|(k, ns, n)| binding_label(k, *ns, n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             return Some(format!(
                 "PrivilegedRole {role_name} now grants [{}] instead of [{}]",
@@ -269,7 +326,11 @@ fn ignored_note(t: &ApprovalTally) -> String {
 }
 
 fn end(phase: Phase, refusal: Refusal) -> Step {
-    Step::End { phase, reason: refusal.reason, message: refusal.message }
+    Step::End {
+        phase,
+        reason: refusal.reason,
+        message: refusal.message,
+    }
 }
 
 /// Decides the next step for a request. Pure: the same input always yields the same step.
@@ -278,7 +339,12 @@ pub fn decide(input: &Input<'_>) -> Step {
     if status_phase.is_some_and(Phase::is_terminal) {
         return Step::Settled;
     }
-    let Some(requester) = input.spec.requester.as_ref().filter(|r| !r.username.is_empty()) else {
+    let Some(requester) = input
+        .spec
+        .requester
+        .as_ref()
+        .filter(|r| !r.username.is_empty())
+    else {
         return Step::End {
             phase: Phase::Failed,
             reason: reasons::MISSING_REQUESTER,
@@ -295,7 +361,11 @@ pub fn decide(input: &Input<'_>) -> Step {
     let recorded = recorded_activation(input);
     // Bindings may exist (the request is Active, or an activation's status write was lost): a
     // refusal then revokes them.
-    let refused_phase = if recorded.is_some() || !input.observed.is_empty() { Phase::Revoked } else { Phase::Denied };
+    let refused_phase = if recorded.is_some() || !input.observed.is_empty() {
+        Phase::Revoked
+    } else {
+        Phase::Denied
+    };
     let Some(role) = input.role else {
         return end(
             refused_phase,
@@ -305,8 +375,17 @@ pub fn decide(input: &Input<'_>) -> Step {
             },
         );
     };
-    let required = if role.spec.break_glass { 0 } else { role.spec.approval.required_approvals };
-    let tally = tally(&input.status.approvals, &role.spec.approval, &requester.username, required);
+    let required = if role.spec.break_glass {
+        0
+    } else {
+        role.spec.approval.required_approvals
+    };
+    let tally = tally(
+        &input.status.approvals,
+        &role.spec.approval,
+        &requester.username,
+        required,
+    );
     if let Some((approver, why)) = &tally.denied_by {
         let why = why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
         return Step::End {
@@ -327,7 +406,11 @@ pub fn decide(input: &Input<'_>) -> Step {
         };
         let bindings = desired_bindings(input, role, &grant, &requester_subject(requester));
         if let Some(message) = grant_changed(input, role, &bindings) {
-            return Step::End { phase: Phase::Revoked, reason: reasons::ROLE_CHANGED, message };
+            return Step::End {
+                phase: Phase::Revoked,
+                reason: reasons::ROLE_CHANGED,
+                message,
+            };
         }
         if !tally.quorum_met() {
             return Step::End {
@@ -342,8 +425,15 @@ pub fn decide(input: &Input<'_>) -> Step {
                 ),
             };
         }
-        let wake = grant.recheck_at.map_or(activation.expires_at, |r| r.min(activation.expires_at));
-        return Step::KeepActive { activation, bindings, wake, tally };
+        let wake = grant
+            .recheck_at
+            .map_or(activation.expires_at, |r| r.min(activation.expires_at));
+        return Step::KeepActive {
+            activation,
+            bindings,
+            wake,
+            tally,
+        };
     }
 
     let grant = match validate(input.spec, requester, role, input.eligibilities, input.now) {
@@ -354,14 +444,18 @@ pub fn decide(input: &Input<'_>) -> Step {
     let bindings = desired_bindings(input, role, &grant, &subject);
 
     if !tally.quorum_met() {
-        let deadline = truncate_to_second(input.created_at + duration_from_k8s(&role.spec.approval.pending_timeout));
+        let deadline = truncate_to_second(
+            input.created_at + duration_from_k8s(&role.spec.approval.pending_timeout),
+        );
         if input.now >= deadline {
             return Step::End {
                 phase: Phase::Expired,
                 reason: reasons::NOT_APPROVED,
                 message: format!(
                     "not approved within {}: {} of {} approvals{}",
-                    crate::time::format_duration(duration_from_k8s(&role.spec.approval.pending_timeout)),
+                    crate::time::format_duration(duration_from_k8s(
+                        &role.spec.approval.pending_timeout
+                    )),
                     tally.approved_by.len(),
                     tally.required,
                     ignored_note(&tally)
@@ -378,7 +472,13 @@ pub fn decide(input: &Input<'_>) -> Step {
             ignored_note(&tally)
         );
         let wake = grant.recheck_at.map_or(deadline, |r| r.min(deadline));
-        return Step::Wait { phase: Phase::Pending, reason: reasons::AWAITING_APPROVAL, message, wake: Some(wake), tally };
+        return Step::Wait {
+            phase: Phase::Pending,
+            reason: reasons::AWAITING_APPROVAL,
+            message,
+            wake: Some(wake),
+            tally,
+        };
     }
 
     let approved_reason = if role.spec.break_glass {
@@ -402,16 +502,33 @@ pub fn decide(input: &Input<'_>) -> Step {
     }
     let activated_at = truncate_to_second(input.now);
     let until = activated_at + grant.duration;
-    let expires_at = [Some(until), grant.eligible_until, fixed_expiry(input)].into_iter().flatten().min().unwrap_or(until);
+    let expires_at = [Some(until), grant.eligible_until, fixed_expiry(input)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(until);
     let expires_at = truncate_to_second(expires_at);
     if expires_at <= input.now {
         // The bindings of an activation whose status write was lost have run their time.
         return elapsed(expires_at);
     }
     if let Some(message) = grant_changed(input, role, &bindings) {
-        return Step::End { phase: Phase::Revoked, reason: reasons::ROLE_CHANGED, message };
+        return Step::End {
+            phase: Phase::Revoked,
+            reason: reasons::ROLE_CHANGED,
+            message,
+        };
     }
-    Step::Activate { activation: Activation { activated_at, expires_at }, bindings, tally, grant, reason: approved_reason }
+    Step::Activate {
+        activation: Activation {
+            activated_at,
+            expires_at,
+        },
+        bindings,
+        tally,
+        grant,
+        reason: approved_reason,
+    }
 }
 
 fn elapsed(expires_at: DateTime<Utc>) -> Step {
