@@ -33,7 +33,8 @@ pub fn mins(m: i64) -> TimeDelta {
 }
 
 pub fn k8s_duration(s: &str) -> KubeDuration {
-    s.parse().unwrap_or_else(|e| panic!("bad duration {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad duration {s}: {e}"))
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -41,7 +42,10 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn named(name: &str) -> ObjectMeta {
-    ObjectMeta { name: Some(name.into()), ..Default::default() }
+    ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -55,8 +59,15 @@ pub fn role(name: &str) -> PrivilegedRole {
         name,
         PrivilegedRoleSpec {
             description: None,
-            role_ref: RoleRef { kind: RoleKind::ClusterRole, name: name.into(), namespace: None },
-            scope: Scope { namespaces: vec![], cluster_wide: true },
+            role_ref: RoleRef {
+                kind: RoleKind::ClusterRole,
+                name: name.into(),
+                namespace: None,
+            },
+            scope: Scope {
+                namespaces: vec![],
+                cluster_wide: true,
+            },
             default_duration: k8s_duration("1h"),
             max_duration: k8s_duration("4h"),
             approval: ApprovalPolicy::default(),
@@ -73,25 +84,53 @@ pub trait RoleExt: Sized {
 
     /// Grants the ClusterRole `name` (scope unchanged).
     fn cluster_role(self, name: &str) -> Self {
-        self.with(|s| s.role_ref = RoleRef { kind: RoleKind::ClusterRole, name: name.into(), namespace: None })
+        self.with(|s| {
+            s.role_ref = RoleRef {
+                kind: RoleKind::ClusterRole,
+                name: name.into(),
+                namespace: None,
+            }
+        })
     }
     /// Grants the Role `namespace/name`, bindable only in `namespace`.
     fn role_in(self, namespace: &str, name: &str) -> Self {
         self.with(|s| {
-            s.role_ref = RoleRef { kind: RoleKind::Role, name: name.into(), namespace: Some(namespace.into()) };
-            s.scope = Scope { namespaces: vec![namespace.into()], cluster_wide: false };
+            s.role_ref = RoleRef {
+                kind: RoleKind::Role,
+                name: name.into(),
+                namespace: Some(namespace.into()),
+            };
+            s.scope = Scope {
+                namespaces: vec![namespace.into()],
+                cluster_wide: false,
+            };
         })
     }
     /// Granted by RoleBindings in (some of) these namespaces.
     fn namespaces(self, namespaces: &[&str]) -> Self {
-        self.with(|s| s.scope = Scope { namespaces: strings(namespaces), cluster_wide: false })
+        self.with(|s| {
+            s.scope = Scope {
+                namespaces: strings(namespaces),
+                cluster_wide: false,
+            }
+        })
     }
     /// Granted by one ClusterRoleBinding.
     fn cluster_wide(self) -> Self {
-        self.with(|s| s.scope = Scope { namespaces: vec![], cluster_wide: true })
+        self.with(|s| {
+            s.scope = Scope {
+                namespaces: vec![],
+                cluster_wide: true,
+            }
+        })
     }
     fn approvers(self, users: &[&str], groups: &[&str]) -> Self {
-        self.with(|s| s.approval.approvers = Approvers { users: strings(users), groups: strings(groups) })
+        self.with(|s| {
+            s.approval.approvers = Approvers {
+                users: strings(users),
+                groups: strings(groups),
+            }
+        })
     }
     fn required_approvals(self, n: u32) -> Self {
         self.with(|s| s.approval.required_approvals = n)
@@ -152,13 +191,22 @@ pub trait EligibilityExt: Sized {
     fn with(self, f: impl FnOnce(&mut EligibilitySpec)) -> Self;
 
     fn users(self, names: &[&str]) -> Self {
-        self.with(|s| s.subjects.extend(names.iter().map(|n| SubjectRef::user(*n))))
+        self.with(|s| {
+            s.subjects
+                .extend(names.iter().map(|n| SubjectRef::user(*n)))
+        })
     }
     fn groups(self, names: &[&str]) -> Self {
-        self.with(|s| s.subjects.extend(names.iter().map(|n| SubjectRef::group(*n))))
+        self.with(|s| {
+            s.subjects
+                .extend(names.iter().map(|n| SubjectRef::group(*n)))
+        })
     }
     fn service_account(self, namespace: &str, name: &str) -> Self {
-        self.with(|s| s.subjects.push(SubjectRef::service_account(namespace, name)))
+        self.with(|s| {
+            s.subjects
+                .push(SubjectRef::service_account(namespace, name))
+        })
     }
     /// Narrows the role's namespaces.
     fn namespaces(self, namespaces: &[&str]) -> Self {
@@ -186,14 +234,20 @@ impl EligibilityExt for Eligibility {
 // Requesters and approvals
 
 pub fn user(name: &str) -> Requester {
-    Requester { username: name.into(), ..Default::default() }
+    Requester {
+        username: name.into(),
+        ..Default::default()
+    }
 }
 
 /// The requester a ServiceAccount authenticates as.
 pub fn sa(namespace: &str, name: &str) -> Requester {
     Requester {
         username: format!("system:serviceaccount:{namespace}:{name}"),
-        groups: vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{namespace}")],
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+        ],
         ..Default::default()
     }
 }
@@ -210,7 +264,13 @@ impl RequesterExt for Requester {
 }
 
 pub fn approved_by(approver: &str) -> Approval {
-    Approval { approver: approver.into(), groups: vec![], decision: Decision::Approved, reason: None, time: None }
+    Approval {
+        approver: approver.into(),
+        groups: vec![],
+        decision: Decision::Approved,
+        reason: None,
+        time: None,
+    }
 }
 
 pub fn denied_by(approver: &str, reason: &str) -> Approval {
@@ -329,7 +389,12 @@ impl StatusExt for ActivationRequestStatus {
 // Observed bindings
 
 /// The ClusterRoleBinding kubepim creates for `request`, granting ClusterRole `role` to `subject`.
-pub fn observed_crb(request: &str, role: &str, subject: Subject, expires_at: Option<DateTime<Utc>>) -> ObservedBinding {
+pub fn observed_crb(
+    request: &str,
+    role: &str,
+    subject: Subject,
+    expires_at: Option<DateTime<Utc>>,
+) -> ObservedBinding {
     ObservedBinding {
         kind: BindingKind::ClusterRoleBinding,
         namespace: None,
@@ -384,7 +449,11 @@ pub fn as_observed(bindings: &[DesiredBinding], expires_at: DateTime<Utc>) -> Ve
 pub fn refs(bindings: &[DesiredBinding]) -> Vec<BindingRef> {
     let mut refs: Vec<BindingRef> = bindings
         .iter()
-        .map(|b| BindingRef { kind: b.kind.as_str().into(), namespace: b.namespace.clone(), name: b.name.clone() })
+        .map(|b| BindingRef {
+            kind: b.kind.as_str().into(),
+            namespace: b.namespace.clone(),
+            name: b.name.clone(),
+        })
         .collect();
     refs.sort();
     refs
@@ -405,7 +474,12 @@ pub struct World {
 }
 
 /// A request named `name`, created at `t0`, with its role and eligibilities, and nothing observed.
-pub fn world(name: &str, spec: ActivationRequestSpec, role: PrivilegedRole, eligibilities: &[Eligibility]) -> World {
+pub fn world(
+    name: &str,
+    spec: ActivationRequestSpec,
+    role: PrivilegedRole,
+    eligibilities: &[Eligibility],
+) -> World {
     World {
         request_name: name.into(),
         spec,
@@ -456,7 +530,10 @@ pub fn check(
     eligibilities: &[Eligibility],
     now: DateTime<Utc>,
 ) -> Result<Grant, Refusal> {
-    let requester = spec.requester.clone().expect("test request without requester");
+    let requester = spec
+        .requester
+        .clone()
+        .expect("test request without requester");
     let eligibilities: Vec<&Eligibility> = eligibilities.iter().collect();
     validate(spec, &requester, role, &eligibilities, now)
 }

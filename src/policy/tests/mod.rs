@@ -5,9 +5,9 @@
 /// tests (where the same names come from `kubepim::`).
 mod deps {
     pub use crate::api::{
-        ActivationRequestSpec, ActivationRequestStatus, Approval, ApprovalPolicy, Approvers, BindingRef,
-        Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole, PrivilegedRoleSpec, Requester, RoleKind,
-        RoleRef, Scope, SubjectRef,
+        ActivationRequestSpec, ActivationRequestStatus, Approval, ApprovalPolicy, Approvers,
+        BindingRef, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
+        PrivilegedRoleSpec, Requester, RoleKind, RoleRef, Scope, SubjectRef,
     };
     pub use crate::policy::lifecycle::{
         BindingKind, DesiredBinding, Input, ObservedBinding, Step, binding_name, decide,

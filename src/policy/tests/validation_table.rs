@@ -8,17 +8,25 @@ use crate::policy::validation::requested_duration;
 
 /// `payments-admin`: the ClusterRole `admin`, bound by RoleBinding in `payments` only.
 fn payments_admin() -> PrivilegedRole {
-    role("payments-admin").cluster_role("admin").namespaces(&["payments"]).approvers(&["bob"], &["sre-leads"])
+    role("payments-admin")
+        .cluster_role("admin")
+        .namespaces(&["payments"])
+        .approvers(&["bob"], &["sre-leads"])
 }
 
 /// `ops-admin`: the ClusterRole `admin`, bindable in three namespaces.
 fn ops_admin() -> PrivilegedRole {
-    role("ops-admin").cluster_role("admin").namespaces(&["payments", "billing", "ledger"]).approvers(&["bob"], &[])
+    role("ops-admin")
+        .cluster_role("admin")
+        .namespaces(&["payments", "billing", "ledger"])
+        .approvers(&["bob"], &[])
 }
 
 /// `cluster-admin`: the ClusterRole `cluster-admin`, bound by one ClusterRoleBinding.
 fn cluster_admin() -> PrivilegedRole {
-    role("cluster-admin").cluster_wide().approvers(&["bob"], &[])
+    role("cluster-admin")
+        .cluster_wide()
+        .approvers(&["bob"], &[])
 }
 
 fn alice() -> crate::api::Requester {
@@ -30,8 +38,14 @@ fn alice_may(role: &str) -> Eligibility {
 }
 
 enum Want {
-    Grant { namespaces: &'static [&'static str], duration: TimeDelta },
-    Refused { reason: &'static str, message_has: String },
+    Grant {
+        namespaces: &'static [&'static str],
+        duration: TimeDelta,
+    },
+    Refused {
+        reason: &'static str,
+        message_has: String,
+    },
 }
 
 struct Row {
@@ -44,11 +58,17 @@ struct Row {
 }
 
 fn grant(namespaces: &'static [&'static str], duration: TimeDelta) -> Want {
-    Want::Grant { namespaces, duration }
+    Want::Grant {
+        namespaces,
+        duration,
+    }
 }
 
 fn refused(reason: &'static str, message_has: impl Into<String>) -> Want {
-    Want::Refused { reason, message_has: message_has.into() }
+    Want::Refused {
+        reason,
+        message_has: message_has.into(),
+    }
 }
 
 /// Durations in messages are printed by `crate::time::format_duration`.
@@ -61,15 +81,32 @@ fn run(rows: Vec<Row>) {
     for row in rows {
         let got = check(&row.spec, &row.role, &row.eligibilities, row.now);
         let ok = match (&row.want, &got) {
-            (Want::Grant { namespaces, duration }, Ok(g)) => g.namespaces == *namespaces && g.duration == *duration,
-            (Want::Refused { reason, message_has }, Err(r)) => r.reason == *reason && r.message.contains(message_has.as_str()),
+            (
+                Want::Grant {
+                    namespaces,
+                    duration,
+                },
+                Ok(g),
+            ) => g.namespaces == *namespaces && g.duration == *duration,
+            (
+                Want::Refused {
+                    reason,
+                    message_has,
+                },
+                Err(r),
+            ) => r.reason == *reason && r.message.contains(message_has.as_str()),
             _ => false,
         };
         if !ok {
             failures.push(format!("{}: got {got:?}", row.case));
         }
     }
-    assert!(failures.is_empty(), "{} row(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} row(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn hours(h: i64) -> TimeDelta {
@@ -90,11 +127,16 @@ fn role_scope_resolves_namespaces() {
         },
         Row {
             case: "cluster-wide role asked for namespaces",
-            spec: request("cluster-admin").by(&alice()).namespaces(&["payments"]),
+            spec: request("cluster-admin")
+                .by(&alice())
+                .namespaces(&["payments"]),
             role: cluster_admin(),
             eligibilities: vec![alice_may("cluster-admin")],
             now,
-            want: refused(reasons::NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE, "cluster-wide"),
+            want: refused(
+                reasons::NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE,
+                "cluster-wide",
+            ),
         },
         Row {
             case: "namespaced role allowing one namespace, none asked: that one",
@@ -106,7 +148,9 @@ fn role_scope_resolves_namespaces() {
         },
         Row {
             case: "namespaced role allowing one namespace, asked for it",
-            spec: request("payments-admin").by(&alice()).namespaces(&["payments"]),
+            spec: request("payments-admin")
+                .by(&alice())
+                .namespaces(&["payments"]),
             role: payments_admin(),
             eligibilities: vec![alice_may("payments-admin")],
             now,
@@ -122,7 +166,9 @@ fn role_scope_resolves_namespaces() {
         },
         Row {
             case: "namespaced role allowing many, some asked (sorted, deduplicated)",
-            spec: request("ops-admin").by(&alice()).namespaces(&["ledger", "billing", "ledger"]),
+            spec: request("ops-admin")
+                .by(&alice())
+                .namespaces(&["ledger", "billing", "ledger"]),
             role: ops_admin(),
             eligibilities: vec![alice_may("ops-admin")],
             now,
@@ -130,11 +176,16 @@ fn role_scope_resolves_namespaces() {
         },
         Row {
             case: "namespace the role does not allow",
-            spec: request("ops-admin").by(&alice()).namespaces(&["billing", "kube-system"]),
+            spec: request("ops-admin")
+                .by(&alice())
+                .namespaces(&["billing", "kube-system"]),
             role: ops_admin(),
             eligibilities: vec![alice_may("ops-admin")],
             now,
-            want: refused(reasons::NAMESPACE_NOT_ALLOWED, "namespace kube-system is not allowed by role ops-admin"),
+            want: refused(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                "namespace kube-system is not allowed by role ops-admin",
+            ),
         },
         Row {
             case: "a Role is bound in its own namespace",
@@ -147,18 +198,28 @@ fn role_scope_resolves_namespaces() {
         Row {
             case: "a Role is never bound outside its namespace, whatever the scope says",
             spec: request("payments-db").by(&alice()).namespaces(&["billing"]),
-            role: role("payments-db").role_in("payments", "db-admin").namespaces(&["payments", "billing"]),
+            role: role("payments-db")
+                .role_in("payments", "db-admin")
+                .namespaces(&["payments", "billing"]),
             eligibilities: vec![alice_may("payments-db")],
             now,
-            want: refused(reasons::NAMESPACE_NOT_ALLOWED, "Role payments/db-admin can only be granted in payments"),
+            want: refused(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                "Role payments/db-admin can only be granted in payments",
+            ),
         },
         Row {
             case: "a Role is never granted cluster-wide",
             spec: request("payments-db").by(&alice()),
-            role: role("payments-db").role_in("payments", "db-admin").cluster_wide(),
+            role: role("payments-db")
+                .role_in("payments", "db-admin")
+                .cluster_wide(),
             eligibilities: vec![alice_may("payments-db")],
             now,
-            want: refused(reasons::NAMESPACE_NOT_ALLOWED, "cannot be granted cluster-wide"),
+            want: refused(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                "cannot be granted cluster-wide",
+            ),
         },
     ];
     run(rows);
@@ -200,7 +261,13 @@ fn duration_default_explicit_and_limits() {
             role: role(),
             eligibilities: elig(),
             now,
-            want: refused(reasons::DURATION_TOO_LONG, format!("exceeds the maximum {} of role payments-admin", fmt(hours(2)))),
+            want: refused(
+                reasons::DURATION_TOO_LONG,
+                format!(
+                    "exceeds the maximum {} of role payments-admin",
+                    fmt(hours(2))
+                ),
+            ),
         },
         Row {
             case: "default duration over the maximum (schema forbids; still refused)",
@@ -249,8 +316,16 @@ fn duration_default_explicit_and_limits() {
 #[test]
 fn requested_duration_is_public_and_agrees() {
     let r = payments_admin().default_duration("45m");
-    assert_eq!(requested_duration(&request("payments-admin"), &r), Ok(TimeDelta::minutes(45)));
-    assert_eq!(requested_duration(&request("payments-admin").duration("5h"), &r).unwrap_err().reason, reasons::DURATION_TOO_LONG);
+    assert_eq!(
+        requested_duration(&request("payments-admin"), &r),
+        Ok(TimeDelta::minutes(45))
+    );
+    assert_eq!(
+        requested_duration(&request("payments-admin").duration("5h"), &r)
+            .unwrap_err()
+            .reason,
+        reasons::DURATION_TOO_LONG
+    );
 }
 
 #[test]
@@ -261,11 +336,16 @@ fn justification_and_ticket() {
     let rows = vec![
         Row {
             case: "justification required and missing",
-            spec: request("payments-admin").by(&alice()).without_justification(),
+            spec: request("payments-admin")
+                .by(&alice())
+                .without_justification(),
             role: payments_admin(),
             eligibilities: elig(),
             now,
-            want: refused(reasons::JUSTIFICATION_REQUIRED, "requires spec.justification"),
+            want: refused(
+                reasons::JUSTIFICATION_REQUIRED,
+                "requires spec.justification",
+            ),
         },
         Row {
             case: "justification required and empty",
@@ -277,7 +357,9 @@ fn justification_and_ticket() {
         },
         Row {
             case: "justification required and only whitespace",
-            spec: request("payments-admin").by(&alice()).justification(" \t\n "),
+            spec: request("payments-admin")
+                .by(&alice())
+                .justification(" \t\n "),
             role: payments_admin(),
             eligibilities: elig(),
             now,
@@ -285,7 +367,9 @@ fn justification_and_ticket() {
         },
         Row {
             case: "justification optional and missing",
-            spec: request("payments-admin").by(&alice()).without_justification(),
+            spec: request("payments-admin")
+                .by(&alice())
+                .without_justification(),
             role: payments_admin().justification_optional(),
             eligibilities: elig(),
             now,
@@ -355,7 +439,10 @@ fn who_is_eligible() {
             role: payments_admin(),
             eligibilities: vec![],
             now,
-            want: refused(reasons::NOT_ELIGIBLE, "alice is not eligible for role payments-admin"),
+            want: refused(
+                reasons::NOT_ELIGIBLE,
+                "alice is not eligible for role payments-admin",
+            ),
         },
         Row {
             case: "eligible for another role only",
@@ -385,7 +472,9 @@ fn who_is_eligible() {
             case: "eligible by group",
             spec: request("payments-admin").by(&carol_sre),
             role: payments_admin(),
-            eligibilities: vec![eligibility("oncall", "payments-admin").groups(&["payments-oncall"])],
+            eligibilities: vec![
+                eligibility("oncall", "payments-admin").groups(&["payments-oncall"]),
+            ],
             now,
             want: grant(&["payments"], hours(1)),
         },
@@ -393,7 +482,9 @@ fn who_is_eligible() {
             case: "the eligibility names a group the requester is not in",
             spec: request("payments-admin").by(&alice()),
             role: payments_admin(),
-            eligibilities: vec![eligibility("oncall", "payments-admin").groups(&["payments-oncall"])],
+            eligibilities: vec![
+                eligibility("oncall", "payments-admin").groups(&["payments-oncall"]),
+            ],
             now,
             want: refused(reasons::NOT_ELIGIBLE, "alice"),
         },
@@ -401,7 +492,9 @@ fn who_is_eligible() {
             case: "eligible as a ServiceAccount",
             spec: request("payments-admin").by(&deployer),
             role: payments_admin(),
-            eligibilities: vec![eligibility("ci", "payments-admin").service_account("ci", "deployer")],
+            eligibilities: vec![
+                eligibility("ci", "payments-admin").service_account("ci", "deployer"),
+            ],
             now,
             want: grant(&["payments"], hours(1)),
         },
@@ -409,15 +502,22 @@ fn who_is_eligible() {
             case: "a ServiceAccount of the same name in another namespace",
             spec: request("payments-admin").by(&sa("other", "deployer")),
             role: payments_admin(),
-            eligibilities: vec![eligibility("ci", "payments-admin").service_account("ci", "deployer")],
+            eligibilities: vec![
+                eligibility("ci", "payments-admin").service_account("ci", "deployer"),
+            ],
             now,
-            want: refused(reasons::NOT_ELIGIBLE, "system:serviceaccount:other:deployer"),
+            want: refused(
+                reasons::NOT_ELIGIBLE,
+                "system:serviceaccount:other:deployer",
+            ),
         },
         Row {
             case: "a User subject spelled like the ServiceAccount does not make it eligible",
             spec: request("payments-admin").by(&deployer),
             role: payments_admin(),
-            eligibilities: vec![eligibility("ci", "payments-admin").users(&["system:serviceaccount:ci:deployer"])],
+            eligibilities: vec![
+                eligibility("ci", "payments-admin").users(&["system:serviceaccount:ci:deployer"]),
+            ],
             now,
             want: refused(reasons::NOT_ELIGIBLE, "deployer"),
         },
@@ -425,7 +525,9 @@ fn who_is_eligible() {
             case: "a ServiceAccount subject does not match a user called like its name",
             spec: request("payments-admin").by(&user("deployer")),
             role: payments_admin(),
-            eligibilities: vec![eligibility("ci", "payments-admin").service_account("ci", "deployer")],
+            eligibilities: vec![
+                eligibility("ci", "payments-admin").service_account("ci", "deployer"),
+            ],
             now,
             want: refused(reasons::NOT_ELIGIBLE, "deployer"),
         },
@@ -433,7 +535,9 @@ fn who_is_eligible() {
             case: "ServiceAccounts eligible through their namespace group",
             spec: request("payments-admin").by(&deployer),
             role: payments_admin(),
-            eligibilities: vec![eligibility("ci-all", "payments-admin").groups(&["system:serviceaccounts:ci"])],
+            eligibilities: vec![
+                eligibility("ci-all", "payments-admin").groups(&["system:serviceaccounts:ci"]),
+            ],
             now,
             want: grant(&["payments"], hours(1)),
         },
@@ -443,7 +547,11 @@ fn who_is_eligible() {
 
 #[test]
 fn eligibility_windows() {
-    let window = || alice_may("payments-admin").not_before(at(0)).not_after(at(60));
+    let window = || {
+        alice_may("payments-admin")
+            .not_before(at(0))
+            .not_after(at(60))
+    };
     let case = |case: &'static str, now: DateTime<Utc>, want: Want| Row {
         case,
         spec: request("payments-admin").by(&alice()).duration("15m"),
@@ -453,20 +561,55 @@ fn eligibility_windows() {
         want,
     };
     run(vec![
-        case("before notBefore", at(-1), refused(reasons::ELIGIBILITY_NOT_YET_VALID, "valid only from 2026-03-02T10:00:00")),
-        case("one second before notBefore", at_s(-1), refused(reasons::ELIGIBILITY_NOT_YET_VALID, "alice-payments-admin")),
-        case("at notBefore (inclusive)", at(0), grant(&["payments"], TimeDelta::minutes(15))),
-        case("inside", at(30), grant(&["payments"], TimeDelta::minutes(15))),
-        case("one second before notAfter", at_s(3599), grant(&["payments"], TimeDelta::minutes(15))),
-        case("at notAfter (exclusive)", at(60), refused(reasons::ELIGIBILITY_EXPIRED, "ended at 2026-03-02T11:00:00")),
-        case("after notAfter", at(61), refused(reasons::ELIGIBILITY_EXPIRED, "alice-payments-admin")),
+        case(
+            "before notBefore",
+            at(-1),
+            refused(
+                reasons::ELIGIBILITY_NOT_YET_VALID,
+                "valid only from 2026-03-02T10:00:00",
+            ),
+        ),
+        case(
+            "one second before notBefore",
+            at_s(-1),
+            refused(reasons::ELIGIBILITY_NOT_YET_VALID, "alice-payments-admin"),
+        ),
+        case(
+            "at notBefore (inclusive)",
+            at(0),
+            grant(&["payments"], TimeDelta::minutes(15)),
+        ),
+        case(
+            "inside",
+            at(30),
+            grant(&["payments"], TimeDelta::minutes(15)),
+        ),
+        case(
+            "one second before notAfter",
+            at_s(3599),
+            grant(&["payments"], TimeDelta::minutes(15)),
+        ),
+        case(
+            "at notAfter (exclusive)",
+            at(60),
+            refused(reasons::ELIGIBILITY_EXPIRED, "ended at 2026-03-02T11:00:00"),
+        ),
+        case(
+            "after notAfter",
+            at(61),
+            refused(reasons::ELIGIBILITY_EXPIRED, "alice-payments-admin"),
+        ),
     ]);
 }
 
 #[test]
 fn eligibility_narrows_namespaces_and_duration() {
     let now = t0();
-    let only_billing = || eligibility("alice-billing", "ops-admin").users(&["alice"]).namespaces(&["billing"]);
+    let only_billing = || {
+        eligibility("alice-billing", "ops-admin")
+            .users(&["alice"])
+            .namespaces(&["billing"])
+    };
     let short = || alice_may("payments-admin").max_duration("30m");
     let rows = vec![
         Row {
@@ -479,11 +622,16 @@ fn eligibility_narrows_namespaces_and_duration() {
         },
         Row {
             case: "namespace the role allows but the eligibility does not",
-            spec: request("ops-admin").by(&alice()).namespaces(&["billing", "ledger"]),
+            spec: request("ops-admin")
+                .by(&alice())
+                .namespaces(&["billing", "ledger"]),
             role: ops_admin(),
             eligibilities: vec![only_billing()],
             now,
-            want: refused(reasons::NAMESPACE_NOT_ALLOWED, "namespace ledger is not allowed by eligibility alice-billing"),
+            want: refused(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                "namespace ledger is not allowed by eligibility alice-billing",
+            ),
         },
         Row {
             case: "namespaced eligibility does not grant a cluster-wide role",
@@ -517,7 +665,10 @@ fn eligibility_narrows_namespaces_and_duration() {
             now,
             want: refused(
                 reasons::DURATION_TOO_LONG,
-                format!("exceeds the maximum {} of eligibility alice-payments-admin", fmt(TimeDelta::minutes(30))),
+                format!(
+                    "exceeds the maximum {} of eligibility alice-payments-admin",
+                    fmt(TimeDelta::minutes(30))
+                ),
             ),
         },
         Row {
@@ -526,7 +677,10 @@ fn eligibility_narrows_namespaces_and_duration() {
             role: payments_admin(),
             eligibilities: vec![short()],
             now,
-            want: refused(reasons::DURATION_TOO_LONG, "eligibility alice-payments-admin"),
+            want: refused(
+                reasons::DURATION_TOO_LONG,
+                "eligibility alice-payments-admin",
+            ),
         },
     ];
     run(rows);
@@ -535,20 +689,42 @@ fn eligibility_narrows_namespaces_and_duration() {
 #[test]
 fn several_eligibilities_one_allows() {
     let now = t0();
-    let expired = eligibility("a-expired", "ops-admin").users(&["alice"]).not_after(at(-10));
-    let narrow = eligibility("b-narrow", "ops-admin").users(&["alice"]).namespaces(&["billing"]);
-    let short = eligibility("c-short", "ops-admin").users(&["alice"]).max_duration("10m");
-    let wide = eligibility("d-wide", "ops-admin").groups(&["sre"]).namespaces(&["billing", "ledger"]);
+    let expired = eligibility("a-expired", "ops-admin")
+        .users(&["alice"])
+        .not_after(at(-10));
+    let narrow = eligibility("b-narrow", "ops-admin")
+        .users(&["alice"])
+        .namespaces(&["billing"]);
+    let short = eligibility("c-short", "ops-admin")
+        .users(&["alice"])
+        .max_duration("10m");
+    let wide = eligibility("d-wide", "ops-admin")
+        .groups(&["sre"])
+        .namespaces(&["billing", "ledger"]);
     let other_role = eligibility("e-other", "payments-admin").users(&["alice"]);
     let alice_sre = alice().in_groups(&["sre"]);
-    let spec = request("ops-admin").by(&alice_sre).namespaces(&["ledger"]).duration("1h");
+    let spec = request("ops-admin")
+        .by(&alice_sre)
+        .namespaces(&["ledger"])
+        .duration("1h");
 
-    let all = vec![expired.clone(), narrow.clone(), short.clone(), wide.clone(), other_role.clone()];
+    let all = vec![
+        expired.clone(),
+        narrow.clone(),
+        short.clone(),
+        wide.clone(),
+        other_role.clone(),
+    ];
     let g = check(&spec, &ops_admin(), &all, now).expect("d-wide allows it");
     assert_eq!(g.eligibilities, vec!["d-wide"]);
 
     // Without the one that allows, the refusal is that of the first by name, whatever the order.
-    let rest = vec![short.clone(), other_role.clone(), narrow.clone(), expired.clone()];
+    let rest = vec![
+        short.clone(),
+        other_role.clone(),
+        narrow.clone(),
+        expired.clone(),
+    ];
     let r = check(&spec, &ops_admin(), &rest, now).unwrap_err();
     assert_eq!(r.reason, reasons::ELIGIBILITY_EXPIRED, "{r}");
     let mut reversed = rest.clone();
@@ -556,33 +732,66 @@ fn several_eligibilities_one_allows() {
     assert_eq!(check(&spec, &ops_admin(), &reversed, now).unwrap_err(), r);
 
     // Both allow: both are named, sorted.
-    let both = vec![wide.clone(), eligibility("a-all", "ops-admin").users(&["alice"])];
-    assert_eq!(check(&spec, &ops_admin(), &both, now).unwrap().eligibilities, vec!["a-all", "d-wide"]);
+    let both = vec![
+        wide.clone(),
+        eligibility("a-all", "ops-admin").users(&["alice"]),
+    ];
+    assert_eq!(
+        check(&spec, &ops_admin(), &both, now)
+            .unwrap()
+            .eligibilities,
+        vec!["a-all", "d-wide"]
+    );
 }
 
 #[test]
 fn eligible_until_and_recheck_at() {
     let now = t0();
-    let spec = request("payments-admin").by(&alice()).namespaces(&["payments"]);
-    let ends_at = |name: &str, end: i64| alice_may("payments-admin").not_after(at(end)).renamed(name);
+    let spec = request("payments-admin")
+        .by(&alice())
+        .namespaces(&["payments"]);
+    let ends_at =
+        |name: &str, end: i64| alice_may("payments-admin").not_after(at(end)).renamed(name);
     let unbounded = alice_may("payments-admin").renamed("unbounded");
-    let not_yet = alice_may("payments-admin").not_before(at(5)).renamed("not-yet");
+    let not_yet = alice_may("payments-admin")
+        .not_before(at(5))
+        .renamed("not-yet");
 
     let cases: Vec<(&str, Vec<Eligibility>, Option<i64>, Option<i64>)> = vec![
         ("one unbounded", vec![unbounded.clone()], None, None),
         ("one bounded", vec![ends_at("e90", 90)], Some(90), Some(90)),
-        ("two bounded: until the later, recheck at the earlier", vec![ends_at("e90", 90), ends_at("e30", 30)], Some(90), Some(30)),
-        ("bounded and unbounded: unbounded, recheck at the bounded end", vec![ends_at("e30", 30), unbounded.clone()], None, Some(30)),
-        ("an eligibility not yet valid does not count", vec![ends_at("e30", 30), not_yet.clone()], Some(30), Some(30)),
+        (
+            "two bounded: until the later, recheck at the earlier",
+            vec![ends_at("e90", 90), ends_at("e30", 30)],
+            Some(90),
+            Some(30),
+        ),
+        (
+            "bounded and unbounded: unbounded, recheck at the bounded end",
+            vec![ends_at("e30", 30), unbounded.clone()],
+            None,
+            Some(30),
+        ),
+        (
+            "an eligibility not yet valid does not count",
+            vec![ends_at("e30", 30), not_yet.clone()],
+            Some(30),
+            Some(30),
+        ),
         (
             "a window with a start and an end: the end",
-            vec![alice_may("payments-admin").not_before(at(-5)).not_after(at(45))],
+            vec![
+                alice_may("payments-admin")
+                    .not_before(at(-5))
+                    .not_after(at(45)),
+            ],
             Some(45),
             Some(45),
         ),
     ];
     for (case, eligs, until, recheck) in cases {
-        let g = check(&spec, &payments_admin(), &eligs, now).unwrap_or_else(|r| panic!("{case}: {r}"));
+        let g =
+            check(&spec, &payments_admin(), &eligs, now).unwrap_or_else(|r| panic!("{case}: {r}"));
         assert_eq!(g.eligible_until, until.map(at), "{case}: eligible_until");
         assert_eq!(g.recheck_at, recheck.map(at), "{case}: recheck_at");
     }
@@ -591,20 +800,39 @@ fn eligible_until_and_recheck_at() {
 #[test]
 fn refusal_order_is_scope_then_duration_then_justification_then_eligibility() {
     // Everything is wrong: the first problem in the documented order is reported.
-    let spec = request("ops-admin").by(&alice()).namespaces(&["kube-system"]).duration("9h").without_justification();
+    let spec = request("ops-admin")
+        .by(&alice())
+        .namespaces(&["kube-system"])
+        .duration("9h")
+        .without_justification();
     let r = check(&spec, &ops_admin(), &[], t0()).unwrap_err();
     assert_eq!(r.reason, reasons::NAMESPACE_NOT_ALLOWED);
     let spec = spec.namespaces(&["billing"]);
-    assert_eq!(check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason, reasons::DURATION_TOO_LONG);
+    assert_eq!(
+        check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason,
+        reasons::DURATION_TOO_LONG
+    );
     let spec = spec.duration("1h");
-    assert_eq!(check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason, reasons::JUSTIFICATION_REQUIRED);
+    assert_eq!(
+        check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason,
+        reasons::JUSTIFICATION_REQUIRED
+    );
     let spec = spec.justification("x");
-    assert_eq!(check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason, reasons::NOT_ELIGIBLE);
+    assert_eq!(
+        check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason,
+        reasons::NOT_ELIGIBLE
+    );
 }
 
 #[test]
 fn refusal_displays_reason_and_message() {
-    let r = check(&request("payments-admin").by(&alice()), &payments_admin(), &[], t0()).unwrap_err();
+    let r = check(
+        &request("payments-admin").by(&alice()),
+        &payments_admin(),
+        &[],
+        t0(),
+    )
+    .unwrap_err();
     assert_eq!(r.to_string(), format!("NotEligible: {}", r.message));
 }
 
