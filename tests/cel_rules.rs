@@ -358,6 +358,42 @@ fn the_window_ends_after_it_starts() {
     );
 }
 
+/// The typed API always writes UTC (`Z`), but users write offsets. A string comparison would
+/// order `10:00+05:00` (05:00 UTC) after `06:00Z`; the rule must compare instants.
+#[test]
+fn the_window_compares_instants_not_strings() {
+    use kube::CustomResourceExt;
+    let crd = Eligibility::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    let schema = serde_json::to_value(schema).expect("schema to JSON");
+    let validator = kube::core::cel::Validator::new();
+    let with_window = |not_before: &str, not_after: &str| {
+        serde_json::json!({
+            "apiVersion": "kubepim.io/v1alpha1", "kind": "Eligibility",
+            "metadata": {"name": "offsets"},
+            "spec": {"role": "r", "subjects": [{"kind": "User", "name": "alice"}],
+                     "notBefore": not_before, "notAfter": not_after},
+        })
+    };
+    accepted(validator.validate(
+        &schema,
+        &with_window("2026-12-01T10:00:00+05:00", "2026-12-01T06:00:00Z"),
+        None,
+    ));
+    refused(
+        validator.validate(
+            &schema,
+            &with_window("2026-12-01T06:00:00Z", "2026-12-01T10:00:00+05:00"),
+            None,
+        ),
+        WINDOW_ORDER,
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // ActivationRequest: the spec is immutable, except cancel false → true.
 
