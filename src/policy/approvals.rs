@@ -36,7 +36,7 @@ impl ApprovalTally {
 }
 
 fn is_authorised(approval: &Approval, policy: &ApprovalPolicy) -> bool {
-    policy.approvers.users.iter().any(|u| *u == approval.approver)
+    policy.approvers.users.contains(&approval.approver)
         || approval.groups.iter().any(|g| policy.approvers.groups.contains(g))
 }
 

@@ -39,7 +39,7 @@ pub fn requester_subject(requester: &Requester) -> Subject {
 pub fn subject_matches(subject: &SubjectRef, requester: &Requester) -> bool {
     match subject.kind {
         SubjectKind::User => !is_service_account(&requester.username) && subject.name == requester.username,
-        SubjectKind::Group => requester.groups.iter().any(|g| *g == subject.name),
+        SubjectKind::Group => requester.groups.contains(&subject.name),
         SubjectKind::ServiceAccount => match (service_account_parts(&requester.username), &subject.namespace) {
             (Some((ns, name)), Some(subject_ns)) => ns == subject_ns && name == subject.name,
             _ => false,

@@ -488,17 +488,17 @@ pub fn decide(input: &Input<'_>) -> Step {
     } else {
         reasons::APPROVED
     };
-    if let Some(start) = input.spec.start_at.as_ref().map(from_k8s) {
-        if start > input.now {
-            let wake = grant.recheck_at.map_or(start, |r| r.min(start));
-            return Step::Wait {
-                phase: Phase::Scheduled,
-                reason: reasons::SCHEDULED,
-                message: format!("approved; activates at {}", start.to_rfc3339()),
-                wake: Some(wake),
-                tally,
-            };
-        }
+    if let Some(start) = input.spec.start_at.as_ref().map(from_k8s)
+        && start > input.now
+    {
+        let wake = grant.recheck_at.map_or(start, |r| r.min(start));
+        return Step::Wait {
+            phase: Phase::Scheduled,
+            reason: reasons::SCHEDULED,
+            message: format!("approved; activates at {}", start.to_rfc3339()),
+            wake: Some(wake),
+            tally,
+        };
     }
     let activated_at = truncate_to_second(input.now);
     let until = activated_at + grant.duration;

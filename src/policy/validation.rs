@@ -225,17 +225,17 @@ fn eligibility_refusal(
             ));
         }
     }
-    if let Some(max) = elig.spec.max_duration.as_ref().map(duration_from_k8s) {
-        if duration > max {
-            return Some(Refusal::new(
-                reasons::DURATION_TOO_LONG,
-                format!(
-                    "duration {} exceeds the maximum {} of eligibility {name}",
-                    format_duration(duration),
-                    format_duration(max)
-                ),
-            ));
-        }
+    if let Some(max) = elig.spec.max_duration.as_ref().map(duration_from_k8s)
+        && duration > max
+    {
+        return Some(Refusal::new(
+            reasons::DURATION_TOO_LONG,
+            format!(
+                "duration {} exceeds the maximum {} of eligibility {name}",
+                format_duration(duration),
+                format_duration(max)
+            ),
+        ));
     }
     None
 }
