@@ -15,9 +15,9 @@ pub use activation_request::{
 pub use common::{SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
-    ApprovalPolicy, Approvers, PrivilegedRole, PrivilegedRoleSpec, PrivilegedRoleStatus,
-    RequesterAttributeRequirement, RoleKind,
-    RoleRef, Scope,
+    ApprovalPolicy, Approvers, BindingSample, PrivilegedRole, PrivilegedRoleSpec,
+    PrivilegedRoleStatus, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
+    UnmanagedBindings,
 };
 
 /// API group of every kind.
@@ -52,4 +52,6 @@ pub mod conditions {
     pub const APPROVED: &str = "Approved";
     pub const DENIED: &str = "Denied";
     pub const ACTIVE: &str = "Active";
+    /// PrivilegedRole: the referenced role's reach was assessed (reason `Low` or `Elevated`).
+    pub const RISK_ASSESSED: &str = "RiskAssessed";
 }

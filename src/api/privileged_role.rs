@@ -39,6 +39,11 @@ fn default_true() -> bool {
     printcolumn(name = "Max", type_ = "string", json_path = ".spec.maxDuration"),
     printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeGrants"),
     printcolumn(
+        name = "Unmanaged",
+        type_ = "integer",
+        json_path = ".status.unmanagedBindings.count"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -47,6 +52,12 @@ fn default_true() -> bool {
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Risk",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"RiskAssessed\")].reason",
         priority = 1
     ),
     printcolumn(
@@ -224,7 +235,8 @@ pub struct Approvers {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrivilegedRoleStatus {
-    /// `Ready`: the referenced role exists and can be bound.
+    /// `Ready`: the referenced role exists and the operator may bind it; `RiskAssessed`: how far
+    /// the role reaches (reason `Low` or `Elevated`, see `riskFlags`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     #[schemars(
@@ -237,4 +249,43 @@ pub struct PrivilegedRoleStatus {
     pub active_grants: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the referenced role lets its holders do beyond its own rules (see the `RiskAssessed`
+    /// condition): Bind, Escalate, Impersonate, RBACWrite, ClusterSecretsRead, ClusterPodCreate,
+    /// OperatorNamespace, KubepimWrite. Always written, so that an empty list clears old flags.
+    #[serde(default)]
+    #[schemars(length(max = 16), inner(length(max = 64)))]
+    pub risk_flags: Vec<String>,
+    /// Bindings that grant the referenced role outside kubepim (standing privilege), found by the
+    /// periodic scan. Written by the scan only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_bindings: Option<UnmanagedBindings>,
+}
+
+/// Standing bindings to a PrivilegedRole's role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmanagedBindings {
+    /// Bindings not managed by kubepim, break-glass ones not included.
+    #[serde(default)]
+    pub count: u32,
+    /// The first few: `namespace/name` for a RoleBinding, `name` for a ClusterRoleBinding.
+    #[serde(default)]
+    #[schemars(length(max = 5), inner(length(max = 317)))]
+    pub names: Vec<String>,
+    /// Bindings whose subjects are all configured break-glass identities: allowed, still
+    /// reported.
+    #[serde(default)]
+    pub break_glass: BindingSample,
+}
+
+/// A count and the first few names.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingSample {
+    #[serde(default)]
+    pub count: u32,
+    /// `namespace/name` for a RoleBinding, `name` for a ClusterRoleBinding.
+    #[serde(default)]
+    #[schemars(length(max = 5), inner(length(max = 317)))]
+    pub names: Vec<String>,
 }

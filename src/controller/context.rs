@@ -31,6 +31,11 @@ pub struct Context {
     pub role_bindings: Store<RoleBinding>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     pub recorder: Recorder,
+    /// Standing-privilege findings of the latest scan, per PrivilegedRole: what the metric
+    /// `kubepim_unmanaged_privileged_bindings{role}` exports (see `super::standing::Findings`).
+    pub standing: super::standing::Findings,
+    /// Recent answers to "may the operator bind this role?" (see `super::role_checks`).
+    pub(crate) bind_checks: super::role_checks::BindChecks,
     /// Per request, the newest resourceVersion our own writes produced (see `is_superseded`).
     written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
@@ -57,6 +62,8 @@ impl Context {
             role_bindings,
             cluster_role_bindings,
             recorder,
+            standing: Default::default(),
+            bind_checks: Default::default(),
             written: Default::default(),
         }
     }

@@ -9,6 +9,8 @@ pub mod eligibility;
 pub mod identity;
 pub mod lifecycle;
 pub mod reasons;
+pub mod risk;
+pub mod standing;
 pub mod status;
 pub mod validation;
 

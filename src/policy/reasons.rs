@@ -39,3 +39,14 @@ pub const NOT_YET_VALID: &str = "NotYetValid";
 pub const EXPIRED: &str = "Expired";
 pub const ROLE_READY: &str = "RoleBindable";
 pub const REFERENCED_ROLE_NOT_FOUND: &str = "ReferencedRoleNotFound";
+
+// PrivilegedRole: may the operator bind the role, and how far does it reach.
+pub const NOT_BINDABLE: &str = "NotBindable";
+pub const RISK_LOW: &str = "Low";
+pub const RISK_ELEVATED: &str = "Elevated";
+/// An aggregated ClusterRole whose rules the aggregation controller has not filled in yet.
+pub const AGGREGATION_PENDING: &str = "AggregationPending";
+
+// Standing privilege (Events on the PrivilegedRole).
+pub const UNMANAGED_BINDINGS: &str = "UnmanagedBindings";
+pub const UNMANAGED_BINDINGS_GONE: &str = "UnmanagedBindingsGone";

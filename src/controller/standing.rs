@@ -1,0 +1,421 @@
+//! Standing-privilege detection (security contract I2): a periodic scan of every RoleBinding and
+//! ClusterRoleBinding for bindings that grant a role some PrivilegedRole hands out just in time,
+//! made outside kubepim.
+//!
+//! - **Uncached.** Bindings are listed page by page (`limit` [`PAGE_SIZE`]) straight from the API
+//!   server, never watched into a cache: a cluster has tens of thousands of unrelated bindings and
+//!   the operator's memory must not grow with them. Each page is classified
+//!   ([`crate::policy::standing`]) and dropped; what is kept is per PrivilegedRole two counters,
+//!   at most five names per class and a fingerprint of the set.
+//! - **Reported** per PrivilegedRole in `status.unmanagedBindings` (written only when it changes,
+//!   as a merge patch of that field alone), as a Warning Event when the set of bindings changes
+//!   (not on every scan; a Normal Event when the last one goes), and as numbers for the metric
+//!   `kubepim_unmanaged_privileged_bindings{role}` through [`Findings::snapshot`].
+//! - **Break-glass** bindings (every subject a configured break-glass identity) are counted apart,
+//!   in `status.unmanagedBindings.breakGlass`, in the Event and in the snapshot; never dropped.
+//! - **Timing.** Scans start every `--standing-privilege-scan-interval` (30 s), the first as soon
+//!   as the PrivilegedRole cache is filled; a binding is reported within one interval plus one scan.
+//!   A scan that fails (an API error, a call over its 5 s limit, an expired continue token) is
+//!   logged and leaves every status as it was; the next one starts over.
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::api::{BindingSample, PrivilegedRole, UnmanagedBindings, labels};
+use crate::policy::lifecycle::BindingKind;
+use crate::policy::reasons;
+use crate::policy::standing::{BindingView, BreakGlass, RoleFindings, RoleIndex, Sample, Tally};
+
+use super::Error;
+use super::bindings::{self, CALL_TIMEOUT};
+use super::context::Context;
+use super::request::MANAGER;
+
+/// Bindings per list call.
+pub const PAGE_SIZE: u32 = 500;
+/// Our own bindings are left out by the API server (and checked again here, by the same label
+/// [`bindings::is_managed`] reads).
+fn unmanaged_selector() -> String {
+    format!("{}!={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE)
+}
+
+/// Settings of the scan.
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// Time between the starts of two scans.
+    pub interval: Duration,
+    /// Identities whose bindings are reported apart.
+    pub break_glass: BreakGlass,
+}
+
+impl Default for ScanSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            break_glass: BreakGlass::default(),
+        }
+    }
+}
+
+/// Counts for one PrivilegedRole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Standing bindings, break-glass ones not included: the value of
+    /// `kubepim_unmanaged_privileged_bindings{role}`.
+    pub unmanaged: u32,
+    /// Standing bindings held by break-glass identities only.
+    pub break_glass: u32,
+}
+
+/// What the latest successful scan found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// When it finished (`None`: no scan has finished yet).
+    pub scanned_at: Option<DateTime<Utc>>,
+    /// How long it took.
+    pub duration: Duration,
+    /// Bindings it looked at (our own excluded).
+    pub bindings_seen: u64,
+    /// Every PrivilegedRole known to that scan, zeros included (bounded by the PrivilegedRoles).
+    pub roles: BTreeMap<String, Counts>,
+}
+
+/// The scan's findings, shared through [`Context::standing`] (for metrics) and its memory of
+/// the previous scan (to publish Events only on change).
+///
+/// For the metrics exporter: read [`Findings::snapshot`] on each scrape and export, per entry of
+/// `roles`, `kubepim_unmanaged_privileged_bindings{role="<name>"} = unmanaged` (and, if wanted,
+/// the break-glass count as a separate series). An entry exists for every PrivilegedRole, so the
+/// gauge is 0 rather than absent for a clean role; a deleted PrivilegedRole drops out at the next
+/// scan.
+#[derive(Debug, Default)]
+pub struct Findings {
+    latest: Mutex<Snapshot>,
+    /// Per PrivilegedRole, the findings last reported (status written, Event published).
+    reported: Mutex<BTreeMap<String, RoleFindings>>,
+}
+
+impl Findings {
+    /// A copy of the latest successful scan's figures.
+    pub fn snapshot(&self) -> Snapshot {
+        self.latest.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// `(role, unmanaged)` pairs: the series of `kubepim_unmanaged_privileged_bindings`.
+    pub fn unmanaged_privileged_bindings(&self) -> Vec<(String, u32)> {
+        self.snapshot()
+            .roles
+            .into_iter()
+            .map(|(role, counts)| (role, counts.unmanaged))
+            .collect()
+    }
+
+    fn reported(&self, role: &str) -> Option<RoleFindings> {
+        self.reported.lock().ok()?.get(role).cloned()
+    }
+
+    fn remember(&self, role: &str, findings: RoleFindings) {
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.insert(role.to_string(), findings);
+        }
+    }
+
+    fn forget_all_but(&self, roles: &BTreeMap<String, Counts>) {
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.retain(|role, _| roles.contains_key(role));
+        }
+    }
+}
+
+/// What one scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanOutcome {
+    pub bindings_seen: u64,
+    /// PrivilegedRoles whose `status.unmanagedBindings` was written.
+    pub statuses_written: usize,
+    /// PrivilegedRoles that got an Event.
+    pub events: usize,
+}
+
+/// Runs scans every `settings.interval` until `stop` resolves. The first waits for the
+/// PrivilegedRole cache (a scan over an empty cache would report nothing and prove nothing).
+pub async fn run(ctx: Arc<Context>, settings: ScanSettings, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    tokio::select! {
+        ready = ctx.roles.wait_until_ready() => {
+            if ready.is_err() {
+                return;
+            }
+        }
+        _ = &mut stop => return,
+    }
+    let mut ticks = tokio::time::interval(settings.interval.max(Duration::from_secs(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut stop => return,
+        }
+        match scan(&ctx, &settings.break_glass).await {
+            Ok(outcome) => tracing::debug!(
+                bindings = outcome.bindings_seen,
+                written = outcome.statuses_written,
+                events = outcome.events,
+                "standing-privilege scan done"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "standing-privilege scan failed; the next one starts over")
+            }
+        }
+    }
+}
+
+/// One scan: every binding in the cluster, then one report per PrivilegedRole in the cache.
+pub async fn scan(ctx: &Context, break_glass: &BreakGlass) -> Result<ScanOutcome, Error> {
+    let started = tokio::time::Instant::now();
+    let roles = ctx.roles.state();
+    let index = RoleIndex::new(roles.iter().map(|r| r.as_ref()));
+    let mut tally = Tally::default();
+    if !index.is_empty() {
+        let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
+        let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+        list_all(&rb, &index, break_glass, &mut tally, |b: &RoleBinding| {
+            view(
+                b,
+                BindingKind::RoleBinding,
+                &b.role_ref,
+                b.subjects.as_deref(),
+            )
+        })
+        .await?;
+        list_all(
+            &crb,
+            &index,
+            break_glass,
+            &mut tally,
+            |b: &ClusterRoleBinding| {
+                view(
+                    b,
+                    BindingKind::ClusterRoleBinding,
+                    &b.role_ref,
+                    b.subjects.as_deref(),
+                )
+            },
+        )
+        .await?;
+    }
+
+    let mut outcome = ScanOutcome {
+        bindings_seen: tally.seen,
+        ..Default::default()
+    };
+    let mut counts = BTreeMap::new();
+    let mut first_error = None;
+    for role in &roles {
+        let name = role.name_any();
+        let found = tally.of(&name);
+        counts.insert(
+            name.clone(),
+            Counts {
+                unmanaged: found.unmanaged.count,
+                break_glass: found.break_glass.count,
+            },
+        );
+        match report(ctx, role, &found).await {
+            Ok((written, event)) => {
+                outcome.statuses_written += usize::from(written);
+                outcome.events += usize::from(event);
+                ctx.standing.remember(&name, found);
+            }
+            Err(error) => {
+                tracing::warn!(%error, role = %name, "could not report standing privilege; the next scan retries");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    ctx.standing.forget_all_but(&counts);
+    if let Ok(mut latest) = ctx.standing.latest.lock() {
+        *latest = Snapshot {
+            scanned_at: Some(ctx.now()),
+            duration: started.elapsed(),
+            bindings_seen: tally.seen,
+            roles: counts,
+        };
+    }
+    first_error.map_or(Ok(outcome), Err)
+}
+
+fn view<'a, K: Resource>(
+    binding: &'a K,
+    kind: BindingKind,
+    role_ref: &'a k8s_openapi::api::rbac::v1::RoleRef,
+    subjects: Option<&'a [k8s_openapi::api::rbac::v1::Subject]>,
+) -> BindingView<'a> {
+    let meta = binding.meta();
+    BindingView {
+        kind,
+        namespace: meta.namespace.as_deref(),
+        name: meta.name.as_deref().unwrap_or_default(),
+        uid: meta.uid.as_deref(),
+        managed: bindings::is_managed(binding),
+        role_ref_kind: &role_ref.kind,
+        role_ref_name: &role_ref.name,
+        subjects: subjects.unwrap_or_default(),
+    }
+}
+
+/// Lists every binding of one kind, page by page, into `tally`. Only one page is held at a time.
+async fn list_all<K>(
+    api: &Api<K>,
+    index: &RoleIndex,
+    break_glass: &BreakGlass,
+    tally: &mut Tally,
+    to_view: impl for<'a> Fn(&'a K) -> BindingView<'a>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let what = "list bindings (standing-privilege scan)";
+    let mut params = ListParams::default()
+        .labels(&unmanaged_selector())
+        .limit(PAGE_SIZE);
+    loop {
+        let page = tokio::time::timeout(CALL_TIMEOUT, api.list(&params))
+            .await
+            .map_err(|_| Error::Timeout { what })?
+            .map_err(|source| Error::Kube { what, source })?;
+        for binding in &page.items {
+            tally.add(&to_view(binding), index, break_glass);
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn status_of(found: &RoleFindings) -> UnmanagedBindings {
+    let sample = |s: &Sample| BindingSample {
+        count: s.count,
+        names: s.names.clone(),
+    };
+    UnmanagedBindings {
+        count: found.unmanaged.count,
+        names: found.unmanaged.names.clone(),
+        break_glass: sample(&found.break_glass),
+    }
+}
+
+/// Writes the role's `status.unmanagedBindings` if it differs, and publishes an Event if the set
+/// of bindings changed. Returns (status written, Event published).
+async fn report(
+    ctx: &Context,
+    role: &PrivilegedRole,
+    found: &RoleFindings,
+) -> Result<(bool, bool), Error> {
+    let name = role.name_any();
+    let shown = role
+        .status
+        .as_ref()
+        .and_then(|s| s.unmanaged_bindings.clone())
+        .unwrap_or_default();
+    let wanted = status_of(found);
+    let written = wanted != shown;
+    if written {
+        let api: Api<PrivilegedRole> = Api::all(ctx.client.clone());
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        // This field only: the role reconciler owns the rest of the status.
+        let patch = Patch::Merge(json!({ "status": { "unmanagedBindings": wanted } }));
+        let what = "patch role status (standing privilege)";
+        match tokio::time::timeout(CALL_TIMEOUT, api.patch_status(&name, &params, &patch)).await {
+            Err(_) => return Err(Error::Timeout { what }),
+            // Deleted since the scan began: nothing to report on.
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => return Ok((false, false)),
+            Ok(Err(source)) => return Err(Error::Kube { what, source }),
+            Ok(Ok(_)) => {}
+        }
+    }
+    // After a restart there is no memory of the last scan: the status is what was last reported.
+    let changed = match ctx.standing.reported(&name) {
+        Some(before) => found.changed_since(&before),
+        None => {
+            !(found.unmanaged.shows_like(shown.count, &shown.names)
+                && found
+                    .break_glass
+                    .shows_like(shown.break_glass.count, &shown.break_glass.names))
+        }
+    };
+    if changed {
+        let role_ref = &role.spec.role_ref;
+        let described = match &role_ref.namespace {
+            Some(ns) => format!("{:?} {ns}/{}", role_ref.kind, role_ref.name),
+            None => format!("{:?} {}", role_ref.kind, role_ref.name),
+        };
+        let note = found.note(&name, &described);
+        if found.is_empty() {
+            tracing::info!(role = %name, "{note}");
+            ctx.publish(
+                role,
+                EventType::Normal,
+                reasons::UNMANAGED_BINDINGS_GONE,
+                "Scan",
+                note,
+            );
+        } else {
+            tracing::warn!(
+                role = %name,
+                unmanaged = found.unmanaged.count,
+                break_glass = found.break_glass.count,
+                "{note}"
+            );
+            ctx.publish(
+                role,
+                EventType::Warning,
+                reasons::UNMANAGED_BINDINGS,
+                "Scan",
+                note,
+            );
+        }
+    }
+    Ok((written, changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lists_roles_for_the_metric() {
+        let findings = Findings::default();
+        assert_eq!(findings.snapshot(), Snapshot::default());
+        *findings.latest.lock().unwrap() = Snapshot {
+            roles: BTreeMap::from([
+                (
+                    "a".to_string(),
+                    Counts {
+                        unmanaged: 2,
+                        break_glass: 1,
+                    },
+                ),
+                ("b".to_string(), Counts::default()),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(
+            findings.unmanaged_privileged_bindings(),
+            [("a".to_string(), 2), ("b".to_string(), 0)]
+        );
+    }
+}
