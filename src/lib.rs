@@ -15,6 +15,7 @@ pub mod audit;
 pub mod check;
 pub mod controller;
 pub mod crdgen;
+pub mod notify;
 pub mod policy;
 pub mod telemetry;
 pub mod time;
