@@ -30,3 +30,5 @@ pub use event::{EventKind, Notification};
 pub use notifier::{FailureCallback, Notifier, NotifierBuilder, SinkStats};
 pub use retry::RetryPolicy;
 
+#[cfg(test)]
+mod tests;
