@@ -61,7 +61,7 @@ def test_defaults():
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert env["RUST_LOG"]["value"] == "info,kube=warn"
+    assert env["RUST_LOG"]["value"] == "info,kube_client=warn,kube_runtime=warn"
     assert r.args() == [
         "run",
         "--log-format=json",

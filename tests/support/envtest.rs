@@ -824,7 +824,7 @@ impl Env {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(
                 // The builder logs every non-2xx answer as an error, /readyz polling included.
-                "info,kube=warn,kube_client::client::builder=off",
+                "info,kube_client=warn,kube_runtime=warn,kube_client::client::builder=off",
             )
         });
         let _ = tracing_subscriber::fmt()
