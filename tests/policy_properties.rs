@@ -31,7 +31,8 @@ mod deps {
     pub use kubepim::api::{
         ActivationRequestSpec, ActivationRequestStatus, Approval, ApprovalPolicy, Approvers,
         BindingRef, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
-        PrivilegedRoleSpec, Requester, RoleKind, RoleRef, Scope, SubjectRef,
+        PrivilegedRoleSpec, Requester, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
+        SubjectRef,
     };
     pub use kubepim::policy::lifecycle::{
         BindingKind, DesiredBinding, Input, ObservedBinding, Step, binding_name, decide,

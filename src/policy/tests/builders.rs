@@ -159,6 +159,15 @@ pub trait RoleExt: Sized {
     fn ticket_pattern(self, p: &str) -> Self {
         self.with(|s| s.ticket_pattern = Some(p.into()))
     }
+    /// Step-up: the requester's authenticated `extra[key]` must hold one of `any_of`.
+    fn requires_attribute(self, key: &str, any_of: &[&str]) -> Self {
+        self.with(|s| {
+            s.require_requester_attributes = Some(RequesterAttributeRequirement {
+                key: key.into(),
+                any_of: strings(any_of),
+            })
+        })
+    }
 }
 
 impl RoleExt for PrivilegedRole {
@@ -254,11 +263,17 @@ pub fn sa(namespace: &str, name: &str) -> Requester {
 
 pub trait RequesterExt: Sized {
     fn in_groups(self, groups: &[&str]) -> Self;
+    /// An authenticator attribute, e.g. `with_extra("amr", &["pwd", "mfa"])`.
+    fn with_extra(self, key: &str, values: &[&str]) -> Self;
 }
 
 impl RequesterExt for Requester {
     fn in_groups(mut self, groups: &[&str]) -> Self {
         self.groups.extend(strings(groups));
+        self
+    }
+    fn with_extra(mut self, key: &str, values: &[&str]) -> Self {
+        self.extra.insert(key.into(), strings(values));
         self
     }
 }

@@ -601,6 +601,14 @@ fn active_is_revoked_when_the_eligibility_goes() {
 }
 
 #[test]
+fn active_is_revoked_when_the_role_adds_a_step_up_requirement() {
+    let step = alice_active()
+        .with_role(payments_admin().requires_attribute("amr", &["mfa"]))
+        .decide_at(at(20));
+    assert_end(&step, Phase::Revoked, reasons::REQUESTER_ATTRIBUTES_MISSING);
+}
+
+#[test]
 fn active_is_revoked_when_the_role_changes() {
     let w = alice_active();
     // roleRef name changed.

@@ -7,7 +7,8 @@ mod deps {
     pub use crate::api::{
         ActivationRequestSpec, ActivationRequestStatus, Approval, ApprovalPolicy, Approvers,
         BindingRef, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
-        PrivilegedRoleSpec, Requester, RoleKind, RoleRef, Scope, SubjectRef,
+        PrivilegedRoleSpec, Requester, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
+        SubjectRef,
     };
     pub use crate::policy::lifecycle::{
         BindingKind, DesiredBinding, Input, ObservedBinding, Step, binding_name, decide,

@@ -428,6 +428,60 @@ fn justification_and_ticket() {
 }
 
 #[test]
+fn step_up_requester_attributes() {
+    let now = t0();
+    let mfa_role = || payments_admin().requires_attribute("amr", &["mfa", "hwk"]);
+    let elig = || vec![alice_may("payments-admin")];
+    let with_amr = |values: &[&str]| alice().with_extra("amr", values);
+    let rows = vec![
+        Row {
+            case: "attribute required and absent",
+            spec: request("payments-admin").by(&alice()),
+            role: mfa_role(),
+            eligibilities: elig(),
+            now,
+            want: refused(
+                reasons::REQUESTER_ATTRIBUTES_MISSING,
+                "amr to include one of [mfa, hwk]; alice has []",
+            ),
+        },
+        Row {
+            case: "attribute present with other values",
+            spec: request("payments-admin").by(&with_amr(&["pwd"])),
+            role: mfa_role(),
+            eligibilities: elig(),
+            now,
+            want: refused(reasons::REQUESTER_ATTRIBUTES_MISSING, "alice has [pwd]"),
+        },
+        Row {
+            case: "the value under another key does not count",
+            spec: request("payments-admin").by(&alice().with_extra("acr", &["mfa"])),
+            role: mfa_role(),
+            eligibilities: elig(),
+            now,
+            want: refused(reasons::REQUESTER_ATTRIBUTES_MISSING, "alice has []"),
+        },
+        Row {
+            case: "one of the values among others",
+            spec: request("payments-admin").by(&with_amr(&["pwd", "hwk"])),
+            role: mfa_role(),
+            eligibilities: elig(),
+            now,
+            want: grant(&["payments"], hours(1)),
+        },
+        Row {
+            case: "no requirement: attributes are not looked at",
+            spec: request("payments-admin").by(&alice()),
+            role: payments_admin(),
+            eligibilities: elig(),
+            now,
+            want: grant(&["payments"], hours(1)),
+        },
+    ];
+    run(rows);
+}
+
+#[test]
 fn who_is_eligible() {
     let now = t0();
     let carol_sre = user("carol").in_groups(&["sre", "payments-oncall"]);
@@ -757,7 +811,9 @@ fn eligible_until_and_recheck_at() {
         .not_before(at(5))
         .renamed("not-yet");
 
-    let cases: Vec<(&str, Vec<Eligibility>, Option<i64>, Option<i64>)> = vec![
+    /// (case, eligibilities, eligible_until, recheck_at), in minutes after t0.
+    type Case = (&'static str, Vec<Eligibility>, Option<i64>, Option<i64>);
+    let cases: Vec<Case> = vec![
         ("one unbounded", vec![unbounded.clone()], None, None),
         ("one bounded", vec![ends_at("e90", 90)], Some(90), Some(90)),
         (
