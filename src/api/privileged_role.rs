@@ -223,11 +223,15 @@ impl Default for ApprovalPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Approvers {
+    /// Distinct usernames (a set: a name listed twice is refused, it could never count twice).
     #[serde(default)]
     #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub users: Vec<String>,
+    /// Distinct group names.
     #[serde(default)]
     #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub groups: Vec<String>,
 }
 
