@@ -694,6 +694,87 @@ pub mod expect {
         e.content_type = Some(MERGE_PATCH);
         e
     }
+
+    /// A SelfSubjectAccessReview: may the operator `bind` `resource`/`name` (in `namespace`)?
+    /// Answers `allowed`.
+    pub fn bind_reviewed(
+        resource: &str,
+        name: &str,
+        namespace: Option<&str>,
+        allowed: bool,
+    ) -> Expectation {
+        let mut e = call(
+            Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews".into(),
+        );
+        e.content_type = Some("application/json");
+        let want = json!({
+            "verb": "bind",
+            "group": "rbac.authorization.k8s.io",
+            "resource": resource,
+            "name": name,
+            "namespace": namespace,
+        });
+        e.reply = Reply::Json(
+            201,
+            json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": want.clone()},
+                "status": {"allowed": allowed},
+            }),
+        );
+        e.checking(move |c| {
+            let attrs = &c.body["spec"]["resourceAttributes"];
+            for field in ["verb", "group", "resource", "name", "namespace"] {
+                assert_eq!(
+                    attrs[field], want[field],
+                    "{c}: {field} of the review: {attrs:#}"
+                );
+            }
+        })
+    }
+
+    /// One page of every binding not managed by kubepim (the standing-privilege scan): all
+    /// namespaces, `managed-by!=kubepim`, 500 at a time.
+    pub fn unmanaged_role_bindings_listed(continue_token: Option<&str>) -> Expectation {
+        unmanaged_list(
+            "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+            continue_token,
+        )
+    }
+
+    pub fn unmanaged_cluster_role_bindings_listed(continue_token: Option<&str>) -> Expectation {
+        unmanaged_list(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            continue_token,
+        )
+    }
+
+    fn unmanaged_list(path: &str, continue_token: Option<&str>) -> Expectation {
+        let token = continue_token.map(String::from);
+        call(Method::GET, path.into()).checking(move |c| {
+            assert_eq!(
+                c.query.get("labelSelector").map(String::as_str),
+                Some("app.kubernetes.io/managed-by!=kubepim"),
+                "{c}: not restricted to unmanaged bindings"
+            );
+            assert_eq!(
+                c.query.get("limit").map(String::as_str),
+                Some("500"),
+                "{c}: unpaginated"
+            );
+            assert!(
+                !c.query.contains_key("watch"),
+                "{c}: the scan never watches bindings"
+            );
+            assert_eq!(
+                c.query.get("continue"),
+                token.as_ref(),
+                "{c}: wrong continue token"
+            );
+        })
+    }
 }
 
 impl Expectation {

@@ -1,7 +1,8 @@
 //! What the PrivilegedRole reconciler asks the API server about the referenced role: is it there
 //! (and what are its rules), and may the operator bind it (a SelfSubjectAccessReview). Each call is
-//! bounded by [`CALL_TIMEOUT`]; access answers are remembered for [`BIND_CHECK_TTL`], so that the
-//! reconcile our own status write triggers does not ask again.
+//! bounded by [`CALL_TIMEOUT`]; access answers are remembered ([`NOT_BINDABLE_TTL`],
+//! [`BINDABLE_TTL`]), so that neither the reconcile our own status write triggers nor the 60 s
+//! re-check of a bindable role asks again.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,9 +23,13 @@ use super::Error;
 use super::bindings::CALL_TIMEOUT;
 use super::context::Context;
 
-/// How long an access answer is reused. Below the reconciler's 60 s re-check, so every periodic
-/// pass asks afresh (a `helm upgrade` that adds a role to `bindableRoles` shows within a minute).
-pub const BIND_CHECK_TTL: Duration = Duration::from_secs(50);
+/// How long a "no" is reused: below the reconciler's 60 s re-check, so every periodic pass asks
+/// afresh and a `helm upgrade` that adds the role to `bindableRoles` shows within a minute.
+pub const NOT_BINDABLE_TTL: Duration = Duration::from_secs(50);
+/// How long a "yes" is reused. The operator's own RBAC rarely changes; a lost `bind` would also
+/// surface at the next activation (as a failed binding create). Keeps an idle cluster's calls to
+/// one review per referenced role per ten minutes.
+pub const BINDABLE_TTL: Duration = Duration::from_secs(600);
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -90,19 +95,28 @@ pub struct BindChecks {
     answers: Mutex<HashMap<String, (Instant, Bindability)>>,
 }
 
+impl Bindability {
+    fn ttl(&self) -> Duration {
+        match self {
+            Bindability::Bindable => BINDABLE_TTL,
+            Bindability::NotBindable { .. } => NOT_BINDABLE_TTL,
+        }
+    }
+}
+
 impl BindChecks {
     fn get(&self, key: &str) -> Option<Bindability> {
         let answers = self.answers.lock().ok()?;
         answers
             .get(key)
-            .filter(|(at, _)| at.elapsed() < BIND_CHECK_TTL)
+            .filter(|(at, answer)| at.elapsed() < answer.ttl())
             .map(|(_, answer)| answer.clone())
     }
 
     fn put(&self, key: String, answer: Bindability) {
         if let Ok(mut answers) = self.answers.lock() {
             // Bounded by the roles referenced within the last TTL.
-            answers.retain(|_, (at, _)| at.elapsed() < BIND_CHECK_TTL);
+            answers.retain(|_, (at, answer)| at.elapsed() < answer.ttl());
             answers.insert(key, (Instant::now(), answer));
         }
     }
@@ -311,6 +325,24 @@ mod tests {
         let spec = serde_json::from_value(json!({"roleRef": role_ref, "scope": scope}))
             .expect("a valid spec");
         PrivilegedRole::new("p", spec)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_no_is_asked_again_within_a_minute_a_yes_after_ten() {
+        let checks = BindChecks::default();
+        let not = Bindability::NotBindable { namespace: None };
+        checks.put("no".into(), not.clone());
+        checks.put("yes".into(), Bindability::Bindable);
+        assert_eq!(checks.get("no"), Some(not));
+        assert_eq!(checks.get("other"), None);
+        tokio::time::advance(Duration::from_secs(51)).await;
+        assert_eq!(checks.get("no"), None, "the 60 s re-check asks again");
+        assert_eq!(checks.get("yes"), Some(Bindability::Bindable));
+        tokio::time::advance(Duration::from_secs(550)).await;
+        assert_eq!(checks.get("yes"), None);
+        // Stale answers are dropped on the next insert.
+        checks.put("new".into(), Bindability::Bindable);
+        assert_eq!(checks.answers.lock().unwrap().len(), 1);
     }
 
     #[test]

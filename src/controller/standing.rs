@@ -182,7 +182,9 @@ pub async fn run(ctx: Arc<Context>, settings: ScanSettings, stop: impl Future<Ou
 /// One scan: every binding in the cluster, then one report per PrivilegedRole in the cache.
 pub async fn scan(ctx: &Context, break_glass: &BreakGlass) -> Result<ScanOutcome, Error> {
     let started = tokio::time::Instant::now();
-    let roles = ctx.roles.state();
+    let mut roles = ctx.roles.state();
+    // A fixed order: the same statuses are written in the same order every time.
+    roles.sort_by_key(|r| r.name_any());
     let index = RoleIndex::new(roles.iter().map(|r| r.as_ref()));
     let mut tally = Tally::default();
     if !index.is_empty() {

@@ -4,4 +4,5 @@
 //! revocation ≤ 2). Fixtures: `super::fixtures`.
 mod request;
 mod role;
+mod standing;
 mod sweeper;
