@@ -997,6 +997,8 @@ proptest! {
         prop_assert_eq!(&na, &binding_name(&a));
         prop_assert!(na.starts_with("kubepim-"));
         prop_assert!(!na.ends_with('-') && !na.ends_with('.'));
+        // A plain name is never a shortened one: those carry a `:` no request name has.
+        prop_assert_eq!(na.contains(':'), a.len() > 253 - "kubepim-".len());
         if a != b {
             prop_assert_ne!(na, nb);
         }

@@ -154,6 +154,10 @@ impl Step {
 
 /// Deterministic binding name for a request: `kubepim-<request>`, shortened with a stable hash
 /// when the request name is too long for an object name.
+///
+/// The hash follows a `:`, which RBAC object names allow and request names (DNS subdomains) never
+/// contain: no request name, however chosen, maps to the shortened name of another request (the
+/// controller deletes a same-named binding of another request as foreign).
 pub fn binding_name(request_name: &str) -> String {
     const MAX: usize = 253;
     let name = format!("kubepim-{request_name}");
@@ -164,7 +168,7 @@ pub fn binding_name(request_name: &str) -> String {
     let hash = request_name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
-    let suffix = format!("-{hash:016x}");
+    let suffix = format!(":{hash:016x}");
     let mut cut = MAX - suffix.len();
     while !name.is_char_boundary(cut) {
         cut -= 1;

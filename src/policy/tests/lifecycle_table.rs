@@ -811,21 +811,30 @@ fn binding_names_are_deterministic_and_bounded() {
         binding_name(&long_b),
         "names differing only at the end stay distinct"
     );
-    // A cut never leaves a trailing separator before the hash.
+    // A cut never leaves a separator dangling before the hash.
     let dashes = format!("{}{}", "z".repeat(226), "-".repeat(40));
     assert!(
-        !binding_name(&dashes).contains("--"),
+        binding_name(&dashes).starts_with(&format!("kubepim-{}:", "z".repeat(226))),
         "{}",
         binding_name(&dashes)
     );
-    // Stable across releases: pinned value.
+    // Stable across releases: pinned.
     assert_eq!(
-        binding_name(&"y".repeat(253))
-            .rsplit('-')
-            .next()
-            .map(str::len),
-        Some(16)
+        binding_name(&"y".repeat(253)),
+        format!("kubepim-{}:f4853ecaf79604f8", "y".repeat(228))
     );
+}
+
+#[test]
+fn no_request_name_takes_the_binding_name_of_another() {
+    // The shortened name of a long request, minus the prefix, would be a valid request name of its
+    // own if the hash followed a `-`. It cannot be one with a `:`.
+    let long = "payments-incident-".repeat(20);
+    let shortened = binding_name(&long);
+    let squatter = shortened.strip_prefix("kubepim-").unwrap();
+    assert!(squatter.contains(':'), "{squatter}");
+    let dns_subdomain = regex::Regex::new(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$").unwrap();
+    assert!(!dns_subdomain.is_match(squatter));
 }
 
 // ---------------------------------------------------------------------------------------------
