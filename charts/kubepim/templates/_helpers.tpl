@@ -88,6 +88,13 @@ accept yet, each behind the value that switches it on (see the chart README):
 - --log-format={{ .Values.operator.logFormat }}
 - --sweep-interval={{ .Values.operator.sweepInterval }}
 - --concurrency={{ .Values.operator.concurrency }}
+- --standing-privilege-scan-interval={{ .Values.standingPrivilege.scanInterval }}
+{{- range .Values.breakGlass.users }}
+- {{ printf "--break-glass-user=%s" . | quote }}
+{{- end }}
+{{- range .Values.breakGlass.groups }}
+- {{ printf "--break-glass-group=%s" . | quote }}
+{{- end }}
 {{- if .Values.metrics.enabled }}
 - --metrics-port={{ .Values.metrics.port }}
 {{- end }}
