@@ -603,10 +603,9 @@ fn check_wake(w: &World, now: DateTime<Utc>, step: &Step) -> Result<(), String> 
         .iter()
         .filter_map(|e| e.spec.not_after.as_ref().map(from_k8s))
         .min()
+        && wake > end
     {
-        if wake > end {
-            return Err(format!("wake {wake} is after eligibility end {end}"));
-        }
+        return Err(format!("wake {wake} is after eligibility end {end}"));
     }
     Ok(())
 }
@@ -765,14 +764,14 @@ impl Driver {
                 check_grant(&self.w, self.now, is_new, activation.expires_at, bindings)
                     .map_err(|e| format!("{e} ({})", context()))?;
                 // Property 2.
-                if let Some(fixed) = self.fixed {
-                    if activation.expires_at > fixed {
-                        return Err(format!(
-                            "expiresAt moved from {fixed} to {} ({})",
-                            activation.expires_at,
-                            context()
-                        ));
-                    }
+                if let Some(fixed) = self.fixed
+                    && activation.expires_at > fixed
+                {
+                    return Err(format!(
+                        "expiresAt moved from {fixed} to {} ({})",
+                        activation.expires_at,
+                        context()
+                    ));
                 }
                 if let Step::KeepActive { bindings, .. } = &step {
                     if self.w.status.phase != Some(Phase::Active) {
@@ -933,10 +932,8 @@ proptest! {
                     }
                     first = Some(activation.expires_at);
                 }
-                Step::KeepActive { activation, .. } => {
-                    if Some(activation.expires_at) > first {
-                        return Err(d.fail(format!("expiry moved from {first:?} to {}", activation.expires_at)));
-                    }
+                Step::KeepActive { activation, .. } if Some(activation.expires_at) > first => {
+                    return Err(d.fail(format!("expiry moved from {first:?} to {}", activation.expires_at)));
                 }
                 _ => {}
             }
