@@ -799,6 +799,37 @@ fn several_eligibilities_one_allows() {
 }
 
 #[test]
+fn eligibilities_are_not_combined() {
+    // Each eligibility must allow the whole grant: two that each allow one of the namespaces asked
+    // for do not add up (ask twice instead), nor does one's window lend itself to another's scope.
+    let billing = eligibility("a-billing", "ops-admin")
+        .users(&["alice"])
+        .namespaces(&["billing"]);
+    let ledger = eligibility("b-ledger", "ops-admin")
+        .users(&["alice"])
+        .namespaces(&["ledger"]);
+    let spec = request("ops-admin")
+        .by(&alice())
+        .namespaces(&["billing", "ledger"]);
+    let r = check(
+        &spec,
+        &ops_admin(),
+        &[billing.clone(), ledger.clone()],
+        t0(),
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, reasons::NAMESPACE_NOT_ALLOWED);
+    assert!(r.message.contains("eligibility a-billing"), "{r}");
+    let one = request("ops-admin").by(&alice()).namespaces(&["ledger"]);
+    assert_eq!(
+        check(&one, &ops_admin(), &[billing, ledger], t0())
+            .unwrap()
+            .eligibilities,
+        vec!["b-ledger"]
+    );
+}
+
+#[test]
 fn eligible_until_and_recheck_at() {
     let now = t0();
     let spec = request("payments-admin")
