@@ -37,14 +37,25 @@ impl ApprovalTally {
 
 fn is_authorised(approval: &Approval, policy: &ApprovalPolicy) -> bool {
     policy.approvers.users.contains(&approval.approver)
-        || approval.groups.iter().any(|g| policy.approvers.groups.contains(g))
+        || approval
+            .groups
+            .iter()
+            .any(|g| policy.approvers.groups.contains(g))
 }
 
 /// Counts approvals. `required` is 0 for roles that activate without approval (incl. break-glass),
 /// but an authorised denial still denies.
-pub fn tally(approvals: &[Approval], policy: &ApprovalPolicy, requester: &str, required: u32) -> ApprovalTally {
+pub fn tally(
+    approvals: &[Approval],
+    policy: &ApprovalPolicy,
+    requester: &str,
+    required: u32,
+) -> ApprovalTally {
     let mut seen = BTreeSet::new();
-    let mut out = ApprovalTally { required, ..Default::default() };
+    let mut out = ApprovalTally {
+        required,
+        ..Default::default()
+    };
     for approval in approvals {
         let who = approval.approver.clone();
         let ignored = if !seen.insert(who.clone()) {
@@ -108,23 +119,41 @@ mod tests {
     #[test]
     fn approver_group_counts() {
         let p = policy(&[], &["sre-leads"], 1);
-        let t = tally(&[entry("carol", &["sre-leads"], Decision::Approved)], &p, "alice", 1);
+        let t = tally(
+            &[entry("carol", &["sre-leads"], Decision::Approved)],
+            &p,
+            "alice",
+            1,
+        );
         assert!(t.quorum_met());
     }
 
     #[test]
     fn self_approval_never_counts_even_when_listed() {
         let p = policy(&["alice"], &["sre-leads"], 1);
-        let t = tally(&[entry("alice", &["sre-leads"], Decision::Approved)], &p, "alice", 1);
+        let t = tally(
+            &[entry("alice", &["sre-leads"], Decision::Approved)],
+            &p,
+            "alice",
+            1,
+        );
         assert!(!t.quorum_met());
-        assert_eq!(t.ignored, vec![("alice".to_string(), Ignored::SelfApproval)]);
+        assert_eq!(
+            t.ignored,
+            vec![("alice".to_string(), Ignored::SelfApproval)]
+        );
     }
 
     #[test]
     fn service_accounts_never_count() {
         let sa = "system:serviceaccount:kube-system:robot";
         let p = policy(&[sa], &["system:serviceaccounts"], 1);
-        let t = tally(&[entry(sa, &["system:serviceaccounts"], Decision::Approved)], &p, "alice", 1);
+        let t = tally(
+            &[entry(sa, &["system:serviceaccounts"], Decision::Approved)],
+            &p,
+            "alice",
+            1,
+        );
         assert!(!t.quorum_met());
         assert_eq!(t.ignored[0].1, Ignored::ServiceAccount);
     }
@@ -132,7 +161,12 @@ mod tests {
     #[test]
     fn unlisted_approver_ignored() {
         let p = policy(&["bob"], &["sre-leads"], 1);
-        let t = tally(&[entry("mallory", &["devs"], Decision::Approved)], &p, "alice", 1);
+        let t = tally(
+            &[entry("mallory", &["devs"], Decision::Approved)],
+            &p,
+            "alice",
+            1,
+        );
         assert!(!t.quorum_met());
         assert_eq!(t.ignored[0].1, Ignored::NotAnApprover);
     }
@@ -140,7 +174,15 @@ mod tests {
     #[test]
     fn unlisted_denial_does_not_deny() {
         let p = policy(&["bob"], &[], 1);
-        let t = tally(&[entry("mallory", &[], Decision::Denied), entry("bob", &[], Decision::Approved)], &p, "alice", 1);
+        let t = tally(
+            &[
+                entry("mallory", &[], Decision::Denied),
+                entry("bob", &[], Decision::Approved),
+            ],
+            &p,
+            "alice",
+            1,
+        );
         assert!(t.denied_by.is_none());
         assert!(t.quorum_met());
     }
@@ -148,18 +190,32 @@ mod tests {
     #[test]
     fn distinct_approvers_needed_for_quorum() {
         let p = policy(&["bob", "carol"], &[], 2);
-        let dup = [entry("bob", &[], Decision::Approved), entry("bob", &[], Decision::Approved)];
+        let dup = [
+            entry("bob", &[], Decision::Approved),
+            entry("bob", &[], Decision::Approved),
+        ];
         let t = tally(&dup, &p, "alice", 2);
         assert!(!t.quorum_met());
         assert_eq!(t.ignored[0].1, Ignored::Duplicate);
-        let two = [entry("bob", &[], Decision::Approved), entry("carol", &[], Decision::Approved)];
+        let two = [
+            entry("bob", &[], Decision::Approved),
+            entry("carol", &[], Decision::Approved),
+        ];
         assert!(tally(&two, &p, "alice", 2).quorum_met());
     }
 
     #[test]
     fn authorised_denial_wins_over_quorum() {
         let p = policy(&["bob", "carol"], &[], 1);
-        let t = tally(&[entry("bob", &[], Decision::Approved), entry("carol", &[], Decision::Denied)], &p, "alice", 1);
+        let t = tally(
+            &[
+                entry("bob", &[], Decision::Approved),
+                entry("carol", &[], Decision::Denied),
+            ],
+            &p,
+            "alice",
+            1,
+        );
         assert!(!t.quorum_met());
         assert_eq!(t.denied_by, Some(("carol".into(), Some("r".into()))));
     }

@@ -70,22 +70,55 @@ mod tests {
             (None, None, 50, EligibilityWindow::Within(None)),
             (Some(100), None, 99, EligibilityWindow::NotYetValid(t(100))),
             (Some(100), None, 100, EligibilityWindow::Within(None)),
-            (None, Some(200), 199, EligibilityWindow::Within(Some(t(200)))),
+            (
+                None,
+                Some(200),
+                199,
+                EligibilityWindow::Within(Some(t(200))),
+            ),
             (None, Some(200), 200, EligibilityWindow::Expired(t(200))),
-            (Some(100), Some(200), 150, EligibilityWindow::Within(Some(t(200)))),
-            (Some(100), Some(200), 50, EligibilityWindow::NotYetValid(t(100))),
-            (Some(100), Some(200), 250, EligibilityWindow::Expired(t(200))),
+            (
+                Some(100),
+                Some(200),
+                150,
+                EligibilityWindow::Within(Some(t(200))),
+            ),
+            (
+                Some(100),
+                Some(200),
+                50,
+                EligibilityWindow::NotYetValid(t(100)),
+            ),
+            (
+                Some(100),
+                Some(200),
+                250,
+                EligibilityWindow::Expired(t(200)),
+            ),
         ];
         for (nb, na, now, want) in cases {
-            assert_eq!(window_state(&spec(nb, na), t(now)), want, "nb={nb:?} na={na:?} now={now}");
+            assert_eq!(
+                window_state(&spec(nb, na), t(now)),
+                want,
+                "nb={nb:?} na={na:?} now={now}"
+            );
         }
     }
 
     #[test]
     fn next_change() {
-        assert_eq!(window_state(&spec(Some(100), Some(200)), t(50)).next_change(), Some(t(100)));
-        assert_eq!(window_state(&spec(Some(100), Some(200)), t(150)).next_change(), Some(t(200)));
+        assert_eq!(
+            window_state(&spec(Some(100), Some(200)), t(50)).next_change(),
+            Some(t(100))
+        );
+        assert_eq!(
+            window_state(&spec(Some(100), Some(200)), t(150)).next_change(),
+            Some(t(200))
+        );
         assert_eq!(window_state(&spec(None, None), t(150)).next_change(), None);
-        assert_eq!(window_state(&spec(None, Some(200)), t(250)).next_change(), None);
+        assert_eq!(
+            window_state(&spec(None, Some(200)), t(250)).next_change(),
+            None
+        );
     }
 }

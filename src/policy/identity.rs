@@ -38,9 +38,14 @@ pub fn requester_subject(requester: &Requester) -> Subject {
 /// Does an eligibility subject name this requester (as user, one of their groups, or SA)?
 pub fn subject_matches(subject: &SubjectRef, requester: &Requester) -> bool {
     match subject.kind {
-        SubjectKind::User => !is_service_account(&requester.username) && subject.name == requester.username,
+        SubjectKind::User => {
+            !is_service_account(&requester.username) && subject.name == requester.username
+        }
         SubjectKind::Group => requester.groups.contains(&subject.name),
-        SubjectKind::ServiceAccount => match (service_account_parts(&requester.username), &subject.namespace) {
+        SubjectKind::ServiceAccount => match (
+            service_account_parts(&requester.username),
+            &subject.namespace,
+        ) {
             (Some((ns, name)), Some(subject_ns)) => ns == subject_ns && name == subject.name,
             _ => false,
         },
@@ -52,19 +57,29 @@ mod tests {
     use super::*;
 
     fn user(name: &str, groups: &[&str]) -> Requester {
-        Requester { username: name.into(), groups: groups.iter().map(|g| g.to_string()).collect(), ..Default::default() }
+        Requester {
+            username: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn user_subject() {
         let s = requester_subject(&user("alice", &["sre"]));
-        assert_eq!((s.kind.as_str(), s.name.as_str(), s.namespace), ("User", "alice", None));
+        assert_eq!(
+            (s.kind.as_str(), s.name.as_str(), s.namespace),
+            ("User", "alice", None)
+        );
     }
 
     #[test]
     fn service_account_subject() {
         let s = requester_subject(&user("system:serviceaccount:ci:deployer", &[]));
-        assert_eq!((s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()), ("ServiceAccount", "deployer", Some("ci")));
+        assert_eq!(
+            (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()),
+            ("ServiceAccount", "deployer", Some("ci"))
+        );
     }
 
     #[test]
@@ -79,12 +94,24 @@ mod tests {
         let alice = user("alice", &["payments-oncall"]);
         assert!(subject_matches(&SubjectRef::user("alice"), &alice));
         assert!(!subject_matches(&SubjectRef::user("bob"), &alice));
-        assert!(subject_matches(&SubjectRef::group("payments-oncall"), &alice));
+        assert!(subject_matches(
+            &SubjectRef::group("payments-oncall"),
+            &alice
+        ));
         assert!(!subject_matches(&SubjectRef::group("sre"), &alice));
         let sa = user("system:serviceaccount:ci:deployer", &[]);
-        assert!(subject_matches(&SubjectRef::service_account("ci", "deployer"), &sa));
-        assert!(!subject_matches(&SubjectRef::service_account("other", "deployer"), &sa));
+        assert!(subject_matches(
+            &SubjectRef::service_account("ci", "deployer"),
+            &sa
+        ));
+        assert!(!subject_matches(
+            &SubjectRef::service_account("other", "deployer"),
+            &sa
+        ));
         // A user literally named like a ServiceAccount is not that user subject.
-        assert!(!subject_matches(&SubjectRef::user("system:serviceaccount:ci:deployer"), &sa));
+        assert!(!subject_matches(
+            &SubjectRef::user("system:serviceaccount:ci:deployer"),
+            &sa
+        ));
     }
 }

@@ -34,7 +34,10 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -49,7 +52,10 @@ fn list(items: &[String]) -> String {
 }
 
 /// Resolves the namespaces a request binds in, checked against the role's scope.
-fn resolve_namespaces(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<Vec<String>, Refusal> {
+fn resolve_namespaces(
+    spec: &ActivationRequestSpec,
+    role: &PrivilegedRole,
+) -> Result<Vec<String>, Refusal> {
     let role_name = role.metadata.name.as_deref().unwrap_or_default();
     let scope = &role.spec.scope;
     if scope.cluster_wide {
@@ -66,7 +72,10 @@ fn resolve_namespaces(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Re
             [only] => Ok(vec![only.clone()]),
             allowed => Err(Refusal::new(
                 reasons::NAMESPACES_REQUIRED,
-                format!("role {role_name} is namespaced: set spec.namespaces to some of {}", list(allowed)),
+                format!(
+                    "role {role_name} is namespaced: set spec.namespaces to some of {}",
+                    list(allowed)
+                ),
             )),
         };
     }
@@ -76,7 +85,10 @@ fn resolve_namespaces(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Re
     if let Some(bad) = namespaces.iter().find(|ns| !scope.namespaces.contains(ns)) {
         return Err(Refusal::new(
             reasons::NAMESPACE_NOT_ALLOWED,
-            format!("namespace {bad} is not allowed by role {role_name}, which allows {}", list(&scope.namespaces)),
+            format!(
+                "namespace {bad} is not allowed by role {role_name}, which allows {}",
+                list(&scope.namespaces)
+            ),
         ));
     }
     Ok(namespaces)
@@ -95,21 +107,35 @@ fn check_role_kind(namespaces: &[String], role: &PrivilegedRole) -> Result<(), R
     if namespaces.is_empty() {
         return Err(Refusal::new(
             reasons::NAMESPACE_NOT_ALLOWED,
-            format!("role {role_name} grants Role {home}/{}, which cannot be granted cluster-wide", role_ref.name),
+            format!(
+                "role {role_name} grants Role {home}/{}, which cannot be granted cluster-wide",
+                role_ref.name
+            ),
         ));
     }
     if let Some(bad) = namespaces.iter().find(|ns| ns.as_str() != home) {
         return Err(Refusal::new(
             reasons::NAMESPACE_NOT_ALLOWED,
-            format!("namespace {bad} is not allowed by role {role_name}: Role {home}/{} can only be granted in {home}", role_ref.name),
+            format!(
+                "namespace {bad} is not allowed by role {role_name}: Role {home}/{} can only be granted in {home}",
+                role_ref.name
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<(), Refusal> {
+fn check_justification_and_ticket(
+    spec: &ActivationRequestSpec,
+    role: &PrivilegedRole,
+) -> Result<(), Refusal> {
     let role_name = role.metadata.name.as_deref().unwrap_or_default();
-    if role.spec.require_justification && spec.justification.as_deref().is_none_or(|j| j.trim().is_empty()) {
+    if role.spec.require_justification
+        && spec
+            .justification
+            .as_deref()
+            .is_none_or(|j| j.trim().is_empty())
+    {
         return Err(Refusal::new(
             reasons::JUSTIFICATION_REQUIRED,
             format!("role {role_name} requires spec.justification"),
@@ -117,7 +143,10 @@ fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &Privilege
     }
     if let Some(pattern) = &role.spec.ticket_pattern {
         let re = regex::Regex::new(pattern).map_err(|e| {
-            Refusal::new(reasons::INVALID_TICKET_PATTERN, format!("role {role_name} has an invalid ticketPattern: {e}"))
+            Refusal::new(
+                reasons::INVALID_TICKET_PATTERN,
+                format!("role {role_name} has an invalid ticketPattern: {e}"),
+            )
         })?;
         match spec.ticket.as_deref() {
             None | Some("") => {
@@ -129,7 +158,9 @@ fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &Privilege
             Some(ticket) if !re.is_match(ticket) => {
                 return Err(Refusal::new(
                     reasons::TICKET_MISMATCH,
-                    format!("ticket {ticket} does not match {pattern} required by role {role_name}"),
+                    format!(
+                        "ticket {ticket} does not match {pattern} required by role {role_name}"
+                    ),
                 ));
             }
             Some(_) => {}
@@ -140,8 +171,14 @@ fn check_justification_and_ticket(spec: &ActivationRequestSpec, role: &Privilege
 
 /// Step-up: the authenticated identity must carry one of the required `extra` values.
 fn check_requester_attributes(requester: &Requester, role: &PrivilegedRole) -> Result<(), Refusal> {
-    let Some(required) = &role.spec.require_requester_attributes else { return Ok(()) };
-    let values = requester.extra.get(&required.key).map(Vec::as_slice).unwrap_or_default();
+    let Some(required) = &role.spec.require_requester_attributes else {
+        return Ok(());
+    };
+    let values = requester
+        .extra
+        .get(&required.key)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if values.iter().any(|v| required.any_of.contains(v)) {
         return Ok(());
     }
@@ -159,14 +196,24 @@ fn check_requester_attributes(requester: &Requester, role: &PrivilegedRole) -> R
 }
 
 /// The duration asked for (or the role's default), checked against the role's maximum.
-pub fn requested_duration(spec: &ActivationRequestSpec, role: &PrivilegedRole) -> Result<Duration, Refusal> {
+pub fn requested_duration(
+    spec: &ActivationRequestSpec,
+    role: &PrivilegedRole,
+) -> Result<Duration, Refusal> {
     let role_name = role.metadata.name.as_deref().unwrap_or_default();
-    let duration = duration_from_k8s(spec.duration.as_ref().unwrap_or(&role.spec.default_duration));
+    let duration = duration_from_k8s(
+        spec.duration
+            .as_ref()
+            .unwrap_or(&role.spec.default_duration),
+    );
     // Timestamps are persisted at whole seconds: a shorter grant would expire as it starts.
     if duration < Duration::seconds(1) {
         return Err(Refusal::new(
             reasons::DURATION_TOO_SHORT,
-            format!("duration {} is too short: a grant lasts at least 1s", format_duration(duration)),
+            format!(
+                "duration {} is too short: a grant lasts at least 1s",
+                format_duration(duration)
+            ),
         ));
     }
     let max = duration_from_k8s(&role.spec.max_duration);
@@ -218,10 +265,16 @@ fn eligibility_refusal(
                 ),
             ));
         }
-        if let Some(bad) = namespaces.iter().find(|ns| !elig.spec.namespaces.contains(ns)) {
+        if let Some(bad) = namespaces
+            .iter()
+            .find(|ns| !elig.spec.namespaces.contains(ns))
+        {
             return Some(Refusal::new(
                 reasons::NAMESPACE_NOT_ALLOWED,
-                format!("namespace {bad} is not allowed by eligibility {name}, which allows {}", list(&elig.spec.namespaces)),
+                format!(
+                    "namespace {bad} is not allowed by eligibility {name}, which allows {}",
+                    list(&elig.spec.namespaces)
+                ),
             ));
         }
     }
@@ -260,7 +313,13 @@ pub fn validate(
     let mut naming: Vec<&Eligibility> = eligibilities
         .iter()
         .copied()
-        .filter(|e| e.spec.role == role_name && e.spec.subjects.iter().any(|s| subject_matches(s, requester)))
+        .filter(|e| {
+            e.spec.role == role_name
+                && e.spec
+                    .subjects
+                    .iter()
+                    .any(|s| subject_matches(s, requester))
+        })
         .collect();
     // By name, so that the refusal reported does not depend on the order the cache lists them in.
     naming.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -284,13 +343,31 @@ pub fn validate(
         }
     }
     if allowing.is_empty() {
-        return Err(first_refusal.unwrap_or_else(|| Refusal::new(reasons::NOT_ELIGIBLE, "no eligibility allows this request")));
+        return Err(first_refusal.unwrap_or_else(|| {
+            Refusal::new(reasons::NOT_ELIGIBLE, "no eligibility allows this request")
+        }));
     }
-    let ends: Vec<Option<DateTime<Utc>>> = allowing.iter().map(|e| window_state(&e.spec, now).next_change()).collect();
+    let ends: Vec<Option<DateTime<Utc>>> = allowing
+        .iter()
+        .map(|e| window_state(&e.spec, now).next_change())
+        .collect();
     // Unbounded if any allowing eligibility is unbounded; otherwise the latest end.
-    let eligible_until = if ends.iter().any(Option::is_none) { None } else { ends.iter().flatten().max().copied() };
+    let eligible_until = if ends.iter().any(Option::is_none) {
+        None
+    } else {
+        ends.iter().flatten().max().copied()
+    };
     let recheck_at = ends.iter().flatten().min().copied();
-    let mut names: Vec<String> = allowing.iter().filter_map(|e| e.metadata.name.clone()).collect();
+    let mut names: Vec<String> = allowing
+        .iter()
+        .filter_map(|e| e.metadata.name.clone())
+        .collect();
     names.sort();
-    Ok(Grant { namespaces, duration, eligibilities: names, eligible_until, recheck_at })
+    Ok(Grant {
+        namespaces,
+        duration,
+        eligibilities: names,
+        eligible_until,
+        recheck_at,
+    })
 }
