@@ -1369,3 +1369,68 @@ async fn tampered_binding_is_put_right() {
     assert_i1(&env).await;
     finish(env).await;
 }
+
+/// GitOps applies a PrivilegedRole and an Eligibility and the user asks at once: the request must
+/// not be refused because the operator's caches have not seen the role yet. Repeated, because the
+/// watches of different kinds deliver in no fixed order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_right_after_its_role_and_eligibility_is_granted() {
+    let Some(env) = Env::isolated("fresh-role").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    // The operator is past its start-up once it has activated a request.
+    let warm = role_for_alice(&env, fixtures::pod_reader(&env, "warm", &[&ns])).await;
+    let first = submit(
+        &env,
+        "alice",
+        &fixtures::request(&env, "warm-up", "alice", &warm, &[&ns], "30m"),
+    )
+    .await
+    .name_any();
+    wait::phase(&env, &first, Phase::Active).await;
+
+    let mut names = Vec::new();
+    for i in 0..10 {
+        let pr = fixtures::pod_reader(&env, &format!("fresh-{i}"), &[&ns]);
+        let role = pr.name_any();
+        fixtures::create_role(&env, &pr).await;
+        let el = fixtures::eligibility(
+            &env,
+            &format!("fresh-{i}"),
+            &role,
+            vec![SubjectRef::user("alice")],
+        );
+        fixtures::create_eligibility(&env, &el).await;
+        let req = fixtures::request(&env, &format!("now-{i}"), "alice", &role, &[&ns], "30m");
+        names.push(submit(&env, "alice", &req).await.name_any());
+    }
+    let mut failures = Vec::new();
+    for name in &names {
+        let ar = until(&env, &format!("{name} to be decided"), TIMEOUT, || async {
+            let ar = Api::<ActivationRequest>::all(env.admin())
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?;
+            match ar.phase() {
+                Some(Phase::Active) => Ok(ar),
+                Some(p) if p.is_terminal() => Ok(ar),
+                _ => Err(describe(&ar)),
+            }
+        })
+        .await;
+        if ar.phase() != Some(Phase::Active) {
+            failures.push(format!("{name}: {}", describe(&ar)));
+        }
+    }
+    assert_i1(&env).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests made right after their role were refused:\n{}",
+        failures.len(),
+        names.len(),
+        failures.join("\n")
+    );
+    finish(env).await;
+}
