@@ -1,9 +1,17 @@
 //! A counting layer on the kube client: every API call the operator makes, by verb and outcome.
 //!
 //! The benchmark reads it to prove the write budget (no-op reconcile: 0 writes; activation ≤ 3;
-//! revocation ≤ 2; idle: 0/min), and the metrics endpoint exports the same counters.
-use std::sync::Arc;
+//! revocation ≤ 2; idle: 0/min), and the metrics endpoint exports the same counts as
+//! `kubepim_api_requests_total{verb,resource,code}` ([`ApiCallCounter::calls`]).
+//!
+//! Labels stay bounded: `verb` is one of [`Verb::ALL`]; `resource` is the plural resource name
+//! from the path (with `/subresource`), which only the API surface kubepim calls can produce, and
+//! past [`MAX_SERIES`] distinct series new resources are counted as `other`; `code` is the HTTP
+//! status, `error` for a transport failure, `cancelled` for a call dropped before its answer
+//! (a per-call time-out).
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::future::{BoxFuture, FutureExt};
@@ -98,6 +106,75 @@ fn is_collection(path: &str) -> bool {
     rest.len() == 1
 }
 
+/// At most this many `(verb, resource, code)` series; calls beyond it count as resource `other`.
+pub const MAX_SERIES: usize = 256;
+
+/// The resource a call is for: the plural name after the group/version (and namespace), with
+/// `/subresource` when the path goes on past the object's name (`activationrequests/status`).
+/// Non-resource paths (discovery, `/version`) and anything that does not look like a resource
+/// name give `other`.
+pub fn resource_of(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    };
+    let Some(mut rest) = rest.filter(|r| !r.is_empty()) else {
+        return OTHER.into();
+    };
+    if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        rest = &rest[2..];
+    }
+    let plausible = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    let resource = rest[0];
+    if !plausible(resource) {
+        return OTHER.into();
+    }
+    match rest.get(2) {
+        Some(sub) if plausible(sub) => format!("{resource}/{sub}"),
+        Some(_) => OTHER.into(),
+        None => resource.to_string(),
+    }
+}
+
+const OTHER: &str = "other";
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    /// An HTTP answer with this status.
+    Status(u16),
+    /// No answer: connection refused, reset, TLS failure…
+    Error,
+    /// Dropped before its answer came (a per-call time-out gave up on it).
+    Cancelled,
+}
+
+impl Code {
+    /// The `code` label.
+    pub fn label(self) -> String {
+        match self {
+            Code::Status(code) => code.to_string(),
+            Code::Error => "error".into(),
+            Code::Cancelled => "cancelled".into(),
+        }
+    }
+}
+
+/// One series of `kubepim_api_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey {
+    pub verb: Verb,
+    pub resource: String,
+    pub code: Code,
+}
+
 /// Shared counters; cheap to clone.
 #[derive(Clone, Default)]
 pub struct ApiCallCounter {
@@ -109,6 +186,8 @@ struct Counters {
     by_verb: [AtomicU64; 8],
     event_writes: AtomicU64,
     errors: AtomicU64,
+    /// Finished calls by verb, resource and outcome.
+    by_call: Mutex<BTreeMap<CallKey, u64>>,
 }
 
 impl ApiCallCounter {
@@ -116,12 +195,42 @@ impl ApiCallCounter {
         Self::default()
     }
 
-    fn record<B>(&self, req: &Request<B>) {
+    fn record<B>(&self, req: &Request<B>) -> Verb {
         let verb = Verb::of(req);
         self.inner.by_verb[verb as usize].fetch_add(1, Ordering::Relaxed);
         if verb.is_write() && is_event(req.uri().path()) {
             self.inner.event_writes.fetch_add(1, Ordering::Relaxed);
         }
+        verb
+    }
+
+    fn finish(&self, verb: Verb, resource: String, code: Code) {
+        let failed = !matches!(code, Code::Status(status) if status < 400);
+        if failed {
+            self.inner.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut by_call = self.inner.by_call.lock().unwrap_or_else(|e| e.into_inner());
+        let mut key = CallKey {
+            verb,
+            resource,
+            code,
+        };
+        if by_call.len() >= MAX_SERIES && !by_call.contains_key(&key) {
+            key.resource = OTHER.into();
+        }
+        *by_call.entry(key).or_insert(0) += 1;
+    }
+
+    /// Finished calls by verb, resource and outcome (the series of
+    /// `kubepim_api_requests_total`).
+    pub fn calls(&self) -> Vec<(CallKey, u64)> {
+        self.inner
+            .by_call
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// Calls made with this verb so far.
@@ -148,7 +257,7 @@ impl ApiCallCounter {
         self.writes() - self.event_writes()
     }
 
-    /// Responses with a status ≥ 400, and transport failures.
+    /// Responses with a status ≥ 400, transport failures and calls given up on.
     pub fn errors(&self) -> u64 {
         self.inner.errors.load(Ordering::Relaxed)
     }
@@ -186,21 +295,43 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        self.counter.record(&req);
-        let counter = self.counter.clone();
+        let verb = self.counter.record(&req);
+        let mut pending = Pending {
+            counter: self.counter.clone(),
+            verb,
+            resource: Some(resource_of(req.uri().path())),
+        };
         self.inner
             .call(req)
             .map(move |result| {
-                let failed = match &result {
-                    Ok(response) => response.status().as_u16() >= 400,
-                    Err(_) => true,
-                };
-                if failed {
-                    counter.inner.errors.fetch_add(1, Ordering::Relaxed);
-                }
+                pending.finish(match &result {
+                    Ok(response) => Code::Status(response.status().as_u16()),
+                    Err(_) => Code::Error,
+                });
                 result
             })
             .boxed()
+    }
+}
+
+/// A call in flight: counted when it finishes, or as cancelled when it is dropped unanswered.
+struct Pending {
+    counter: ApiCallCounter,
+    verb: Verb,
+    resource: Option<String>,
+}
+
+impl Pending {
+    fn finish(&mut self, code: Code) {
+        if let Some(resource) = self.resource.take() {
+            self.counter.finish(self.verb, resource, code);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
     }
 }
 
@@ -290,6 +421,111 @@ mod tests {
             ),
             (3, 2, 1)
         );
+    }
+
+    #[test]
+    fn resources_are_plural_names_with_subresources() {
+        let cases = [
+            (
+                "/apis/kubepim.io/v1alpha1/activationrequests",
+                "activationrequests",
+            ),
+            (
+                "/apis/kubepim.io/v1alpha1/activationrequests/r1/status",
+                "activationrequests/status",
+            ),
+            (
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/p/rolebindings/b",
+                "rolebindings",
+            ),
+            (
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/p/rolebindings",
+                "rolebindings",
+            ),
+            (
+                "/apis/coordination.k8s.io/v1/namespaces/kubepim/leases/kubepim",
+                "leases",
+            ),
+            ("/api/v1/namespaces", "namespaces"),
+            ("/api/v1/namespaces/p", "namespaces"),
+            ("/api/v1/namespaces/p/secrets/s", "secrets"),
+            (
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                "subjectaccessreviews",
+            ),
+            ("/version", "other"),
+            ("/apis", "other"),
+            ("/apis/kubepim.io/v1alpha1", "other"),
+            ("/api/v1/namespaces/p/Weird_Thing", "other"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(resource_of(path), want, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_counted_by_verb_resource_and_code() {
+        use tower::{Layer, Service, ServiceExt};
+        let counter = ApiCallCounter::new();
+        let inner = tower::service_fn(|req: Request<()>| async move {
+            let status = if req.uri().path().ends_with("/missing") {
+                404
+            } else {
+                200
+            };
+            Ok::<_, std::convert::Infallible>(Response::builder().status(status).body(()).unwrap())
+        });
+        let mut service = counter.layer(inner);
+        let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/p/rolebindings";
+        for uri in [
+            path.to_string(),
+            format!("{path}/b"),
+            format!("{path}/missing"),
+        ] {
+            let svc = service.ready().await.unwrap();
+            svc.call(req(Method::GET, &uri)).await.unwrap();
+        }
+        // A call dropped before its answer (a per-call time-out) counts as cancelled.
+        let never = tower::service_fn(|_req: Request<()>| {
+            futures::future::pending::<Result<Response<()>, std::convert::Infallible>>()
+        });
+        let mut stuck = counter.layer(never);
+        let call = stuck.call(req(Method::DELETE, &format!("{path}/b")));
+        drop(call);
+
+        let calls: Vec<(String, String, String, u64)> = counter
+            .calls()
+            .into_iter()
+            .map(|(k, n)| (k.verb.as_str().into(), k.resource, k.code.label(), n))
+            .collect();
+        let series = |v: &str, c: &str, n: u64| {
+            (v.to_string(), "rolebindings".to_string(), c.to_string(), n)
+        };
+        assert_eq!(
+            calls,
+            vec![
+                series("get", "200", 1),
+                series("get", "404", 1),
+                series("list", "200", 1),
+                series("delete", "cancelled", 1),
+            ]
+        );
+        assert_eq!(counter.errors(), 2);
+    }
+
+    #[test]
+    fn series_are_bounded() {
+        let counter = ApiCallCounter::new();
+        for i in 0..MAX_SERIES + 10 {
+            counter.finish(Verb::Get, format!("things{i}"), Code::Status(200));
+        }
+        let calls = counter.calls();
+        assert_eq!(calls.len(), MAX_SERIES + 1);
+        let other = calls
+            .iter()
+            .find(|(k, _)| k.resource == "other")
+            .map(|(_, n)| *n);
+        assert_eq!(other, Some(10));
     }
 
     #[test]

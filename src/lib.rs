@@ -15,6 +15,8 @@ pub mod audit;
 pub mod check;
 pub mod controller;
 pub mod crdgen;
+pub mod health;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod telemetry;
