@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the current cluster (in-cluster config, or kubeconfig).
-    Run(kubepim::controller::RunArgs),
+    Run(Box<kubepim::controller::RunArgs>),
     /// Print all CustomResourceDefinitions as YAML.
     Crds,
     /// Validate PrivilegedRole, Eligibility and ActivationRequest YAML offline.
@@ -50,6 +50,6 @@ fn main() -> ExitCode {
         Command::Check { paths, now } => {
             kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now))
         }
-        Command::Run(args) => kubepim::controller::run_blocking(args),
+        Command::Run(args) => kubepim::controller::run_blocking(*args),
     }
 }

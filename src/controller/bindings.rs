@@ -89,13 +89,14 @@ fn role_ref(desired: &DesiredBinding) -> RoleRef {
     }
 }
 
-/// Creates one desired binding; an existing identical one counts as success.
+/// Creates one desired binding; an existing identical one counts as success. Returns the new
+/// binding's `creationTimestamp` when this call created it (`None`: it was there already).
 pub async fn create(
     client: &Client,
     desired: &DesiredBinding,
     request: &ActivationRequest,
     expires_at: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<Option<DateTime<Utc>>, Error> {
     let meta = metadata(desired, request, expires_at);
     let subjects = Some(vec![desired.subject.clone()]);
     let result = match (desired.kind, &desired.namespace) {
@@ -111,7 +112,7 @@ pub async fn create(
                 api.create(&PostParams::default(), &obj),
             )
             .await
-            .map(drop)
+            .map(|created| created_at(&created))
         }
         (BindingKind::RoleBinding, Some(ns)) => {
             let api: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
@@ -125,7 +126,7 @@ pub async fn create(
                 api.create(&PostParams::default(), &obj),
             )
             .await
-            .map(drop)
+            .map(|created| created_at(&created))
         }
         (BindingKind::RoleBinding, None) => {
             return Err(Error::Invariant("RoleBinding without namespace"));
@@ -147,7 +148,7 @@ pub async fn create(
             )
             .await?
             {
-                Some(_) => Ok(()),
+                Some(_) => Ok(None),
                 None => Err(Error::NameTaken {
                     kind: desired.kind.as_str(),
                     namespace: desired.namespace.clone(),
@@ -159,15 +160,22 @@ pub async fn create(
     }
 }
 
+fn created_at<K: Resource>(obj: &K) -> Option<DateTime<Utc>> {
+    obj.meta()
+        .creation_timestamp
+        .as_ref()
+        .map(crate::time::from_k8s)
+}
+
 /// Deletes a managed binding; already gone is success. The UID precondition makes sure we only
-/// delete the object we observed.
+/// delete the object we observed. Returns whether this call deleted it.
 pub async fn delete(
     client: &Client,
     kind: BindingKind,
     namespace: Option<&str>,
     name: &str,
     uid: Option<String>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let params = DeleteParams {
         preconditions: uid.map(|uid| Preconditions {
             uid: Some(uid),
@@ -180,13 +188,13 @@ pub async fn delete(
             let api: Api<ClusterRoleBinding> = Api::all(client.clone());
             bounded("delete ClusterRoleBinding", api.delete(name, &params))
                 .await
-                .map(drop)
+                .map(|_| true)
         }
         (BindingKind::RoleBinding, Some(ns)) => {
             let api: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
             bounded("delete RoleBinding", api.delete(name, &params))
                 .await
-                .map(drop)
+                .map(|_| true)
         }
         (BindingKind::RoleBinding, None) => {
             return Err(Error::Invariant("RoleBinding without namespace"));
@@ -196,7 +204,7 @@ pub async fn delete(
         Err(Error::Kube {
             source: kube::Error::Api(status),
             ..
-        }) if status.code == 404 => Ok(()),
+        }) if status.code == 404 => Ok(false),
         other => other,
     }
 }

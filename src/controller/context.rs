@@ -38,6 +38,10 @@ pub struct Context {
     pub(crate) bind_checks: super::role_checks::BindChecks,
     /// Per request, the newest resourceVersion our own writes produced (see `is_superseded`).
     written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// The process's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Told about every phase change (a disabled notifier unless configured).
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Context {
@@ -65,7 +69,32 @@ impl Context {
             standing: Default::default(),
             bind_checks: Default::default(),
             written: Default::default(),
+            metrics: Default::default(),
+            notifier: crate::notify::Notifier::disabled(),
         }
+    }
+
+    /// Uses the process-wide recorder (one shared recorder de-duplicates Events), metrics and
+    /// notifier instead of this context's own.
+    pub fn with_shared(
+        mut self,
+        recorder: Recorder,
+        metrics: Arc<crate::metrics::Metrics>,
+        notifier: crate::notify::Notifier,
+    ) -> Self {
+        self.recorder = recorder;
+        self.metrics = metrics;
+        self.notifier = notifier;
+        self
+    }
+
+    /// The event recorder every replica's context uses: reports as `kubepim` with the pod's name.
+    pub fn recorder_for(client: Client) -> Recorder {
+        let reporter = Reporter {
+            controller: "kubepim".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Recorder::new(client, reporter)
     }
 
     /// Remembers the version a write of ours produced.

@@ -3,8 +3,10 @@
 pub mod bindings;
 pub mod context;
 pub mod eligibility;
+pub mod feeds;
 #[cfg(test)]
 mod fixtures;
+pub mod leader;
 pub mod request;
 pub mod role;
 pub mod role_checks;
@@ -14,6 +16,8 @@ pub mod sweeper;
 mod tests;
 mod wiring;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 pub use wiring::{run_blocking, run_operator};
 
@@ -45,6 +49,18 @@ pub struct RunArgs {
     pub log_format: crate::telemetry::LogFormat,
     #[command(flatten)]
     pub webhook: crate::admission::WebhookArgs,
+    /// Port of the plain-HTTP listener for /metrics, /healthz and /readyz; 0 disables it.
+    #[arg(long, default_value_t = 8080)]
+    pub metrics_port: u16,
+    /// Address the metrics and health listener binds.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub metrics_bind_address: IpAddr,
+    #[command(flatten)]
+    pub leader: leader::LeaderArgs,
+    /// Notification sinks, audiences and routes (YAML; see the chart README). Read once at
+    /// start-up; an invalid file stops the operator with the reason.
+    #[arg(long, value_name = "PATH")]
+    pub notifications_config: Option<std::path::PathBuf>,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -63,6 +79,14 @@ pub struct OperatorSettings {
     pub webhook: Option<crate::admission::WebhookSettings>,
     /// The standing-privilege scan.
     pub standing: standing::ScanSettings,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`None`: not served).
+    pub health: Option<SocketAddr>,
+    /// Leader election (`None`: this process always runs the controllers).
+    pub leader_election: Option<leader::LeaderSettings>,
+    /// Notification sinks and routes (`None`: nobody is notified).
+    pub notifications: Option<crate::notify::NotifyConfig>,
+    /// Everything counted; its [`crate::metrics::Metrics::api_calls`] layer belongs on the client.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for OperatorSettings {
@@ -72,6 +96,10 @@ impl Default for OperatorSettings {
             concurrency: 16,
             webhook: None,
             standing: standing::ScanSettings::default(),
+            health: None,
+            leader_election: None,
+            notifications: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -107,6 +135,12 @@ pub enum Error {
     },
     #[error(transparent)]
     Webhook(#[from] crate::admission::Error),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
+    #[error(transparent)]
+    Health(#[from] crate::health::BindError),
+    #[error("leader election: {0}")]
+    LeaderElection(String),
 }
 
 impl Error {
@@ -121,6 +155,9 @@ impl Error {
             Error::Invariant(_) => "Invariant",
             Error::NameTaken { .. } => "BindingNameTaken",
             Error::Webhook(_) => "Webhook",
+            Error::Notify(_) => "Notify",
+            Error::Health(_) => "Health",
+            Error::LeaderElection(_) => "LeaderElection",
         }
     }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::api::{ActivationRequest, ActivationRequestStatus, Eligibility, FINALIZER, Phase};
 use crate::audit::{self, AuditRecord};
+use crate::notify::{EventKind, Notification};
 use crate::policy::lifecycle::{BindingKind, Input, ObservedBinding, Step, decide};
 use crate::policy::status::request_status;
 use crate::time::from_k8s;
@@ -106,15 +107,37 @@ pub async fn reconcile(
             {
                 delete_found(&ctx, extra).await?;
             }
+            let mut first_created = None;
             for missing in desired.iter().filter(|d| {
                 !found
                     .iter()
                     .any(|f| !f.foreign && d.is_satisfied_by(&f.observed))
             }) {
-                bindings::create(&ctx.client, missing, &request, activation.expires_at).await?;
+                let created =
+                    bindings::create(&ctx.client, missing, &request, activation.expires_at).await?;
+                first_created = first_created.or(created);
+            }
+            // Approving write → binding: only for the activation itself, not for a binding put
+            // back later, and only when someone approved.
+            if matches!(step, Step::Activate { .. })
+                && let Some(created) = first_created
+                && let Some(approved) = crate::metrics::approving_write_at(&request, MANAGER)
+            {
+                ctx.metrics
+                    .observe_approval_to_binding(seconds(created - approved));
             }
         }
-        Step::End { .. } => revoke_all(&ctx, &request, &found).await?,
+        Step::End { phase, .. } => {
+            let deleted = revoke_all(&ctx, &request, &found).await?;
+            if *phase == Phase::Expired
+                && let Some(expires_at) = old_status.expires_at.as_ref().map(from_k8s)
+            {
+                let lateness = seconds(ctx.now() - expires_at);
+                for _ in 0..deleted {
+                    ctx.metrics.observe_revocation_lateness(lateness);
+                }
+            }
+        }
         // Nothing is granted while Pending or Scheduled, nor once terminal: any binding observed
         // for the request (forged, or left over) goes.
         Step::Settled | Step::Wait { .. } => {
@@ -142,6 +165,11 @@ pub async fn reconcile(
     Ok(requeue_at(step.wake_at(), now))
 }
 
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_microseconds()
+        .map_or(d.num_seconds() as f64, |us| us as f64 / 1e6)
+}
+
 /// Requeue at the persisted instant the policy named; watch events never postpone it because
 /// every path returns it again.
 fn requeue_at(wake: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
@@ -151,7 +179,7 @@ fn requeue_at(wake: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
     }
 }
 
-async fn delete_found(ctx: &Context, found: &FoundBinding) -> Result<(), Error> {
+async fn delete_found(ctx: &Context, found: &FoundBinding) -> Result<bool, Error> {
     let b = &found.observed;
     bindings::delete(
         &ctx.client,
@@ -164,15 +192,16 @@ async fn delete_found(ctx: &Context, found: &FoundBinding) -> Result<(), Error> 
 }
 
 /// Deletes every binding the request has or had: those observed, and those its status lists
-/// (the cache may not have caught up with a creation yet).
+/// (the cache may not have caught up with a creation yet). Returns how many this call deleted.
 async fn revoke_all(
     ctx: &Context,
     request: &ActivationRequest,
     found: &[FoundBinding],
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
+    let mut deleted = 0;
     let mut done: Vec<(BindingKind, Option<String>, String)> = Vec::new();
     for f in found.iter().filter(|f| !f.foreign) {
-        delete_found(ctx, f).await?;
+        deleted += usize::from(delete_found(ctx, f).await?);
         done.push((
             f.observed.kind,
             f.observed.namespace.clone(),
@@ -197,7 +226,7 @@ async fn revoke_all(
             bindings::uid_if_owned(&ctx.client, kind, b.namespace.as_deref(), &b.name, request)
                 .await?
         {
-            bindings::delete(
+            let gone = bindings::delete(
                 &ctx.client,
                 kind,
                 b.namespace.as_deref(),
@@ -205,9 +234,10 @@ async fn revoke_all(
                 Some(uid),
             )
             .await?;
+            deleted += usize::from(gone);
         }
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// Deletion: revoke synchronously, then let the request go.
@@ -243,7 +273,16 @@ async fn finalize(
             "Revoke",
             message.clone(),
         );
-        audit_record(request, "deleted", "RequestDeleted", &message, None, &[]);
+        audit_record(
+            ctx,
+            request,
+            "deleted",
+            "RequestDeleted",
+            &message,
+            None,
+            &[],
+            Some(EventKind::Revoked),
+        );
     }
     Ok(Action::await_change())
 }
@@ -337,13 +376,17 @@ async fn patch_status(
     }
 }
 
+/// One audit line; and, when `notify_as` names an event, the same facts as a notification.
+#[allow(clippy::too_many_arguments)]
 fn audit_record(
+    ctx: &Context,
     request: &ActivationRequest,
     decision: &str,
     reason: &str,
     message: &str,
     until: Option<DateTime<Utc>>,
     approvers: &[String],
+    notify_as: Option<EventKind>,
 ) {
     let requester = request
         .spec
@@ -351,9 +394,10 @@ fn audit_record(
         .as_ref()
         .map(|r| r.username.as_str())
         .unwrap_or("");
-    audit::record(&AuditRecord {
+    let name = request.name_any();
+    let record = AuditRecord {
         decision,
-        request: &request.name_any(),
+        request: &name,
         requester,
         role: &request.spec.role,
         namespaces: &request.spec.namespaces,
@@ -362,7 +406,12 @@ fn audit_record(
         reason,
         message,
         break_glass: reason == crate::policy::reasons::BREAK_GLASS,
-    });
+    };
+    audit::record(&record);
+    if let Some(kind) = notify_as {
+        ctx.notifier
+            .notify(Notification::from_audit(kind, &record, ctx.now()));
+    }
 }
 
 /// One Event and one audit line for every phase change.
@@ -390,24 +439,47 @@ fn record_transition(
         && matches!(phase, Phase::Scheduled | Phase::Active)
         && !matches!(old.phase, Some(Phase::Scheduled | Phase::Active));
     if approved_now {
+        let note = format!("approved by {}", approvers.join(", "));
         ctx.publish(
             request,
             EventType::Normal,
             "Approved",
             "Approve",
-            format!("approved by {}", approvers.join(", ")),
+            note.clone(),
         );
+        let requester = request
+            .spec
+            .requester
+            .as_ref()
+            .map(|r| r.username.clone())
+            .unwrap_or_default();
+        ctx.notifier.notify(Notification {
+            kind: EventKind::Approved,
+            request: request.name_any(),
+            requester,
+            role: request.spec.role.clone(),
+            namespaces: request.spec.namespaces.clone(),
+            until,
+            approvers: approvers.clone(),
+            reason: crate::policy::reasons::APPROVED.to_string(),
+            message: note,
+            break_glass: false,
+            time: ctx.now(),
+        });
     }
     // Decided on first sight (activated, denied…): an audit line for the request itself, and one
     // Event for the outcome below — a separate Event would be an API write saying nothing new.
+    // Approvers are told about requests that wait for them, not about ones decided at once.
     if old.phase.is_none() && phase != Phase::Pending {
         audit_record(
+            ctx,
             request,
             "requested",
             "Requested",
             "request received",
             None,
             &[],
+            None,
         );
     }
     let (type_, event_reason, action, decision) = match phase {
@@ -432,7 +504,17 @@ fn record_transition(
     } else {
         reason.as_str()
     };
-    audit_record(request, decision, audit_reason, &message, until, &approvers);
+    let notify_as = EventKind::for_decision(decision, is_break_glass(step));
+    audit_record(
+        ctx,
+        request,
+        decision,
+        audit_reason,
+        &message,
+        until,
+        &approvers,
+        notify_as,
+    );
 }
 
 fn is_break_glass(step: &Step) -> bool {

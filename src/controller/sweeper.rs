@@ -174,7 +174,7 @@ where
     if let Some(why) = why {
         let namespace = binding.namespace();
         tracing::info!(kind = kind.as_str(), namespace = ?namespace, name = %binding.name_any(), request = ?request_name, ?why, "sweeping managed binding");
-        bindings::delete(
+        let gone = bindings::delete(
             &ctx.client,
             kind,
             namespace.as_deref(),
@@ -182,6 +182,15 @@ where
             binding.uid(),
         )
         .await?;
+        // An expired grant revoked here (at start-up, or after a missed wake-up) is a revocation
+        // like any other for the lateness figure.
+        if gone
+            && why == Orphan::Expired
+            && let Some(at) = expires_at
+            && let Some(late) = (ctx.now() - at).num_microseconds()
+        {
+            ctx.metrics.observe_revocation_lateness(late as f64 / 1e6);
+        }
         crate::audit::record(&crate::audit::AuditRecord {
             decision: "swept",
             request: request_name.as_deref().unwrap_or(""),

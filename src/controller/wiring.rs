@@ -1,23 +1,38 @@
-//! Starting the operator: caches, the start-up sweep, the three controllers and the sweeper loop.
+//! Starting the operator.
+//!
+//! Every replica keeps the caches ([`super::feeds`]), serves the admission webhook and the
+//! metrics/health listener, and campaigns for the lease when leader election is on
+//! ([`super::leader`]). The replica that leads runs one *term*: the start-up sweep (revocations
+//! before activations), the three controllers, the sweeper loop and the standing-privilege scan.
+//! A term ends gracefully on shutdown (reconciles in flight may finish, then the lease is
+//! released for the next replica) or at once when leadership is lost (its tasks are aborted).
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, labels};
+use crate::health::{Health, HealthServer, Readiness};
+use crate::metrics::{Metrics, kind};
+use crate::notify::{FailureCallback, Notification, Notifier, NotifyConfig};
 
 use super::context::Context;
+use super::feeds::Feed;
 use super::{
-    Error, OperatorSettings, RunArgs, bindings, eligibility, request, role, standing, sweeper,
+    Error, OperatorSettings, RunArgs, bindings, eligibility, leader, request, role, standing,
+    sweeper,
 };
 
 /// Dead watch connections are noticed after this (+5 s); the default of 290 s is too slow for
@@ -25,10 +40,31 @@ use super::{
 const WATCH_TIMEOUT_SECS: u32 = 60;
 /// Retry of a failed reconcile: capped well below the library's minutes.
 const ERROR_REQUEUE: Duration = Duration::from_secs(2);
+/// At a graceful stop, reconciles in flight get this long before they are cut off (each API call
+/// is bounded by [`bindings::CALL_TIMEOUT`]).
+const DRAIN: Duration = Duration::from_secs(5);
+/// Notifications still queued at shutdown get this long to be delivered.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 
 fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, category = error.category(), "reconcile failed; retrying");
     Action::requeue(ERROR_REQUEUE)
+}
+
+/// Runs one reconcile and records it under `kind`.
+async fn measured(
+    kind: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.observe_reconcile(
+        kind,
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
 }
 
 async fn check_crds(client: &Client) -> Result<(), Error> {
@@ -49,96 +85,312 @@ async fn check_crds(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs all controllers until `shutdown` resolves.
+/// A task that is aborted when its handle goes: nothing outlives the future that spawned it, so
+/// dropping `run_operator` (a killed process, in tests) stops everything at once.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The caches every replica keeps.
+#[derive(Clone)]
+struct Feeds {
+    requests: Feed<ActivationRequest>,
+    roles: Feed<PrivilegedRole>,
+    eligibilities: Feed<Eligibility>,
+    role_bindings: Feed<RoleBinding>,
+    cluster_role_bindings: Feed<ClusterRoleBinding>,
+}
+
+impl Feeds {
+    /// Waits until every cache has synced; false if one never will (its watch was dropped).
+    async fn synced(&self) -> bool {
+        let (a, b, c, d, e) = tokio::join!(
+            async { self.requests.store().wait_until_ready().await },
+            async { self.roles.store().wait_until_ready().await },
+            async { self.eligibilities.store().wait_until_ready().await },
+            async { self.role_bindings.store().wait_until_ready().await },
+            async { self.cluster_role_bindings.store().wait_until_ready().await },
+        );
+        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok()
+    }
+}
+
+/// What a leadership term needs.
+struct Shared {
+    client: Client,
+    settings: OperatorSettings,
+    feeds: Feeds,
+    recorder: Recorder,
+    notifier: Notifier,
+}
+
+/// A stop signal (set once), to wait for in as many places as need it.
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn wait(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// Runs the operator until `shutdown` resolves: caches, webhook and metrics on this replica, and
+/// the controllers while it leads (always, without leader election).
 pub async fn run_operator(
     client: Client,
     settings: OperatorSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     check_crds(&client).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
+    let metrics = settings.metrics.clone();
+    metrics.set_leader(false);
+    let stop_tx = Arc::new(watch::channel(false).0);
+    let stop_rx = stop_tx.subscribe();
+    let _trigger = {
+        let stop_tx = stop_tx.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            shutdown.await;
+            stop_tx.send_replace(true);
+        }))
+    };
+    let stopped = Stop(stop_rx.clone());
+
+    // The caches, on every replica.
+    let fast = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+    let managed = fast.clone().labels(labels::MANAGED_SELECTOR);
+    let (requests, requests_watch) = Feed::new(Api::all(client.clone()), fast.clone());
+    let (roles, roles_watch) = Feed::new(Api::all(client.clone()), fast.clone());
+    let (eligibilities, eligibilities_watch) = Feed::new(Api::all(client.clone()), fast.clone());
+    let (role_bindings, rb_watch) = Feed::new(Api::all(client.clone()), managed.clone());
+    let (cluster_role_bindings, crb_watch) = Feed::new(Api::all(client.clone()), managed);
+    let feeds = Feeds {
+        requests,
+        roles,
+        eligibilities,
+        role_bindings,
+        cluster_role_bindings,
+    };
+    metrics.attach_caches(feeds.requests.store(), feeds.roles.store());
+    let watches = {
+        let stop = stopped.wait();
         async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+            tokio::select! {
+                _ = async { tokio::join!(requests_watch, roles_watch, eligibilities_watch, rb_watch, crb_watch) } => {}
+                _ = stop => {}
+            }
+        }
+    };
+    let readiness = Arc::new(Readiness::default());
+    let caches_ready = readiness.flag("caches", "caches not synced yet");
+    let sync = {
+        let feeds = feeds.clone();
+        let stop = stopped.wait();
+        async move {
+            tokio::select! {
+                synced = feeds.synced() => if synced {
+                    caches_ready.set(true);
+                    tracing::info!("caches synced");
+                },
+                _ = stop => {}
+            }
         }
     };
 
-    let fast = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
-    let managed = fast.clone().labels(labels::MANAGED_SELECTOR);
-
-    let (roles, roles_writer) = reflector::store::<PrivilegedRole>();
-    let (eligibilities, eligibilities_writer) = reflector::store::<Eligibility>();
-    let (role_bindings, rb_writer) = reflector::store::<RoleBinding>();
-    let (cluster_role_bindings, crb_writer) = reflector::store::<ClusterRoleBinding>();
-
-    let role_stream = reflector::reflector(
-        roles_writer,
-        watcher(Api::<PrivilegedRole>::all(client.clone()), fast.clone()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let eligibility_stream = reflector::reflector(
-        eligibilities_writer,
-        watcher(Api::<Eligibility>::all(client.clone()), fast.clone()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let rb_stream = reflector::reflector(
-        rb_writer,
-        watcher(Api::<RoleBinding>::all(client.clone()), managed.clone()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let crb_stream = reflector::reflector(
-        crb_writer,
-        watcher(Api::<ClusterRoleBinding>::all(client.clone()), managed),
-    )
-    .default_backoff()
-    .touched_objects();
-
     // Bound before anything else starts, so that a taken port stops the operator at once.
+    let health = match settings.health {
+        Some(addr) => Some(
+            HealthServer::bind(
+                addr,
+                Health {
+                    metrics: metrics.clone(),
+                    readiness: readiness.clone(),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let webhook = match settings.webhook.clone() {
         Some(webhook_settings) => {
             let snapshots = crate::admission::Snapshots {
-                roles: roles.clone(),
-                eligibilities: eligibilities.clone(),
+                roles: feeds.roles.store(),
+                eligibilities: feeds.eligibilities.store(),
             };
             let webhook = crate::admission::Webhook::bind(
                 Some(client.clone()),
                 webhook_settings,
                 Some(snapshots),
+            )
+            .await?;
+            readiness.watch(
+                "webhook-certificate",
+                "no webhook serving certificate yet",
+                webhook.ready(),
             );
-            Some(webhook.await?)
+            Some(webhook)
         }
         None => None,
     };
-    let stop_webhook = stopped();
-    let webhook = async move {
-        if let Some(webhook) = webhook
-            && let Err(error) = webhook.run(stop_webhook).await
-        {
-            tracing::error!(%error, "admission webhook failed");
+    let health = {
+        let stop = stopped.wait();
+        async move {
+            if let Some(health) = health {
+                health.run(stop).await;
+            }
+        }
+    };
+    let webhook = {
+        let stop = stopped.wait();
+        async move {
+            if let Some(webhook) = webhook
+                && let Err(error) = webhook.run(stop).await
+            {
+                tracing::error!(%error, "admission webhook failed");
+            }
         }
     };
 
-    let requests_api = Api::<ActivationRequest>::all(client.clone());
-    let controller = Controller::new(requests_api, fast.clone())
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
-    let requests = controller.store();
+    // One recorder for every Event of this process (its cache de-duplicates them).
+    let recorder = Context::recorder_for(client.clone());
+    let notifier = match settings.notifications.clone() {
+        Some(config) => Notifier::builder(config)
+            .on_failure(notification_failed(
+                recorder.clone(),
+                feeds.requests.store(),
+            ))
+            .start()?,
+        None => Notifier::disabled(),
+    };
+    metrics.attach_notifier(notifier.clone());
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        requests.clone(),
-        roles.clone(),
-        eligibilities.clone(),
-        role_bindings,
-        cluster_role_bindings,
-    ));
+    let (leading_tx, leading_rx) = watch::channel(false);
+    let (release_tx, release_rx) = watch::channel(false);
+    let election = {
+        let client = client.clone();
+        let leader_election = settings.leader_election.clone();
+        async move {
+            match leader_election {
+                Some(le) => leader::campaign(client, le, leading_tx, release_rx).await,
+                None => {
+                    leading_tx.send_replace(true);
+                    let mut release = release_rx;
+                    let _ = release.wait_for(|r| *r).await;
+                    leading_tx.send_replace(false);
+                }
+            }
+        }
+    };
+    let shared = Arc::new(Shared {
+        client,
+        settings,
+        feeds,
+        recorder,
+        notifier: notifier.clone(),
+    });
+    let terms = lead(shared, leading_rx, stop_rx, release_tx, stop_tx.clone());
+
+    let (result, ..) = tokio::join!(terms, election, watches, sync, health, webhook);
+    notifier.shutdown(NOTIFY_GRACE).await;
+    result
+}
+
+/// Waits until the channel holds `want`; false if its sender went away first. (The borrow of
+/// the value ends here, so the future stays `Send` wherever it is awaited.)
+pub(super) async fn wait_until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
+    rx.wait_for(|value| *value == want).await.is_ok()
+}
+
+/// Runs a term whenever this replica leads, until the stop signal; then releases the lease.
+async fn lead(
+    shared: Arc<Shared>,
+    mut leading: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+    release: watch::Sender<bool>,
+    stop_all: Arc<watch::Sender<bool>>,
+) -> Result<(), Error> {
+    let metrics = shared.settings.metrics.clone();
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = wait_until(&mut stop, true) => break Ok(()),
+            became = wait_until(&mut leading, true) => if !became {
+                break Ok(());
+            },
+        }
+        let (term_stop_tx, term_stop_rx) = watch::channel(false);
+        let mut running = AbortOnDrop(tokio::spawn(term(shared.clone(), term_stop_rx)));
+        metrics.set_leader(true);
+        tracing::info!("leading: starting the controllers");
+        tokio::select! {
+            biased;
+            _ = wait_until(&mut stop, true) => {
+                // Graceful: stop taking work, let reconciles in flight finish, then hand over.
+                term_stop_tx.send_replace(true);
+                if tokio::time::timeout(DRAIN, &mut running.0).await.is_err() {
+                    tracing::warn!("reconciles still running {DRAIN:?} after the stop; cut off");
+                    running.0.abort();
+                }
+                metrics.set_leader(false);
+                tracing::info!("controllers stopped");
+                break Ok(());
+            }
+            _ = wait_until(&mut leading, false) => {
+                // Another replica may lead within moments: stop reconciling now, not after the
+                // reconciles in flight.
+                running.0.abort();
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut running.0).await;
+                metrics.set_leader(false);
+                tracing::error!("leadership lost: controllers stopped");
+            }
+            ended = &mut running.0 => {
+                metrics.set_leader(false);
+                tracing::error!(?ended, "the controllers stopped on their own");
+                break Err(Error::Invariant("the controllers stopped on their own"));
+            }
+        }
+    };
+    release.send_replace(true);
+    if result.is_err() {
+        stop_all.send_replace(true);
+    }
+    result
+}
+
+/// One leadership term: the start-up sweep, the controllers, the sweeper loop and the
+/// standing-privilege scan, until `stop` is set (or the task is aborted).
+async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let stopped = Stop(stop);
+    let feeds = &shared.feeds;
+    let settings = &shared.settings;
+    // Decisions are only taken on synced caches (a no-op when they are warm).
+    tokio::select! {
+        synced = feeds.synced() => if !synced {
+            return;
+        },
+        _ = stopped.wait() => return,
+    }
+    let ctx = Arc::new(
+        Context::new(
+            shared.client.clone(),
+            feeds.requests.store(),
+            feeds.roles.store(),
+            feeds.eligibilities.store(),
+            feeds.role_bindings.store(),
+            feeds.cluster_role_bindings.store(),
+        )
+        .with_shared(
+            shared.recorder.clone(),
+            settings.metrics.clone(),
+            shared.notifier.clone(),
+        ),
+    );
 
     // Revocations before activations: expired or orphaned grants go before any request is acted on.
     match sweeper::startup_sweep(&ctx).await {
@@ -148,7 +400,7 @@ pub async fn run_operator(
         }
     }
 
-    let by_role = |store: reflector::Store<ActivationRequest>| {
+    let by_role = |store: Store<ActivationRequest>| {
         move |role_name: String| {
             store
                 .state()
@@ -158,43 +410,72 @@ pub async fn run_operator(
                 .collect::<Vec<_>>()
         }
     };
-    let for_role = by_role(requests.clone());
-    let for_eligibility = by_role(requests.clone());
+    let for_role = by_role(feeds.requests.store());
+    let for_eligibility = by_role(feeds.requests.store());
     let request_of = |name: Option<String>| name.map(|n| ObjectRef::<ActivationRequest>::new(&n));
 
-    let request_controller = controller
-        .watches_stream(role_stream, move |r: PrivilegedRole| for_role(r.name_any()))
-        .watches_stream(eligibility_stream, move |e: Eligibility| {
-            for_eligibility(e.spec.role.clone())
-        })
-        .watches_stream(rb_stream, move |b: RoleBinding| {
-            request_of(bindings::request_name_of(&b))
-        })
-        .watches_stream(crb_stream, move |b: ClusterRoleBinding| {
-            request_of(bindings::request_name_of(&b))
-        })
-        .graceful_shutdown_on(stopped())
-        .run(request::reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "request reconcile error");
-            }
-        });
+    // A new leader reconciles every request once, as a fresh start would.
+    let request_controller =
+        Controller::for_stream(feeds.requests.subscribe(true), feeds.requests.store())
+            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+            .watches_stream(feeds.roles.subscribe(false), move |r: PrivilegedRole| {
+                for_role(r.name_any())
+            })
+            .watches_stream(
+                feeds.eligibilities.subscribe(false),
+                move |e: Eligibility| for_eligibility(e.spec.role.clone()),
+            )
+            .watches_stream(
+                feeds.role_bindings.subscribe(false),
+                move |b: RoleBinding| request_of(bindings::request_name_of(&b)),
+            )
+            .watches_stream(
+                feeds.cluster_role_bindings.subscribe(false),
+                move |b: ClusterRoleBinding| request_of(bindings::request_name_of(&b)),
+            )
+            .graceful_shutdown_on(stopped.wait())
+            .run(
+                |r, ctx| measured(kind::REQUEST, ctx.clone(), request::reconcile(r, ctx)),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "request reconcile error");
+                }
+            });
 
-    let role_controller = Controller::new(Api::<PrivilegedRole>::all(client.clone()), fast.clone())
+    let role_controller = Controller::for_stream(feeds.roles.subscribe(true), feeds.roles.store())
         .with_config(ControllerConfig::default().concurrency(2))
-        .graceful_shutdown_on(stopped())
-        .run(role::reconcile, error_policy, ctx.clone())
+        .graceful_shutdown_on(stopped.wait())
+        .run(
+            |r, ctx| measured(kind::ROLE, ctx.clone(), role::reconcile(r, ctx)),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
-    let eligibility_controller = Controller::new(Api::<Eligibility>::all(client.clone()), fast)
-        .with_config(ControllerConfig::default().concurrency(2))
-        .graceful_shutdown_on(stopped())
-        .run(eligibility::reconcile, error_policy, ctx.clone())
-        .for_each(|_| future::ready(()));
+    let eligibility_controller = Controller::for_stream(
+        feeds.eligibilities.subscribe(true),
+        feeds.eligibilities.store(),
+    )
+    .with_config(ControllerConfig::default().concurrency(2))
+    .graceful_shutdown_on(stopped.wait())
+    .run(
+        |e, ctx| {
+            measured(
+                kind::ELIGIBILITY,
+                ctx.clone(),
+                eligibility::reconcile(e, ctx),
+            )
+        },
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
 
     let sweep_ctx = ctx.clone();
     let interval = settings.sweep_interval;
-    let stop_sweeping = stopped();
+    let stop_sweeping = stopped.wait();
     let sweeper_loop = async move {
         tokio::pin!(stop_sweeping);
         loop {
@@ -209,7 +490,7 @@ pub async fn run_operator(
     };
 
     // Standing privilege (I2): its own periodic, uncached scan of all bindings.
-    let standing_loop = standing::run(ctx.clone(), settings.standing.clone(), stopped());
+    let standing_loop = standing::run(ctx.clone(), settings.standing.clone(), stopped.wait());
 
     tokio::join!(
         request_controller,
@@ -217,12 +498,53 @@ pub async fn run_operator(
         eligibility_controller,
         sweeper_loop,
         standing_loop,
-        webhook
     );
-    Ok(())
 }
 
-async fn client_for(args: &RunArgs) -> Result<Client, Error> {
+/// The notifier's failure callback: a Warning Event `NotificationFailed` on the request, through
+/// the shared recorder. Returns at once (the Event is published on a task of its own).
+fn notification_failed(recorder: Recorder, requests: Store<ActivationRequest>) -> FailureCallback {
+    Arc::new(move |n: &Notification, why: &str| {
+        let reference = requests
+            .get(&ObjectRef::new(&n.request))
+            .map(|r| r.object_ref(&()))
+            .unwrap_or_else(|| ObjectReference {
+                api_version: Some(ActivationRequest::api_version(&()).into_owned()),
+                kind: Some(ActivationRequest::kind(&()).into_owned()),
+                name: Some(n.request.clone()),
+                ..Default::default()
+            });
+        let mut note = format!("{} notification not delivered: {why}", n.kind);
+        if note.len() > 1000 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+        }
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "NotificationFailed".into(),
+            note: Some(note),
+            action: "Notify".into(),
+            secondary: None,
+        };
+        let recorder = recorder.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, "could not publish a NotificationFailed event");
+                }
+            });
+        }
+    })
+}
+
+/// The operator's client, behind the counting layer that feeds `kubepim_api_requests_total`.
+async fn client_for(
+    args: &RunArgs,
+    counter: &crate::api_calls::ApiCallCounter,
+) -> Result<Client, Error> {
     let mut config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -237,7 +559,10 @@ async fn client_for(args: &RunArgs) -> Result<Client, Error> {
     };
     // The library retries 429/5xx for up to minutes; our reconcilers retry within seconds instead.
     config.default_retry = false;
-    Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_layer(counter)
+        .build())
 }
 
 async fn shutdown_signal() {
@@ -277,7 +602,14 @@ pub fn run_blocking(args: RunArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let client = client_for(&args).await?;
+        // Bad settings stop the operator before it talks to the cluster.
+        let notifications = match &args.notifications_config {
+            Some(path) => Some(NotifyConfig::load(path)?),
+            None => None,
+        };
+        let leader_election = args.leader.settings().map_err(Error::LeaderElection)?;
+        let metrics = Arc::new(Metrics::new());
+        let client = client_for(&args, metrics.api_calls()).await?;
         let settings = OperatorSettings {
             sweep_interval: args.sweep_interval,
             concurrency: args.concurrency,
@@ -289,6 +621,11 @@ pub fn run_blocking(args: RunArgs) -> ExitCode {
                     groups: args.break_glass_groups.iter().cloned().collect(),
                 },
             },
+            health: (args.metrics_port != 0)
+                .then(|| std::net::SocketAddr::new(args.metrics_bind_address, args.metrics_port)),
+            leader_election,
+            notifications,
+            metrics,
         };
         run_operator(client, settings, shutdown_signal()).await
     });
