@@ -72,12 +72,13 @@ pub fn decide(
             )),
         };
     };
+    let at = crate::policy::validation::judged_at(&candidate.spec, now);
     match validate(
         &candidate.spec,
         &candidate.requester,
         role,
         eligibilities,
-        now,
+        at,
     ) {
         Ok(_) => Verdict::Allow { warning: None },
         Err(refusal) => Verdict::Deny(refusal),

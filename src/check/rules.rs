@@ -348,7 +348,8 @@ fn would_be_granted(
         }
         return;
     };
-    if let Err(refusal) = policy::validate(spec, requester, role, eligibilities, now) {
+    let at = policy::validation::judged_at(spec, now);
+    if let Err(refusal) = policy::validate(spec, requester, role, eligibilities, at) {
         findings.error(
             &request.subject,
             None,

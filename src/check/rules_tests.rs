@@ -254,7 +254,8 @@ fn system_groups_as_subjects_are_warned_about() {
 
 #[test]
 fn more_required_approvals_than_distinct_human_approvers() {
-    // Two entries, so the CRD's size() rule passes; but bob counts once.
+    // Two entries, so the CRD's size() rule passes; the list is a set, so the API server refuses
+    // the repeat; and bob counts once.
     let repeated = role_with(
         "{requiredApprovals: 1, approvers: {users: [bob], groups: [sre-leads]}}",
         "{requiredApprovals: 2, approvers: {users: [bob, bob]}}",
@@ -262,6 +263,7 @@ fn more_required_approvals_than_distinct_human_approvers() {
     assert_eq!(
         check(&[&repeated]),
         [
+            "0.yaml: PrivilegedRole/payments-admin: error: spec.approval.approvers.users: duplicate value \"bob\"",
             "0.yaml: PrivilegedRole/payments-admin: error: spec.approval.requiredApprovals: 2 approvals are \
           required but only 1 distinct approver user(s) can give one (ServiceAccounts and repeated names do not \
           count) and no approver group is named: no request for this role can ever be approved"

@@ -440,7 +440,8 @@ pub fn decide(input: &Input<'_>) -> Step {
         };
     }
 
-    let grant = match validate(input.spec, requester, role, input.eligibilities, input.now) {
+    let judged_at = super::validation::judged_at(input.spec, input.now);
+    let grant = match validate(input.spec, requester, role, input.eligibilities, judged_at) {
         Ok(grant) => grant,
         Err(refusal) => return end(refused_phase, refusal),
     };

@@ -293,6 +293,17 @@ fn eligibility_refusal(
     None
 }
 
+/// The instant a not-yet-active request is judged at: its `startAt` when that is still ahead
+/// (an eligibility opening before then is enough; one closing before then refuses it now),
+/// otherwise `now`.
+pub fn judged_at(spec: &ActivationRequestSpec, now: DateTime<Utc>) -> DateTime<Utc> {
+    spec.start_at
+        .as_ref()
+        .map(crate::time::from_k8s)
+        .filter(|start| *start > now)
+        .unwrap_or(now)
+}
+
 /// Validates a request against its role and the eligibilities for that role.
 ///
 /// `eligibilities` may include ones for other roles or subjects; they are filtered here.

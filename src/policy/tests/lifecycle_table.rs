@@ -506,13 +506,23 @@ fn start_at_in_the_future_schedules() {
     let mut pending = alice_asks();
     pending.spec = pending.spec.start_at(at(120));
     assert_wait(&pending.decide_at(at(5)), Phase::Pending, at(24 * 60));
-    // An eligibility ending before startAt is looked at first.
-    let w = w.eligibilities(&[alice_eligible().not_after(at(60))]);
-    assert_wait(&w.decide_at(at(5)), Phase::Scheduled, at(60));
+    // Judged at startAt: an eligibility ending before then refuses the request at once…
+    let ends_early = w
+        .clone()
+        .eligibilities(&[alice_eligible().not_after(at(60))]);
     assert_end(
-        &w.decide_at(at(60)),
+        &ends_early.decide_at(at(5)),
         Phase::Denied,
         reasons::ELIGIBILITY_EXPIRED,
+    );
+    // …and one opening before then is enough, though it is not open yet.
+    let opens_later = w.eligibilities(&[alice_eligible().not_before(at(60))]);
+    assert_wait(&opens_later.decide_at(at(5)), Phase::Scheduled, at(120));
+    assert_activate(
+        &opens_later.decide_at(at(120)),
+        at(120),
+        at(180),
+        reasons::APPROVED,
     );
 }
 
