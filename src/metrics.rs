@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -39,6 +38,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::watch;
 
 use crate::api::{ActivationRequest, Decision, Phase, PrivilegedRole};
 use crate::api_calls::ApiCallCounter;
@@ -99,11 +99,17 @@ impl Default for Metrics {
     }
 }
 
+struct Caches {
+    requests: Store<ActivationRequest>,
+    roles: Store<PrivilegedRole>,
+    synced: watch::Receiver<bool>,
+}
+
 /// What the scrape-time collector reads: caches and counters owned elsewhere.
 #[derive(Default)]
 struct Sources {
-    requests: RwLock<Option<Store<ActivationRequest>>>,
-    roles: RwLock<Option<Store<PrivilegedRole>>>,
+    /// The caches, and whether they have synced.
+    caches: RwLock<Option<Caches>>,
     notifier: RwLock<Option<Notifier>>,
     api_calls: ApiCallCounter,
     /// Failed reconciles by kind and error category (described even while there are none).
@@ -214,18 +220,24 @@ impl Metrics {
         self.is_leader.get() == 1
     }
 
-    /// The caches the gauges are computed from (replaces earlier ones).
-    pub fn attach_caches(&self, requests: Store<ActivationRequest>, roles: Store<PrivilegedRole>) {
+    /// The caches the gauges are computed from, and a flag that turns true once they have
+    /// synced (replaces earlier ones). The stores' own readiness future is not polled here: it
+    /// wakes only its last poller, and a scrape must not steal that from the operator.
+    pub fn attach_caches(
+        &self,
+        requests: Store<ActivationRequest>,
+        roles: Store<PrivilegedRole>,
+        synced: watch::Receiver<bool>,
+    ) {
         *self
             .sources
-            .requests
+            .caches
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(requests);
-        *self
-            .sources
-            .roles
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(roles);
+            .unwrap_or_else(|e| e.into_inner()) = Some(Caches {
+            requests,
+            roles,
+            synced,
+        });
     }
 
     /// The notifier whose counts are exported (replaces an earlier one).
@@ -247,19 +259,17 @@ impl Metrics {
     }
 }
 
-/// A store's contents once it has synced; `None` before (an empty cache proves nothing).
-fn synced<K>(store: &RwLock<Option<Store<K>>>) -> Option<Vec<Arc<K>>>
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    let guard = store.read().unwrap_or_else(|e| e.into_inner());
-    let store = guard.as_ref()?;
-    match store.wait_until_ready().now_or_never() {
-        Some(Ok(())) => Some(store.state()),
-        _ => None,
+/// The caches' contents once they have synced; `None` before (an empty cache proves nothing).
+fn synced(caches: &RwLock<Option<Caches>>) -> Option<CacheState> {
+    let guard = caches.read().unwrap_or_else(|e| e.into_inner());
+    let caches = guard.as_ref()?;
+    if !*caches.synced.borrow() {
+        return None;
     }
+    Some((caches.requests.state(), caches.roles.state()))
 }
+
+type CacheState = (Vec<Arc<ActivationRequest>>, Vec<Arc<PrivilegedRole>>);
 
 /// `(active, pending)`: requests in phase Active, and waiting for approval.
 pub fn grant_counts<'a>(requests: impl IntoIterator<Item = &'a ActivationRequest>) -> (u64, u64) {
@@ -357,7 +367,7 @@ impl Collector for ScrapeTime {
             let labels = [("kind", kind), ("category", category)];
             ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
         }
-        if let Some(requests) = synced(&sources.requests) {
+        if let Some((requests, roles)) = synced(&sources.caches) {
             let (active, pending) = grant_counts(requests.iter().map(AsRef::as_ref));
             gauge(
                 &mut encoder,
@@ -371,8 +381,6 @@ impl Collector for ScrapeTime {
                 "Requests waiting for approval (from the request cache)",
                 pending,
             )?;
-        }
-        if let Some(roles) = synced(&sources.roles) {
             let mut metric = encoder.encode_descriptor(
                 "kubepim_unmanaged_privileged_bindings",
                 "Bindings that grant a PrivilegedRole's role outside kubepim, break-glass ones not \

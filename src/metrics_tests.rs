@@ -53,6 +53,11 @@ where
     reader
 }
 
+/// The operator's "caches synced" flag, fixed.
+fn synced(value: bool) -> tokio::sync::watch::Receiver<bool> {
+    tokio::sync::watch::channel(value).1
+}
+
 /// Parses the exposition into `series line → value`, comments and EOF left out.
 fn samples(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -65,7 +70,7 @@ fn samples(text: &str) -> BTreeMap<String, String> {
 #[test]
 fn every_metric_is_described_even_before_anything_happened() {
     let metrics = Metrics::new();
-    metrics.attach_caches(synced_store(vec![]), synced_store(vec![]));
+    metrics.attach_caches(synced_store(vec![]), synced_store(vec![]), synced(true));
     metrics.attach_notifier(Notifier::disabled());
     let text = metrics.encode();
     for name in [
@@ -170,7 +175,7 @@ fn gauges_come_from_synced_caches_only() {
     // Caches not yet synced: no gauge at all (an empty cache proves nothing).
     let (requests, _writer) = reflector::store::<ActivationRequest>();
     let (roles, _role_writer) = reflector::store::<PrivilegedRole>();
-    metrics.attach_caches(requests, roles);
+    metrics.attach_caches(requests, roles, synced(false));
     let text = metrics.encode();
     assert!(!text.contains("kubepim_active_grants"), "{text}");
     assert!(
@@ -187,6 +192,7 @@ fn gauges_come_from_synced_caches_only() {
             request("e", None),
         ]),
         synced_store(vec![role("db-admin", Some(3)), role("viewer", None)]),
+        synced(true),
     );
     let s = samples(&metrics.encode());
     assert_eq!(s["kubepim_active_grants"], "2");

@@ -107,6 +107,10 @@ struct Feeds {
 
 impl Feeds {
     /// Waits until every cache has synced; false if one never will (its watch was dropped).
+    ///
+    /// Call it from one place only: a store's readiness future wakes only the task that polled
+    /// it last (kube-runtime keeps a single waker), so two waiters can hang one of them. Everyone
+    /// else reads the flag this one sets.
     async fn synced(&self) -> bool {
         let (a, b, c, d, e) = tokio::join!(
             async { self.requests.store().wait_until_ready().await },
@@ -124,6 +128,8 @@ struct Shared {
     client: Client,
     settings: OperatorSettings,
     feeds: Feeds,
+    /// True once every cache has synced.
+    synced: watch::Receiver<bool>,
     recorder: Recorder,
     notifier: Notifier,
 }
@@ -177,7 +183,8 @@ pub async fn run_operator(
         role_bindings,
         cluster_role_bindings,
     };
-    metrics.attach_caches(feeds.requests.store(), feeds.roles.store());
+    let (synced_tx, synced) = watch::channel(false);
+    metrics.attach_caches(feeds.requests.store(), feeds.roles.store(), synced.clone());
     let watches = {
         let stop = stopped.wait();
         async move {
@@ -195,6 +202,7 @@ pub async fn run_operator(
         async move {
             tokio::select! {
                 synced = feeds.synced() => if synced {
+                    synced_tx.send_replace(true);
                     caches_ready.set(true);
                     tracing::info!("caches synced");
                 },
@@ -291,6 +299,7 @@ pub async fn run_operator(
         client,
         settings,
         feeds,
+        synced,
         recorder,
         notifier: notifier.clone(),
     });
@@ -370,8 +379,9 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let feeds = &shared.feeds;
     let settings = &shared.settings;
     // Decisions are only taken on synced caches (a no-op when they are warm).
+    let mut synced = shared.synced.clone();
     tokio::select! {
-        synced = feeds.synced() => if !synced {
+        synced = wait_until(&mut synced, true) => if !synced {
             return;
         },
         _ = stopped.wait() => return,
