@@ -524,6 +524,90 @@ async fn graceful_stop_hands_over_at_once() {
     }
 }
 
+/// A lease taken away from the leader (another holder written into it, as a partitioned leader
+/// would find after its lease ran out) stops its controllers at once; once that holder fails to
+/// renew, the replica takes the lease back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_stops_reconciling_at_once() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Patch, PatchParams};
+    let Some(env) = Env::isolated("ha-lost").await else {
+        return;
+    };
+    let lease_ns = env.namespace("kubepim").await;
+    lease_rbac(&env, &lease_ns).await;
+    let replica = Replica::start(&env, "replica-l", &lease_ns, None);
+    until(
+        &env,
+        "the replica to lead",
+        Duration::from_secs(30),
+        || async {
+            if replica.leads() {
+                Ok(())
+            } else {
+                Err("not leading".to_string())
+            }
+        },
+    )
+    .await;
+
+    let leases: Api<Lease> = Api::namespaced(env.admin(), &lease_ns);
+    let renew = serde_json::to_value(kubepim::time::to_k8s_micro(chrono::Utc::now())).unwrap();
+    let stolen_at = Instant::now();
+    leases
+        .patch(
+            &env.name("lease"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"holderIdentity": "intruder", "renewTime": renew}
+            })),
+        )
+        .await
+        .expect("steal the lease");
+    let stopped = until(
+        &env,
+        "the replica to stop leading",
+        Duration::from_secs(10),
+        || async {
+            if replica.leads() {
+                Err("still leading".to_string())
+            } else {
+                Ok(stolen_at.elapsed())
+            }
+        },
+    )
+    .await;
+    let back = until(
+        &env,
+        "the replica to take the abandoned lease back",
+        LEASE + Duration::from_secs(30),
+        || async {
+            if replica.leads() {
+                Ok(stolen_at.elapsed())
+            } else {
+                Err("not leading".to_string())
+            }
+        },
+    )
+    .await;
+    say(&format!(
+        "e2e_ha lease lost: controllers stopped {:.2}s after another holder appeared; lease \
+         taken back after {:.2}s (lease {LEASE:?})",
+        stopped.as_secs_f64(),
+        back.as_secs_f64()
+    ));
+    assert!(
+        stopped <= Duration::from_secs(2),
+        "stopped only after {stopped:?}"
+    );
+    assert!(
+        back <= LEASE + Duration::from_secs(3),
+        "took the lease back only after {back:?}"
+    );
+    let outcome = replica.stop().await;
+    assert_eq!(outcome, "Ok(())");
+}
+
 /// `/metrics` serves every name the chart uses; `/readyz` turns ready once the caches synced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_readiness_are_served() {
