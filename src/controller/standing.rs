@@ -13,8 +13,9 @@
 //!   `kubepim_unmanaged_privileged_bindings{role}` through [`Findings::snapshot`].
 //! - **Break-glass** bindings (every subject a configured break-glass identity) are counted apart,
 //!   in `status.unmanagedBindings.breakGlass`, in the Event and in the snapshot; never dropped.
-//! - **Timing.** Scans start every `--standing-privilege-scan-interval` (30 s), the first as soon
-//!   as the PrivilegedRole cache is filled; a binding is reported within one interval plus one scan.
+//! - **Timing.** Scans start every `--standing-privilege-scan-interval` (30 s), the first when the
+//!   operator starts (after its caches synced); a binding is reported within one interval plus one
+//!   scan.
 //!   A scan that fails (an API error, a call over its 5 s limit, an expired continue token) is
 //!   logged and leaves every status as it was; the next one starts over.
 use std::collections::BTreeMap;
@@ -146,18 +147,15 @@ pub struct ScanOutcome {
     pub events: usize,
 }
 
-/// Runs scans every `settings.interval` until `stop` resolves. The first waits for the
-/// PrivilegedRole cache (a scan over an empty cache would report nothing and prove nothing).
+/// Runs scans every `settings.interval` until `stop` resolves, the first at once.
+///
+/// Start it once the caches have synced (the wiring does). Before that a scan is harmless: the
+/// PrivilegedRole cache is empty until its first list is complete (kube's reflector swaps it in
+/// whole), so there is nothing to look for and nothing is written. It never waits on the store's
+/// readiness itself: kube-runtime's readiness future wakes only its latest poller, and the
+/// wiring's waiter must not be starved.
 pub async fn run(ctx: Arc<Context>, settings: ScanSettings, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    tokio::select! {
-        ready = ctx.roles.wait_until_ready() => {
-            if ready.is_err() {
-                return;
-            }
-        }
-        _ = &mut stop => return,
-    }
     let mut ticks = tokio::time::interval(settings.interval.max(Duration::from_secs(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -165,7 +163,13 @@ pub async fn run(ctx: Arc<Context>, settings: ScanSettings, stop: impl Future<Ou
             _ = ticks.tick() => {}
             _ = &mut stop => return,
         }
-        match scan(&ctx, &settings.break_glass).await {
+        // A scan of many bindings takes seconds: shutting down does not wait for it (dropping it
+        // half-way leaves every status either as it was or fully written).
+        let outcome = tokio::select! {
+            outcome = scan(&ctx, &settings.break_glass) => outcome,
+            _ = &mut stop => return,
+        };
+        match outcome {
             Ok(outcome) => tracing::debug!(
                 bindings = outcome.bindings_seen,
                 written = outcome.statuses_written,
