@@ -1,7 +1,6 @@
 //! Managed RoleBindings and ClusterRoleBindings: built from the policy's desired bindings, read
 //! back into observed ones, created and deleted with bounded time.
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
@@ -14,19 +13,7 @@ use crate::policy::lifecycle::{BindingKind, DesiredBinding, ObservedBinding};
 
 use super::Error;
 
-/// Upper bound for one API call on the grant/revoke path: a hung call must not hold a
-/// revocation (the client's own defaults allow minutes).
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-async fn bounded<T>(
-    what: &'static str,
-    call: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => result.map_err(|source| Error::Kube { what, source }),
-        Err(_) => Err(Error::Timeout { what }),
-    }
-}
+pub use super::calls::{CALL_TIMEOUT, bounded};
 
 fn metadata(
     desired: &DesiredBinding,

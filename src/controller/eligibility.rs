@@ -2,10 +2,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use crate::api::conditions::ACTIVE;
 use crate::api::{Eligibility, EligibilityStatus};
@@ -16,9 +14,8 @@ use crate::policy::status::set_condition;
 use crate::time::{from_k8s, to_k8s};
 
 use super::Error;
-use super::bindings::CALL_TIMEOUT;
+use super::calls;
 use super::context::Context;
-use super::request::MANAGER;
 
 /// Activation counts are derived from requests: refresh them this often.
 const RECHECK: Duration = Duration::from_secs(60);
@@ -93,22 +90,8 @@ pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Acti
         now,
     );
     if status != old {
-        let api: Api<Eligibility> = Api::all(ctx.client.clone());
-        let params = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        let patch = Patch::Merge(json!({ "status": status }));
-        let call = api.patch_status(&name, &params, &patch);
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "patch eligibility status",
-            })?
-            .map_err(|source| Error::Kube {
-                what: "patch eligibility status",
-                source,
-            })?;
+        calls::patch_status::<Eligibility>(&ctx.client, &name, &status, "patch eligibility status")
+            .await?;
     }
     let next = window
         .next_change()

@@ -1,6 +1,7 @@
 //! The operator: reconcilers for the three kinds, the binding sweeper and their wiring.
 
 pub mod bindings;
+pub mod calls;
 pub mod context;
 pub mod eligibility;
 pub mod feeds;

@@ -20,8 +20,7 @@ use super::Error;
 use super::bindings;
 use super::context::{Context, FoundBinding};
 
-/// Field manager for every write the controller makes.
-pub const MANAGER: &str = "kubepim";
+pub use super::calls::MANAGER;
 
 /// Look again this soon when a conditional write found the request changed.
 const STALE_REQUEUE: Duration = Duration::from_millis(200);

@@ -3,19 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use crate::api::conditions::{READY, RISK_ASSESSED};
 use crate::api::{Phase, PrivilegedRole, PrivilegedRoleStatus};
 use crate::policy::status::set_condition;
 
 use super::Error;
-use super::bindings::CALL_TIMEOUT;
+use super::calls;
 use super::context::Context;
-use super::request::MANAGER;
 use super::role_checks;
 
 /// Roles can appear or vanish without an event we watch: look again this often.
@@ -71,22 +68,8 @@ pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<A
     );
     status.risk_flags = flags;
     if status != old {
-        let api: Api<PrivilegedRole> = Api::all(ctx.client.clone());
-        let params = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        let patch = Patch::Merge(json!({ "status": status }));
-        let call = api.patch_status(&name, &params, &patch);
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "patch role status",
-            })?
-            .map_err(|source| Error::Kube {
-                what: "patch role status",
-                source,
-            })?;
+        calls::patch_status::<PrivilegedRole>(&ctx.client, &name, &status, "patch role status")
+            .await?;
     }
     Ok(Action::requeue(RECHECK))
 }

@@ -1,6 +1,6 @@
 //! What the PrivilegedRole reconciler asks the API server about the referenced role: is it there
 //! (and what are its rules), and may the operator bind it (a SelfSubjectAccessReview). Each call is
-//! bounded by [`CALL_TIMEOUT`]; access answers are remembered ([`NOT_BINDABLE_TTL`],
+//! bounded by [`super::calls::CALL_TIMEOUT`]; access answers are remembered ([`NOT_BINDABLE_TTL`],
 //! [`BINDABLE_TTL`]), so that neither the reconcile our own status write triggers nor the 60 s
 //! re-check of a bindable role asks again.
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use crate::policy::reasons;
 use crate::policy::risk::{self, Reach};
 
 use super::Error;
-use super::bindings::CALL_TIMEOUT;
+use super::calls::bounded;
 use super::context::Context;
 
 /// How long a "no" is reused: below the reconciler's 60 s re-check, so every periodic pass asks
@@ -67,16 +67,6 @@ pub async fn referenced_role(
         (RoleKind::Role, None) => None,
     };
     Ok(found)
-}
-
-async fn bounded<T>(
-    what: &'static str,
-    call: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => result.map_err(|source| Error::Kube { what, source }),
-        Err(_) => Err(Error::Timeout { what }),
-    }
 }
 
 /// May the operator bind the referenced role where the PrivilegedRole grants it?
