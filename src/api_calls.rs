@@ -86,6 +86,13 @@ impl Verb {
     }
 }
 
+/// `SelfSubjectAccessReview`, `SubjectAccessReview`, `TokenReview`…: created, never stored.
+fn is_review(path: &str) -> bool {
+    (path.starts_with("/apis/authorization.k8s.io/")
+        || path.starts_with("/apis/authentication.k8s.io/"))
+        && path.ends_with("reviews")
+}
+
 fn is_event(path: &str) -> bool {
     path.starts_with("/apis/events.k8s.io/")
         || (path.starts_with("/api/v1/") && path.contains("/events"))
@@ -185,6 +192,7 @@ pub struct ApiCallCounter {
 struct Counters {
     by_verb: [AtomicU64; 8],
     event_writes: AtomicU64,
+    reviews: AtomicU64,
     errors: AtomicU64,
     /// Finished calls by verb, resource and outcome.
     by_call: Mutex<BTreeMap<CallKey, u64>>,
@@ -200,6 +208,9 @@ impl ApiCallCounter {
         self.inner.by_verb[verb as usize].fetch_add(1, Ordering::Relaxed);
         if verb.is_write() && is_event(req.uri().path()) {
             self.inner.event_writes.fetch_add(1, Ordering::Relaxed);
+        }
+        if verb == Verb::Create && is_review(req.uri().path()) {
+            self.inner.reviews.fetch_add(1, Ordering::Relaxed);
         }
         verb
     }
@@ -238,13 +249,15 @@ impl ApiCallCounter {
         self.inner.by_verb[verb as usize].load(Ordering::Relaxed)
     }
 
-    /// Creates, updates, patches and deletes so far, Events included.
+    /// Creates, updates, patches and deletes so far, Events included. Access and token reviews
+    /// are POSTs that store nothing (questions to the authorizer), so they are not writes.
     pub fn writes(&self) -> u64 {
-        Verb::ALL
+        let mutating: u64 = Verb::ALL
             .iter()
             .filter(|v| v.is_write())
             .map(|v| self.count(*v))
-            .sum()
+            .sum();
+        mutating - self.inner.reviews.load(Ordering::Relaxed)
     }
 
     /// Writes of Events (asynchronous records, off the grant/revoke path).
@@ -392,6 +405,26 @@ mod tests {
         for (method, uri, want) in cases {
             assert_eq!(Verb::of(&req(method.clone(), uri)), want, "{method} {uri}");
         }
+    }
+
+    #[test]
+    fn access_reviews_are_not_writes() {
+        let counter = ApiCallCounter::new();
+        counter.record(&req(
+            Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        ));
+        counter.record(&req(
+            Method::POST,
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+        ));
+        counter.record(&req(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        ));
+        // Still counted as calls with the verb Kubernetes gives them; only not as writes.
+        assert_eq!(counter.count(Verb::Create), 3);
+        assert_eq!((counter.writes(), counter.object_writes()), (1, 1));
     }
 
     #[test]
