@@ -74,6 +74,15 @@ struct KindLabels {
 
 type HistogramFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
 
+/// A managed-labelled binding the sweeper or the binding guard deleted: why (a bounded set, see
+/// [`crate::policy::legitimacy::Illegitimate::reason`]), and whether it was a leftover of a grant
+/// that ended or a binding kubepim never granted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemovedLabels {
+    reason: &'static str,
+    class: &'static str,
+}
+
 /// The operator's metrics; one per process, shared (`Arc`) by everything that records.
 pub struct Metrics {
     registry: Registry,
@@ -81,6 +90,7 @@ pub struct Metrics {
     reconcile_duration: HistogramFamily,
     approval_to_binding: Histogram,
     revocation_lateness: Histogram,
+    bindings_removed: Family<RemovedLabels, Counter>,
     is_leader: Gauge,
     sources: Arc<Sources>,
 }
@@ -125,6 +135,7 @@ impl Metrics {
         let approval_to_binding = Histogram::new(APPROVAL_BUCKETS);
         let revocation_lateness = Histogram::new(LATENESS_BUCKETS);
         let is_leader = Gauge::default();
+        let bindings_removed = Family::<RemovedLabels, Counter>::default();
         // Every kind from the start, so rates are defined before the first reconcile.
         for kind in kind::ALL {
             let _ = reconciles.get_or_create(&KindLabels { kind });
@@ -155,6 +166,13 @@ impl Metrics {
             revocation_lateness.clone(),
         );
         registry.register(
+            "kubepim_managed_bindings_removed",
+            "Bindings carrying kubepim's managed label that the sweeper or the binding guard \
+             deleted, by reason and class (leftover of an ended grant, or illegitimate: never \
+             granted by kubepim)",
+            bindings_removed.clone(),
+        );
+        registry.register(
             "kubepim_is_leader",
             "1 when this replica runs the controllers (always 1 without leader election)",
             is_leader.clone(),
@@ -167,6 +185,7 @@ impl Metrics {
             reconcile_duration,
             approval_to_binding,
             revocation_lateness,
+            bindings_removed,
             is_leader,
             sources,
         }
@@ -210,6 +229,14 @@ impl Metrics {
     /// Binding deletion − `expiresAt`, in seconds (negative when early).
     pub fn observe_revocation_lateness(&self, seconds: f64) {
         self.revocation_lateness.observe(seconds);
+    }
+
+    /// A managed-labelled binding deleted by the sweeper or the binding guard.
+    pub fn observe_binding_removed(&self, reason: &'static str, leftover: bool) {
+        let class = if leftover { "leftover" } else { "illegitimate" };
+        self.bindings_removed
+            .get_or_create(&RemovedLabels { reason, class })
+            .inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

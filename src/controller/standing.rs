@@ -27,11 +27,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::api::{BindingSample, PrivilegedRole, UnmanagedBindings, labels};
+use crate::policy::legitimacy::judge;
 use crate::policy::lifecycle::BindingKind;
 use crate::policy::reasons;
 use crate::policy::standing::{BindingView, BreakGlass, RoleFindings, RoleIndex, Sample, Tally};
@@ -40,6 +42,7 @@ use super::Error;
 use super::bindings::{self, CALL_TIMEOUT};
 use super::context::Context;
 use super::request::MANAGER;
+use super::sweeper::Candidate;
 
 /// Bindings per list call.
 pub const PAGE_SIZE: u32 = 500;
@@ -218,6 +221,12 @@ pub async fn scan(ctx: &Context, break_glass: &BreakGlass) -> Result<ScanOutcome
             },
         )
         .await?;
+        // kubepim's label hides nothing: a labelled binding no Active request accounts for is
+        // standing privilege too (the binding guard deletes it; until then it is reported).
+        for candidate in illegitimate_managed(ctx) {
+            let view = candidate_view(&candidate);
+            tally.add(&view, &index, break_glass);
+        }
     }
 
     let mut outcome = ScanOutcome {
@@ -258,6 +267,48 @@ pub async fn scan(ctx: &Context, break_glass: &BreakGlass) -> Result<ScanOutcome
         };
     }
     first_error.map_or(Ok(outcome), Err)
+}
+
+/// The cached managed-labelled bindings that [`crate::policy::legitimacy::judge`] would remove.
+fn illegitimate_managed(ctx: &Context) -> Vec<Candidate> {
+    let now = ctx.now();
+    let role_bindings = ctx
+        .role_bindings
+        .state()
+        .into_iter()
+        .map(|b| Candidate::of_role_binding(&b));
+    let cluster_role_bindings = ctx
+        .cluster_role_bindings
+        .state()
+        .into_iter()
+        .map(|b| Candidate::of_cluster_role_binding(&b));
+    role_bindings
+        .chain(cluster_role_bindings)
+        .filter(|candidate| {
+            let request = candidate
+                .request_name
+                .as_ref()
+                .and_then(|name| ctx.requests.get(&ObjectRef::new(name)));
+            let role = request.as_ref().and_then(|r| ctx.role(&r.spec.role));
+            judge(&candidate.view(), request.as_deref(), role.as_deref(), now)
+                .must_go()
+                .is_some()
+        })
+        .collect()
+}
+
+fn candidate_view(candidate: &Candidate) -> BindingView<'_> {
+    let observed = &candidate.observed;
+    BindingView {
+        kind: observed.kind,
+        namespace: observed.namespace.as_deref(),
+        name: &observed.name,
+        uid: candidate.uid.as_deref(),
+        managed: false,
+        role_ref_kind: &observed.role_kind,
+        role_ref_name: &observed.role_name,
+        subjects: &observed.subjects,
+    }
 }
 
 fn view<'a, K: Resource>(

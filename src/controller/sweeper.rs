@@ -1,58 +1,36 @@
-//! The sweeper: a periodic pass (and one at start-up, before any activation) that deletes every
-//! managed binding whose request is missing, terminal, or past its expiry. It catches what the
-//! request reconciler cannot see: force-removed finalizers, `--cascade=orphan`, lost requests.
+//! The sweeper and the binding guard: every binding that carries kubepim's managed label is judged
+//! by [`crate::policy::legitimacy::judge`] and deleted unless it is exactly a binding recorded for
+//! an Active, unexpired request (or one being created for it this moment).
+//!
+//! - The **guard** judges each managed binding the watch delivers, as it is created or changed: a
+//!   forged binding (copied labels, a far-off `expires-at`, a name no request has) goes at once.
+//! - The **sweep** runs at start-up (before any activation) and periodically, over the API
+//!   server's list rather than the cache: it catches what the request reconciler cannot see
+//!   (force-removed finalizers, `--cascade=orphan`, lost requests) and anything the guard missed.
+//!
+//! Nothing a binding says about itself is trusted: its annotations only point at the request to
+//! compare with. An `expires-at` annotation in the past is the one claim acted on, because acting
+//! on it can only remove access.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ListParams;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{ActivationRequest, labels};
-use crate::policy::lifecycle::BindingKind;
+use crate::policy::legitimacy::{Illegitimate, ManagedBinding, judge};
+use crate::policy::lifecycle::{BindingKind, ObservedBinding};
 
 use super::Error;
 use super::bindings;
 use super::context::Context;
-
-/// Why a managed binding must go, if it must.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Orphan {
-    RequestMissing,
-    RequestReplaced,
-    RequestTerminal,
-    Expired,
-    Unlabelled,
-}
-
-/// Pure verdict for one managed binding.
-pub fn verdict(
-    request_name: Option<&str>,
-    binding_request_uid: Option<&str>,
-    binding_expires_at: Option<DateTime<Utc>>,
-    request: Option<&ActivationRequest>,
-    now: DateTime<Utc>,
-) -> Option<Orphan> {
-    if request_name.is_none() || binding_request_uid.is_none() || binding_expires_at.is_none() {
-        return Some(Orphan::Unlabelled);
-    }
-    if binding_expires_at.is_some_and(|at| now >= at) {
-        return Some(Orphan::Expired);
-    }
-    let Some(request) = request else {
-        return Some(Orphan::RequestMissing);
-    };
-    if request.uid().as_deref() != binding_request_uid {
-        return Some(Orphan::RequestReplaced);
-    }
-    if request.phase().is_some_and(|p| p.is_terminal()) {
-        return Some(Orphan::RequestTerminal);
-    }
-    None
-}
 
 /// One full pass over every managed binding, read page by page from the API server (not the
 /// cache, so that a stale cache cannot hide one). Returns how many were deleted.
@@ -97,8 +75,9 @@ pub async fn startup_sweep(ctx: &Context) -> Result<usize, Error> {
 async fn sweep_with(ctx: &Context, known: &KnownRequests) -> Result<usize, Error> {
     let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
     let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    let role_bindings = sweep_kind(ctx, known, &rb, BindingKind::RoleBinding).await;
-    let cluster_role_bindings = sweep_kind(ctx, known, &crb, BindingKind::ClusterRoleBinding).await;
+    let role_bindings = sweep_kind(ctx, known, &rb, Candidate::of_role_binding).await;
+    let cluster_role_bindings =
+        sweep_kind(ctx, known, &crb, Candidate::of_cluster_role_binding).await;
     Ok(role_bindings? + cluster_role_bindings?)
 }
 
@@ -106,7 +85,7 @@ async fn sweep_kind<K>(
     ctx: &Context,
     known: &KnownRequests,
     api: &Api<K>,
-    kind: BindingKind,
+    candidate: fn(&K) -> Candidate,
 ) -> Result<usize, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -127,11 +106,12 @@ where
                 source,
             })?;
         for binding in &page.items {
-            match sweep_one(ctx, known, kind, binding).await {
+            let candidate = candidate(binding);
+            match judge_and_remove(ctx, known, &candidate).await {
                 Ok(true) => deleted += 1,
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(%error, kind = kind.as_str(), namespace = ?binding.namespace(), name = %binding.name_any(), "could not sweep a managed binding; going on with the others");
+                    tracing::warn!(%error, kind = candidate.observed.kind.as_str(), namespace = ?candidate.observed.namespace, name = %candidate.observed.name, "could not judge a managed binding; going on with the others");
                     first_error.get_or_insert(error);
                 }
             }
@@ -143,69 +123,192 @@ where
     }
 }
 
-/// Judges one managed binding and deletes it if it must go. Returns whether it was deleted.
-async fn sweep_one<K>(
+/// A managed-labelled binding as listed or watched: what the judge compares, and the pointers
+/// its annotations hold.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub observed: ObservedBinding,
+    /// The object's uid: the deletion is conditional on it.
+    pub uid: Option<String>,
+    /// The request the annotations (or the label) name; `None` when empty.
+    pub request_name: Option<String>,
+    pub claimed_request_uid: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl Candidate {
+    fn new<K: Resource>(binding: &K, observed: ObservedBinding) -> Self {
+        Self {
+            observed,
+            uid: binding.meta().uid.clone(),
+            request_name: bindings::request_name_of(binding).filter(|n| !n.is_empty()),
+            claimed_request_uid: bindings::request_uid_of(binding),
+            created_at: binding
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .map(crate::time::from_k8s),
+        }
+    }
+
+    pub fn of_role_binding(binding: &RoleBinding) -> Self {
+        Self::new(binding, bindings::observe_role_binding(binding))
+    }
+
+    pub fn of_cluster_role_binding(binding: &ClusterRoleBinding) -> Self {
+        Self::new(binding, bindings::observe_cluster_role_binding(binding))
+    }
+
+    pub fn view(&self) -> ManagedBinding<'_> {
+        ManagedBinding {
+            kind: self.observed.kind,
+            namespace: self.observed.namespace.as_deref(),
+            name: &self.observed.name,
+            role_ref_kind: &self.observed.role_kind,
+            role_ref_name: &self.observed.role_name,
+            subjects: &self.observed.subjects,
+            claimed_request_uid: self.claimed_request_uid.as_deref(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// Judges one managed-labelled binding and deletes it if it must go. Returns whether this call
+/// deleted it.
+pub async fn judge_and_remove(
     ctx: &Context,
     known: &KnownRequests,
-    kind: BindingKind,
-    binding: &K,
-) -> Result<bool, Error>
-where
-    K: Resource<DynamicType = ()>,
-{
-    // An empty name names no request: unlabelled.
-    let request_name = bindings::request_name_of(binding).filter(|n| !n.is_empty());
-    let expires_at = bindings::expires_at_of(binding);
+    candidate: &Candidate,
+) -> Result<bool, Error> {
     let now = ctx.now();
-    // A binding past its own expiry goes whatever its request says: no lookup that could fail
-    // or wait stands between it and its deletion.
-    let expired = expires_at.is_some_and(|at| now >= at);
-    let request = match &request_name {
-        Some(name) if !expired => lookup_request(ctx, known, name).await?,
-        _ => None,
-    };
-    let why = verdict(
-        request_name.as_deref(),
-        bindings::request_uid_of(binding).as_deref(),
-        expires_at,
-        request.as_deref(),
-        now,
-    );
-    if let Some(why) = why {
-        let namespace = binding.namespace();
-        tracing::info!(kind = kind.as_str(), namespace = ?namespace, name = %binding.name_any(), request = ?request_name, ?why, "sweeping managed binding");
-        let gone = bindings::delete(
-            &ctx.client,
-            kind,
-            namespace.as_deref(),
-            &binding.name_any(),
-            binding.uid(),
-        )
-        .await?;
-        // An expired grant revoked here (at start-up, or after a missed wake-up) is a revocation
-        // like any other for the lateness figure.
-        if gone
-            && why == Orphan::Expired
-            && let Some(at) = expires_at
-            && let Some(late) = (ctx.now() - at).num_microseconds()
-        {
-            ctx.metrics.observe_revocation_lateness(late as f64 / 1e6);
+    let (why, request) = match &candidate.request_name {
+        None => (Illegitimate::NoRequest, None),
+        // Past the expiry the binding itself claims: it goes whatever its request says, with no
+        // lookup that could fail or wait standing between it and its deletion.
+        Some(_) if candidate.observed.expires_at.is_some_and(|at| now >= at) => {
+            (Illegitimate::Expired, None)
         }
-        crate::audit::record(&crate::audit::AuditRecord {
-            decision: "swept",
-            request: request_name.as_deref().unwrap_or(""),
-            requester: "",
-            role: "",
-            namespaces: &namespace.into_iter().collect::<Vec<_>>(),
-            until: bindings::expires_at_of(binding),
-            approvers: &[],
-            reason: &format!("{why:?}"),
-            message: &format!("deleted orphaned {} {}", kind.as_str(), binding.name_any()),
-            break_glass: false,
-        });
-        return Ok(true);
+        Some(name) => {
+            let request = lookup_request(ctx, known, name).await?;
+            let role = request.as_ref().and_then(|r| ctx.role(&r.spec.role));
+            match judge(&candidate.view(), request.as_deref(), role.as_deref(), now).must_go() {
+                Some(why) => (why.clone(), request),
+                None => return Ok(false),
+            }
+        }
+    };
+    let observed = &candidate.observed;
+    let gone = bindings::delete(
+        &ctx.client,
+        observed.kind,
+        observed.namespace.as_deref(),
+        &observed.name,
+        candidate.uid.clone(),
+    )
+    .await?;
+    if gone {
+        report_removed(ctx, candidate, request.as_deref(), &why);
     }
-    Ok(false)
+    Ok(gone)
+}
+
+/// The record of one deletion: an audit line and a metric always; for a binding kubepim never
+/// granted, also a Warning Event on the binding and a warning in the log.
+fn report_removed(
+    ctx: &Context,
+    candidate: &Candidate,
+    request: Option<&ActivationRequest>,
+    why: &Illegitimate,
+) {
+    let observed = &candidate.observed;
+    let request_name = candidate.request_name.as_deref().unwrap_or("");
+    let leftover = why.is_leftover();
+    let described = match &observed.namespace {
+        Some(ns) => format!("{} {ns}/{}", observed.kind.as_str(), observed.name),
+        None => format!("{} {}", observed.kind.as_str(), observed.name),
+    };
+    let message = format!(
+        "deleted {described} (carries kubepim's managed label): {}",
+        why.message(request_name)
+    );
+    ctx.metrics.observe_binding_removed(why.reason(), leftover);
+    // An expired grant revoked here (at start-up, or after a missed wake-up) is a revocation
+    // like any other for the lateness figure.
+    if *why == Illegitimate::Expired
+        && let Some(at) = observed.expires_at
+        && let Some(late) = (ctx.now() - at).num_microseconds()
+    {
+        ctx.metrics.observe_revocation_lateness(late as f64 / 1e6);
+    }
+    let requester = request
+        .and_then(|r| r.spec.requester.as_ref())
+        .map(|r| r.username.as_str())
+        .unwrap_or("");
+    let role = request.map(|r| r.spec.role.as_str()).unwrap_or("");
+    let subjects: Vec<String> = observed
+        .subjects
+        .iter()
+        .map(|s| format!("{} {}", s.kind, s.name))
+        .collect();
+    crate::audit::record(&crate::audit::AuditRecord {
+        decision: if leftover {
+            "swept"
+        } else {
+            "removed-illegitimate-binding"
+        },
+        request: request_name,
+        requester,
+        role,
+        namespaces: &observed.namespace.iter().cloned().collect::<Vec<_>>(),
+        until: observed.expires_at,
+        approvers: &[],
+        reason: why.reason(),
+        message: &message,
+        break_glass: false,
+    });
+    if leftover {
+        tracing::info!(kind = observed.kind.as_str(), namespace = ?observed.namespace, name = %observed.name, request = %request_name, reason = why.reason(), "swept managed binding");
+        return;
+    }
+    tracing::warn!(kind = observed.kind.as_str(), namespace = ?observed.namespace, name = %observed.name, request = %request_name, reason = why.reason(), subjects = ?subjects, role_ref = %observed.role_name, "removed a binding kubepim never granted");
+    let note = format!(
+        "{message}; it granted {} {} to {}",
+        observed.role_kind,
+        observed.role_name,
+        if subjects.is_empty() {
+            "nobody".to_string()
+        } else {
+            subjects.join(", ")
+        }
+    );
+    let reference = kube::core::ObjectMeta {
+        name: Some(observed.name.clone()),
+        namespace: observed.namespace.clone(),
+        uid: candidate.uid.clone(),
+        ..Default::default()
+    };
+    match observed.kind {
+        BindingKind::RoleBinding => ctx.publish(
+            &RoleBinding {
+                metadata: reference,
+                ..Default::default()
+            },
+            EventType::Warning,
+            crate::policy::reasons::ILLEGITIMATE_BINDING_REMOVED,
+            "Revoke",
+            note,
+        ),
+        BindingKind::ClusterRoleBinding => ctx.publish(
+            &ClusterRoleBinding {
+                metadata: reference,
+                ..Default::default()
+            },
+            EventType::Warning,
+            crate::policy::reasons::ILLEGITIMATE_BINDING_REMOVED,
+            "Revoke",
+            note,
+        ),
+    }
 }
 
 /// The request from the cache, confirmed by a read when the cache does not have it (a missing
@@ -235,73 +338,44 @@ async fn lookup_request(
     Ok(read.map(Arc::new))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{ActivationRequestSpec, ActivationRequestStatus, Phase};
-    use chrono::TimeZone;
-
-    fn request(uid: &str, phase: Option<Phase>) -> ActivationRequest {
-        let mut r = ActivationRequest::new(
-            "r1",
-            ActivationRequestSpec {
-                role: "x".into(),
-                namespaces: vec![],
-                duration: None,
-                justification: None,
-                ticket: None,
-                start_at: None,
-                cancel: false,
-                requester: None,
-            },
-        );
-        r.metadata.uid = Some(uid.into());
-        r.status = Some(ActivationRequestStatus {
-            phase,
-            ..Default::default()
+/// The binding guard: judges every managed-labelled binding the watch creates or changes, until
+/// the streams end (the term's stop). Deletions are passed over: there is nothing left to judge.
+pub async fn guard(
+    ctx: Arc<Context>,
+    role_bindings: impl Stream<Item = Result<RoleBinding, watcher::Error>> + Send,
+    cluster_role_bindings: impl Stream<Item = Result<ClusterRoleBinding, watcher::Error>> + Send,
+) {
+    let rb_ctx = ctx.clone();
+    let role_bindings = role_bindings.filter_map(move |b| {
+        let live = b
+            .ok()
+            .filter(|b| rb_ctx.role_bindings.get(&ObjectRef::from_obj(b)).is_some());
+        std::future::ready(live.map(|b| Candidate::of_role_binding(&b)))
+    });
+    let crb_ctx = ctx.clone();
+    let cluster_role_bindings = cluster_role_bindings.filter_map(move |b| {
+        let live = b.ok().filter(|b| {
+            crb_ctx
+                .cluster_role_bindings
+                .get(&ObjectRef::from_obj(b))
+                .is_some()
         });
-        r
-    }
-
-    #[test]
-    fn verdicts() {
-        let now = Utc.timestamp_opt(1000, 0).unwrap();
-        let later = Some(Utc.timestamp_opt(2000, 0).unwrap());
-        let earlier = Some(Utc.timestamp_opt(500, 0).unwrap());
-        let active = request("u1", Some(Phase::Active));
-        assert_eq!(
-            verdict(Some("r1"), Some("u1"), later, Some(&active), now),
-            None
-        );
-        assert_eq!(
-            verdict(Some("r1"), Some("u1"), earlier, Some(&active), now),
-            Some(Orphan::Expired)
-        );
-        assert_eq!(
-            verdict(Some("r1"), Some("u1"), later, None, now),
-            Some(Orphan::RequestMissing)
-        );
-        assert_eq!(
-            verdict(Some("r1"), Some("u0"), later, Some(&active), now),
-            Some(Orphan::RequestReplaced)
-        );
-        let done = request("u1", Some(Phase::Expired));
-        assert_eq!(
-            verdict(Some("r1"), Some("u1"), later, Some(&done), now),
-            Some(Orphan::RequestTerminal)
-        );
-        assert_eq!(
-            verdict(None, Some("u1"), later, Some(&active), now),
-            Some(Orphan::Unlabelled)
-        );
-        assert_eq!(
-            verdict(Some("r1"), Some("u1"), None, Some(&active), now),
-            Some(Orphan::Unlabelled)
-        );
-        // exactly at expiry counts as expired
-        assert_eq!(
-            verdict(Some("r1"), Some("u1"), Some(now), Some(&active), now),
-            Some(Orphan::Expired)
-        );
-    }
+        std::future::ready(live.map(|b| Candidate::of_cluster_role_binding(&b)))
+    });
+    let known = KnownRequests::new();
+    futures::stream::select(role_bindings, cluster_role_bindings)
+        .for_each_concurrent(GUARD_CONCURRENCY, |candidate| {
+            let ctx = ctx.clone();
+            let known = &known;
+            async move {
+                if let Err(error) = judge_and_remove(&ctx, known, &candidate).await {
+                    // The periodic sweep judges it again.
+                    tracing::warn!(%error, kind = candidate.observed.kind.as_str(), namespace = ?candidate.observed.namespace, name = %candidate.observed.name, "could not judge a managed binding");
+                }
+            }
+        })
+        .await;
 }
+
+/// Bindings judged at once by the guard.
+const GUARD_CONCURRENCY: usize = 8;

@@ -499,6 +499,19 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         }
     };
 
+    // Every managed-labelled binding judged as it appears or changes: a forged one goes at once.
+    let binding_guard = sweeper::guard(
+        ctx.clone(),
+        feeds
+            .role_bindings
+            .subscribe(false)
+            .take_until(stopped.wait()),
+        feeds
+            .cluster_role_bindings
+            .subscribe(false)
+            .take_until(stopped.wait()),
+    );
+
     // Standing privilege (I2): its own periodic, uncached scan of all bindings.
     let standing_loop = standing::run(ctx.clone(), settings.standing.clone(), stopped.wait());
 
@@ -507,6 +520,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         role_controller,
         eligibility_controller,
         sweeper_loop,
+        binding_guard,
         standing_loop,
     );
 }

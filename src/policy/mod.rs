@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod eligibility;
 pub mod identity;
+pub mod legitimacy;
 pub mod lifecycle;
 pub mod reasons;
 pub mod risk;

@@ -47,6 +47,10 @@ pub const RISK_ELEVATED: &str = "Elevated";
 /// An aggregated ClusterRole whose rules the aggregation controller has not filled in yet.
 pub const AGGREGATION_PENDING: &str = "AggregationPending";
 
+// A binding carrying kubepim's managed label that no Active request accounts for (Warning Event
+// on the binding).
+pub const ILLEGITIMATE_BINDING_REMOVED: &str = "IllegitimateBindingRemoved";
+
 // Standing privilege (Events on the PrivilegedRole).
 pub const UNMANAGED_BINDINGS: &str = "UnmanagedBindings";
 pub const UNMANAGED_BINDINGS_GONE: &str = "UnmanagedBindingsGone";

@@ -117,7 +117,8 @@ pub struct BindingView<'a> {
     pub namespace: Option<&'a str>,
     pub name: &'a str,
     pub uid: Option<&'a str>,
-    /// Carries `app.kubernetes.io/managed-by=kubepim`.
+    /// A binding kubepim granted: managed-labelled *and* accounted for by an Active request
+    /// (see [`classify`]); the label alone does not make it so.
     pub managed: bool,
     pub role_ref_kind: &'a str,
     pub role_ref_name: &'a str,
@@ -163,12 +164,10 @@ pub enum Class {
 
 /// Classifies one binding.
 ///
-/// kubepim's own bindings carry the managed-by label. The label is no way to hide a standing
-/// binding: the sweeper deletes every labelled binding that does not belong to a live request
-/// (request missing or replaced, terminal, or past the expiry the binding carries). One that
-/// copies the labels and annotations of a live request lives no longer than that request, and
-/// creating it takes `create` on bindings plus `bind` on the role (refused outright with
-/// `standingPrivilege.prevent`).
+/// `managed` means a binding kubepim granted: the scan sets it only for a managed-labelled
+/// binding that [`super::legitimacy::judge`] accounts for (recorded for an Active, unexpired
+/// request). Copying kubepim's label and annotations hides nothing: such a binding is judged
+/// illegitimate, counted here as standing privilege, and deleted by the binding guard.
 pub fn classify(binding: &BindingView<'_>, index: &RoleIndex, break_glass: &BreakGlass) -> Class {
     if binding.managed || index.granted_by(binding).is_empty() {
         Class::Ignored

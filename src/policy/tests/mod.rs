@@ -22,5 +22,6 @@ mod deps {
 }
 
 mod builders;
+mod legitimacy_table;
 mod lifecycle_table;
 mod validation_table;
