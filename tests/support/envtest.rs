@@ -94,6 +94,9 @@ pub const PEOPLE: &[&str] = &["alice", "bob", "carol", "mallory"];
 /// ClusterRoles the test PrivilegedRoles reference. The operator gets `bind` on exactly these.
 pub const POD_READER: &str = "kubepim-e2e-pod-reader";
 pub const NAMESPACE_READER: &str = "kubepim-e2e-namespace-reader";
+/// Pods and RoleBindings in a namespace: enough for a grant holder to bind herself again (RBAC
+/// lets anyone bind a role whose permissions they hold there).
+pub const NAMESPACE_ADMIN: &str = "kubepim-e2e-namespace-admin";
 /// Name of the namespaced Role tests create in their namespaces (see `fixtures::secret_reader_role`).
 pub const SECRET_READER: &str = "kubepim-e2e-secret-reader";
 
@@ -488,6 +491,7 @@ pub fn operator_cluster_role() -> ClusterRole {
         POD_READER.into(),
         NAMESPACE_READER.into(),
         SECRET_READER.into(),
+        NAMESPACE_ADMIN.into(),
     ]);
     ClusterRole {
         metadata: ObjectMeta {
@@ -573,6 +577,25 @@ fn granted_cluster_roles() -> Vec<ClusterRole> {
                 ..Default::default()
             },
             rules: Some(vec![rule(&[""], &["pods"], &["get", "list", "watch"])]),
+            ..Default::default()
+        },
+        ClusterRole {
+            metadata: ObjectMeta {
+                name: Some(NAMESPACE_ADMIN.into()),
+                ..Default::default()
+            },
+            rules: Some(vec![
+                rule(
+                    &[""],
+                    &["pods"],
+                    &["get", "list", "watch", "create", "delete"],
+                ),
+                rule(
+                    &["rbac.authorization.k8s.io"],
+                    &["rolebindings"],
+                    &["get", "list", "watch", "create", "delete"],
+                ),
+            ]),
             ..Default::default()
         },
         ClusterRole {

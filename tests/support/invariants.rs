@@ -4,7 +4,9 @@
 //! operator with the operator's logic.
 //!
 //! For every binding labelled `app.kubernetes.io/managed-by=kubepim` (RoleBindings in all
-//! namespaces, ClusterRoleBindings): its request (label `kubepim.io/request`) exists and is Active;
+//! namespaces, ClusterRoleBindings), whatever its shape: its request (label `kubepim.io/request`,
+//! or the annotation; the two agree) exists and is Active; the binding is named after it and is
+//! one of the bindings recorded in its `status.bindings`;
 //! the binding has exactly one subject, the requester (kind User); its roleRef is the
 //! PrivilegedRole's; a RoleBinding's namespace is one the request asked for and the role allows, a
 //! ClusterRoleBinding only for a cluster-wide role; an Eligibility for the role names the requester
@@ -175,7 +177,37 @@ async fn check(env: &Env) -> Vec<Finding> {
                 continue;
             }
         };
+        // A label that disagrees with the annotation points nowhere in particular.
+        if let (Some(l), Some(a)) = (b.labels.get(REQUEST), b.annotations.get(REQUEST))
+            && l != a
+        {
+            bad(false, format!("label names request {l}, annotation {a}"));
+        }
+        // kubepim names its bindings after the request; any other name is not one of its own.
+        let expected_name = format!("kubepim-{request_name}");
+        if expected_name.len() <= 253 && b.name != expected_name {
+            bad(
+                false,
+                format!(
+                    "named {}, a binding of request {request_name} is {expected_name}",
+                    b.name
+                ),
+            );
+        }
         let status = ar.status.clone().unwrap_or_default();
+        if !status
+            .bindings
+            .iter()
+            .any(|r| r.kind == b.kind && r.namespace == b.namespace && r.name == b.name)
+        {
+            bad(
+                false,
+                format!(
+                    "not among the bindings recorded for request {request_name}: {:?}",
+                    status.bindings
+                ),
+            );
+        }
         if status.phase != Some(Phase::Active) {
             bad(
                 false,
