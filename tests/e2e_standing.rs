@@ -28,7 +28,7 @@ use kubepim::controller::standing::ScanSettings;
 use kubepim::policy::reasons;
 use kubepim::policy::standing::BreakGlass;
 use support::Env;
-use support::envtest::NAMESPACE_READER;
+use support::envtest::{NAMESPACE_READER, POD_READER};
 use support::fixtures::{self, create_eligibility, create_role, eligibility, namespace_reader};
 use support::wait::{self, until};
 
@@ -308,6 +308,80 @@ async fn out_of_band_bindings_are_reported_within_a_minute_break_glass_apart_man
     })
     .await;
 
+    let outcome = env.stop_operator().await;
+    assert_eq!(outcome, "Ok(())");
+}
+
+/// Every PrivilegedRole whose role is bound outside kubepim shows it, not one of them: four
+/// PrivilegedRoles hand out the same ClusterRole (cluster-wide, in one namespace, in another with
+/// approvers, break-glass), and one ClusterRoleBinding plus one RoleBinding made out of band are
+/// reported on all four.
+#[tokio::test]
+async fn every_privileged_role_of_a_role_bound_out_of_band_reports_it() {
+    let Some(env) = Env::isolated("standing-all").await else {
+        return;
+    };
+    env.start_operator(settings());
+    let ns = env.namespace("shop").await;
+    let other = env.namespace("other").await;
+    let mut cluster_wide = fixtures::pod_reader(&env, "pods-everywhere", &[]);
+    cluster_wide.spec.scope.cluster_wide = true;
+    let in_shop = fixtures::pod_reader(&env, "pods-shop", &[&ns]);
+    let gated = fixtures::with_approvers(
+        fixtures::pod_reader(&env, "pods-other", &[&other]),
+        1,
+        &["bob"],
+        &[],
+    );
+    let mut emergency = fixtures::pod_reader(&env, "pods-emergency", &[&ns]);
+    emergency.spec.break_glass = true;
+    let mut names = Vec::new();
+    for pr in [cluster_wide, in_shop, gated, emergency] {
+        names.push(create_role(&env, &pr).await.name_any());
+    }
+
+    let crb = Api::<ClusterRoleBinding>::all(env.admin())
+        .create(
+            &Default::default(),
+            &cluster_role_binding(&env, "pods-standing", POD_READER, "mallory"),
+        )
+        .await
+        .expect("create an out-of-band ClusterRoleBinding");
+    let mut rb = RoleBinding {
+        metadata: env.meta("pods-standing-rb"),
+        role_ref: cluster_role_ref(POD_READER),
+        subjects: Some(vec![user("mallory")]),
+    };
+    rb.metadata.namespace = Some(other.clone());
+    let rb = Api::<RoleBinding>::namespaced(env.admin(), &other)
+        .create(&Default::default(), &rb)
+        .await
+        .expect("create an out-of-band RoleBinding");
+    let want = BTreeSet::from([crb.name_any(), format!("{other}/{}", rb.name_any())]);
+
+    let prs: Api<PrivilegedRole> = Api::all(env.admin());
+    for name in &names {
+        until(
+            &env,
+            &format!("PrivilegedRole {name} to report both bindings"),
+            DETECTION_LIMIT,
+            || {
+                let prs = prs.clone();
+                let want = want.clone();
+                let name = name.clone();
+                async move {
+                    let found = unmanaged(&prs.get(&name).await.map_err(|e| e.to_string())?);
+                    let seen: BTreeSet<String> = found.names.iter().cloned().collect();
+                    if found.count == 2 && seen == want {
+                        Ok(())
+                    } else {
+                        Err(format!("{found:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
     let outcome = env.stop_operator().await;
     assert_eq!(outcome, "Ok(())");
 }
