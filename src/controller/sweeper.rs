@@ -8,13 +8,13 @@
 //!   server's list rather than the cache: it catches what the request reconciler cannot see
 //!   (force-removed finalizers, `--cascade=orphan`, lost requests) and anything the guard missed.
 //!
-//! Nothing a binding says about itself is trusted: its annotations only point at the request to
-//! compare with. An `expires-at` annotation in the past is the one claim acted on, because acting
+//! Exactly the binding a not-yet-Active request would get is left to that request's reconciler,
+//! which records the activation or deletes it at once. Nothing a binding says about itself is
+//! trusted: its annotations only point at the request to compare with. An `expires-at` annotation in the past is the one claim acted on, because acting
 //! on it can only remove access.
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ListParams;
@@ -133,7 +133,6 @@ pub struct Candidate {
     /// The request the annotations (or the label) name; `None` when empty.
     pub request_name: Option<String>,
     pub claimed_request_uid: Option<String>,
-    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl Candidate {
@@ -143,11 +142,6 @@ impl Candidate {
             uid: binding.meta().uid.clone(),
             request_name: bindings::request_name_of(binding).filter(|n| !n.is_empty()),
             claimed_request_uid: bindings::request_uid_of(binding),
-            created_at: binding
-                .meta()
-                .creation_timestamp
-                .as_ref()
-                .map(crate::time::from_k8s),
         }
     }
 
@@ -168,7 +162,6 @@ impl Candidate {
             role_ref_name: &self.observed.role_name,
             subjects: &self.observed.subjects,
             claimed_request_uid: self.claimed_request_uid.as_deref(),
-            created_at: self.created_at,
         }
     }
 }

@@ -4,12 +4,16 @@
 //! says about itself is trusted: its annotations only *point* at the request to compare with. A
 //! managed-labelled binding is legitimate only while it is exactly one of the bindings recorded
 //! for an Active request (name, kind, namespace, the single subject that request's requester, the
-//! PrivilegedRole's roleRef) and that request's recorded `status.expiresAt` is in the future. The
-//! only other binding left alone is one the operator is creating right now: the controller creates
-//! an activation's bindings just before it records the activation, so a binding that is exactly
-//! the request's desired shape and was created (by the API server's clock) within
-//! [`ACTIVATION_GRACE`] waits for that record. Everything else is removed.
-use chrono::{DateTime, Duration, Utc};
+//! PrivilegedRole's roleRef) and that request's recorded `status.expiresAt` is in the future.
+//!
+//! One other binding is left alone: exactly the binding a non-terminal request's own reconciler
+//! would create (its deterministic name, a namespace the request and the role both allow, the
+//! requester, the role). The controller creates an activation's bindings just before it records
+//! the activation, and after a crash between the two the binding's expiry is the one already
+//! fixed, so that binding is for the request's reconciler to judge: it sees exactly that name in
+//! exactly those namespaces, records the activation if the request is approved and eligible, and
+//! deletes the binding at once otherwise. Everything else is removed here.
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::Subject;
 
 use crate::api::{ActivationRequest, Phase, PrivilegedRole, RoleKind};
@@ -17,10 +21,6 @@ use crate::time::from_k8s;
 
 use super::identity::requester_subject;
 use super::lifecycle::{BindingKind, binding_name};
-
-/// How long a binding made for a request whose activation is not recorded yet may wait for that
-/// record. The controller writes it within one API round trip of the creation.
-pub const ACTIVATION_GRACE: Duration = Duration::seconds(10);
 
 /// What the judge reads of a managed-labelled binding.
 #[derive(Debug, Clone, Copy)]
@@ -33,8 +33,6 @@ pub struct ManagedBinding<'a> {
     pub subjects: &'a [Subject],
     /// The `kubepim.io/request-uid` annotation: a pointer, not a proof.
     pub claimed_request_uid: Option<&'a str>,
-    /// Set by the API server: the one timestamp on a binding nobody can forge.
-    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// The verdict on one managed-labelled binding.
@@ -42,8 +40,9 @@ pub struct ManagedBinding<'a> {
 pub enum Judgement {
     /// Recorded for an Active request; stays until `until` (the recorded expiry).
     Legitimate { until: DateTime<Utc> },
-    /// The request's desired binding, created moments ago; judge again at `recheck_at`.
-    Activating { recheck_at: DateTime<Utc> },
+    /// Exactly the binding the (not yet Active) request's own reconciler would create: it keeps
+    /// it by recording the activation, or deletes it.
+    LeftToRequest,
     /// Must be deleted now.
     Illegitimate(Illegitimate),
 }
@@ -68,8 +67,6 @@ pub enum Illegitimate {
     RequestReplaced,
     /// The request it names has ended.
     RequestEnded(Phase),
-    /// The request it names is not Active, and the binding is not a moment-old activation.
-    NotActive,
     /// The request's recorded expiry has passed (or none is recorded).
     Expired,
     /// The request's PrivilegedRole does not exist.
@@ -90,7 +87,6 @@ impl Illegitimate {
             Illegitimate::RequestMissing => "RequestMissing",
             Illegitimate::RequestReplaced => "RequestReplaced",
             Illegitimate::RequestEnded(_) => "RequestEnded",
-            Illegitimate::NotActive => "RequestNotActive",
             Illegitimate::Expired => "Expired",
             Illegitimate::RoleMissing => "RoleMissing",
             Illegitimate::NotRecorded => "NotRecorded",
@@ -122,9 +118,6 @@ impl Illegitimate {
             }
             Illegitimate::RequestEnded(phase) => {
                 format!("ActivationRequest {request} has ended ({})", phase.as_str())
-            }
-            Illegitimate::NotActive => {
-                format!("ActivationRequest {request} is not Active: kubepim granted nothing for it")
             }
             Illegitimate::Expired => format!("ActivationRequest {request} is past its expiry"),
             Illegitimate::RoleMissing => {
@@ -212,7 +205,7 @@ fn judge_inner(
         };
     }
 
-    // Not Active yet: only a moment-old binding of the exact desired shape may wait.
+    // Not Active yet: only the exact binding the request's reconciler would make is its to judge.
     let desired_place = match (binding.kind, binding.namespace) {
         (BindingKind::ClusterRoleBinding, None) => {
             role.spec.scope.cluster_wide && request.spec.namespaces.is_empty()
@@ -224,13 +217,9 @@ fn judge_inner(
         }
         _ => false,
     };
-    if !desired_place {
-        return Err(Illegitimate::NotRecorded);
-    }
-    match binding.created_at {
-        Some(created) if now < created + ACTIVATION_GRACE => Ok(Judgement::Activating {
-            recheck_at: created + ACTIVATION_GRACE,
-        }),
-        _ => Err(Illegitimate::NotActive),
+    if desired_place {
+        Ok(Judgement::LeftToRequest)
+    } else {
+        Err(Illegitimate::NotRecorded)
     }
 }

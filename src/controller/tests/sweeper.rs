@@ -306,10 +306,9 @@ async fn the_guard_removes_a_forged_binding_as_the_watch_delivers_it() {
 
 #[tokio::test(start_paused = true)]
 async fn the_guard_keeps_a_binding_the_operator_is_activating_this_moment() {
-    // Created a moment ago for an approved request whose activation is not recorded yet.
+    // Made for an approved request whose activation is not recorded yet: its reconciler's.
     let approved = activation_request("r-approved").approved_by(BOB);
-    let mut fresh = granted_role_binding(&approved, truncate_to_second(now()) + secs(3600));
-    fresh.metadata.creation_timestamp = Some(crate::time::to_k8s(truncate_to_second(now())));
+    let fresh = granted_role_binding(&approved, truncate_to_second(now()) + secs(3600));
     let caches = Caches::new()
         .role(privileged_role(ROLE))
         .request(approved)

@@ -1,12 +1,11 @@
 //! `legitimacy::judge`: which managed-labelled bindings may stay. Nothing a binding says about
 //! itself counts; only the request's recorded status and the role do.
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::Subject;
 
 use super::builders::*;
 use crate::api::{ActivationRequest, ActivationRequestStatus, BindingRef, Phase, PrivilegedRole};
 use crate::policy::identity::requester_subject;
-use crate::policy::legitimacy::{ACTIVATION_GRACE, Illegitimate, Judgement, ManagedBinding, judge};
+use crate::policy::legitimacy::{Illegitimate, Judgement, ManagedBinding, judge};
 use crate::policy::lifecycle::{BindingKind, binding_name};
 
 const REQ: &str = "alice-payments-1";
@@ -59,7 +58,6 @@ struct Shape {
     role_ref_name: String,
     subjects: Vec<Subject>,
     uid: Option<String>,
-    created_at: Option<DateTime<Utc>>,
 }
 
 fn genuine() -> Shape {
@@ -71,7 +69,6 @@ fn genuine() -> Shape {
         role_ref_name: "admin".into(),
         subjects: vec![alice()],
         uid: Some(UID.into()),
-        created_at: Some(at(-10)),
     }
 }
 
@@ -85,7 +82,6 @@ impl Shape {
             role_ref_name: &self.role_ref_name,
             subjects: &self.subjects,
             claimed_request_uid: self.uid.as_deref(),
-            created_at: self.created_at,
         }
     }
 }
@@ -226,80 +222,50 @@ fn forged_shapes_of_an_active_request_go() {
 }
 
 #[test]
-fn a_request_that_granted_nothing_keeps_nothing() {
-    // The reported attack: a binding pointing at the requester's own Pending request.
+fn a_request_that_granted_nothing_keeps_nothing_but_its_own_reconciler_judges_its_exact_binding() {
+    // The reported attack: another name, pointing at the requester's own Pending request.
     let pending = req(fresh().phase(Phase::Pending));
-    let old = genuine();
-    assert_eq!(
-        verdict(&old, Some(&pending)),
-        illegitimate(Illegitimate::NotActive)
-    );
     let forged = Shape {
         name: format!("{}-x", binding_name("other")),
-        created_at: Some(t0()),
         ..genuine()
     };
     assert_eq!(
         verdict(&forged, Some(&pending)),
         illegitimate(Illegitimate::NotRecorded)
     );
-    assert_eq!(
-        verdict(&old, Some(&req(fresh()))),
-        illegitimate(Illegitimate::NotActive)
-    );
-    assert_eq!(
-        verdict(&old, Some(&req(fresh().phase(Phase::Scheduled)))),
-        illegitimate(Illegitimate::NotActive)
-    );
-}
-
-#[test]
-fn an_activation_in_flight_waits_for_its_record_for_the_grace_only() {
+    // Exactly what the request's reconciler would create (an activation in flight, or a crash
+    // between the binding and the record): it sees that name there and decides on the approvals.
+    for status in [
+        fresh(),
+        fresh().phase(Phase::Pending),
+        fresh().phase(Phase::Scheduled),
+        fresh()
+            .phase(Phase::Pending)
+            .approvals(&[approved_by("bob")]),
+    ] {
+        assert_eq!(
+            verdict(&genuine(), Some(&req(status.clone()))),
+            Judgement::LeftToRequest,
+            "{status:?}"
+        );
+    }
+    // Anywhere else it is nobody's to keep.
     let approved = req(fresh()
         .phase(Phase::Pending)
         .approvals(&[approved_by("bob")]));
-    let just_made = Shape {
-        created_at: Some(at_s(-2)),
-        ..genuine()
-    };
-    assert_eq!(
-        verdict(&just_made, Some(&approved)),
-        Judgement::Activating {
-            recheck_at: at_s(-2) + ACTIVATION_GRACE
-        }
-    );
-    // Exactly at the end of the grace it goes.
-    let at_grace = Shape {
-        created_at: Some(t0() - ACTIVATION_GRACE),
-        ..genuine()
-    };
-    assert_eq!(
-        verdict(&at_grace, Some(&approved)),
-        illegitimate(Illegitimate::NotActive)
-    );
-    // No creation time: no grace.
-    let undated = Shape {
-        created_at: None,
-        ..genuine()
-    };
-    assert_eq!(
-        verdict(&undated, Some(&approved)),
-        illegitimate(Illegitimate::NotActive)
-    );
-    // Young, but not where the request could be granted.
     for (what, shape) in [
         (
             "a namespace the request did not ask for",
             Shape {
                 namespace: Some("billing".into()),
-                ..just_made_shape()
+                ..genuine()
             },
         ),
         (
             "a namespace the role does not allow",
             Shape {
                 namespace: Some("kube-system".into()),
-                ..just_made_shape()
+                ..genuine()
             },
         ),
         (
@@ -307,7 +273,7 @@ fn an_activation_in_flight_waits_for_its_record_for_the_grace_only() {
             Shape {
                 kind: BindingKind::ClusterRoleBinding,
                 namespace: None,
-                ..just_made_shape()
+                ..genuine()
             },
         ),
     ] {
@@ -317,17 +283,19 @@ fn an_activation_in_flight_waits_for_its_record_for_the_grace_only() {
             "{what}"
         );
     }
-}
-
-fn just_made_shape() -> Shape {
-    Shape {
-        created_at: Some(at_s(-2)),
+    // The shape checks hold before activation too.
+    let stranger = Shape {
+        subjects: vec![requester_subject(&user("mallory"))],
         ..genuine()
-    }
+    };
+    assert_eq!(
+        verdict(&stranger, Some(&approved)),
+        illegitimate(Illegitimate::WrongSubjects)
+    );
 }
 
 #[test]
-fn a_cluster_wide_activation_in_flight_waits_as_a_cluster_role_binding_only() {
+fn a_cluster_wide_request_is_left_its_cluster_role_binding_only() {
     let cluster_admin = role("ops").cluster_role("admin");
     let mut r = ActivationRequest::new(REQ, request("ops").by(&user("alice")));
     r.metadata.uid = Some(UID.into());
@@ -335,19 +303,14 @@ fn a_cluster_wide_activation_in_flight_waits_as_a_cluster_role_binding_only() {
     let crb = Shape {
         kind: BindingKind::ClusterRoleBinding,
         namespace: None,
-        ..just_made_shape()
+        ..genuine()
     };
-    assert!(matches!(
-        judge(&crb.view(), Some(&r), Some(&cluster_admin), t0()),
-        Judgement::Activating { .. }
-    ));
     assert_eq!(
-        judge(
-            &just_made_shape().view(),
-            Some(&r),
-            Some(&cluster_admin),
-            t0()
-        ),
+        judge(&crb.view(), Some(&r), Some(&cluster_admin), t0()),
+        Judgement::LeftToRequest
+    );
+    assert_eq!(
+        judge(&genuine().view(), Some(&r), Some(&cluster_admin), t0()),
         illegitimate(Illegitimate::NotRecorded)
     );
 }
@@ -433,7 +396,6 @@ fn reasons_are_a_bounded_set_and_messages_name_the_request() {
         Illegitimate::RequestMissing,
         Illegitimate::RequestReplaced,
         Illegitimate::RequestEnded(Phase::Expired),
-        Illegitimate::NotActive,
         Illegitimate::Expired,
         Illegitimate::RoleMissing,
         Illegitimate::NotRecorded,
@@ -448,6 +410,5 @@ fn reasons_are_a_bounded_set_and_messages_name_the_request() {
         assert!(why.message(REQ).contains(REQ), "{why:?}");
     }
     assert!(!Illegitimate::NotRecorded.is_leftover());
-    assert!(!Illegitimate::NotActive.is_leftover());
     assert!(Illegitimate::Expired.is_leftover());
 }
