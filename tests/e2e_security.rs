@@ -2154,6 +2154,54 @@ async fn controller_enforces_eligibility_under_the_policies() {
     c.check("approved request: bound", n == 1, format!("{n} bindings"));
     support::invariants::assert_i1(&env).await;
 
+    // A stolen operator token makes no lasting binding: the shape the operator-bindings policy
+    // accepts (managed label, request annotation, one User subject), pointing at carol's own
+    // Pending request, is admitted, and then deleted by the binding guard: it is no binding
+    // recorded for an Active request.
+    let pending = fixtures::request(&env, "pending", "carol", &gated, &[&ns], "30m");
+    let pending = fixtures::submit(&env, "carol", &pending).await.name_any();
+    support::wait::phase(&env, &pending, Phase::Pending).await;
+    let thief = security::service_account_client(&env, RELEASE_NAMESPACE, OPERATOR_SA).await;
+    let stolen = cluster_role_binding(
+        &env,
+        "stolen",
+        POD_READER,
+        vec![user("carol")],
+        Some(&pending),
+    );
+    let stolen_name = stolen.name_any();
+    c.accepted(
+        "a stolen operator token creating a managed-shaped ClusterRoleBinding (admitted)",
+        Api::<ClusterRoleBinding>::all(thief)
+            .create(&PostParams::default(), &stolen)
+            .await,
+    );
+    let removed =
+        security::eventually("the stolen binding deleted", Duration::from_secs(5), || {
+            let admin_crbs = Api::<ClusterRoleBinding>::all(env.admin());
+            let name = stolen_name.clone();
+            async move {
+                match admin_crbs.get_opt(&name).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(_)) => Err("still there".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+    c.check(
+        "a binding made with a stolen operator token is deleted within 5 s",
+        removed.is_ok(),
+        format!("{removed:?}"),
+    );
+    let still = fixtures::can(&env, "carol", "list", "pods", Some(&elsewhere)).await;
+    c.check(
+        "carol cannot list pods elsewhere through the stolen binding",
+        !still,
+        "allowed".to_string(),
+    );
+    support::invariants::assert_i1(&env).await;
+
     // Row 15: prevention on (the operator's own bindings above went through), then off.
     let admin_crbs: Api<ClusterRoleBinding> = Api::all(env.admin());
     let standing = cluster_role_binding(&env, "standing", POD_READER, vec![user("alice")], None);
