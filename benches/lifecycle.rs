@@ -1,5 +1,5 @@
 //! Lifecycle benchmark against a real control plane (`KUBEBUILDER_ASSETS`): prints the figures of
-//! ../shared/docs/targets.md that a single loopback API server can show.
+//! docs/targets.md that a single loopback API server can show.
 //!
 //!     KUBEBUILDER_ASSETS=/path/to/assets cargo bench --bench lifecycle
 //!     KUBEPIM_BENCH_N=300 ...   (activations per flow; default 200)

@@ -1,4 +1,4 @@
-//! End-to-end, layer 4: the security contract's negative matrix (docs/security-contract.md),
+//! End-to-end, layer 4: the security contract's negative matrix (SECURITY.md),
 //! enforced by a real API server with the chart's admission policies and RBAC.
 //!
 //! The chart's `rbac.yaml`, `admission-policies.yaml` and `binding-policies.yaml` are rendered with

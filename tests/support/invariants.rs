@@ -1,4 +1,4 @@
-//! Invariant I1 ("nobody let in") from docs/security-contract.md, as far as the API shows it.
+//! Invariant I1 ("nobody let in") from SECURITY.md, as far as the API shows it.
 //!
 //! Checked independently of kubepim's own policy code: an acceptance test should not grade the
 //! operator with the operator's logic.
