@@ -333,7 +333,9 @@ pub fn unmanaged_by_role<'a>(
 
 /// When the approving write happened, by the API server's clock: the newest approval's `time`
 /// (stamped at admission), else the newest write to the request's status by anyone but
-/// `controller_manager` (from managedFields). `None` when nobody approved.
+/// `controller_manager` (from managedFields, where the object still carries them: the operator's
+/// caches drop them, so without the webhook's stamp nothing is observed). `None` when nobody
+/// approved.
 pub fn approving_write_at(
     request: &ActivationRequest,
     controller_manager: &str,

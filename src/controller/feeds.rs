@@ -66,7 +66,10 @@ where
             subscribers: subscribers.clone(),
         };
         let kind = <K as Resource>::kind(&()).to_string();
-        let drive = reflector::reflector(writer, watcher(api, config))
+        // What the controllers never read is dropped before it is cached: managedFields and
+        // kubectl's last-applied copy are most of an object's size (issue: memory at 10k grants).
+        let trimmed = watcher(api, config).modify(trim);
+        let drive = reflector::reflector(writer, trimmed)
             .default_backoff()
             .touched_objects()
             .for_each(move |touched| {
@@ -120,6 +123,17 @@ where
         subscribers.len()
     }
 }
+
+/// Removes from a watched object what no decision reads.
+fn trim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// `tokio-stream`'s wrapper, without the dependency.
 mod tokio_stream_shim {
