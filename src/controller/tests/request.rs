@@ -848,3 +848,66 @@ async fn the_version_our_own_writes_superseded_is_not_acted_on() {
         "the stale version caused no call"
     );
 }
+
+/// The CI guard of the "idle cluster: 0 writes" budget: a resync (a re-list, a new leader) of many
+/// settled requests, active grants and pending requests alike, makes no call at all.
+#[tokio::test(start_paused = true)]
+async fn a_resync_of_settled_requests_writes_nothing() {
+    const N: usize = 40;
+    let gated = privileged_role("db-reader");
+    let mut caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved())
+        .role(gated)
+        .eligibility(eligibility("alice-reader", "db-reader").for_user(ALICE));
+    let mut settled = Vec::new();
+    for i in 0..N {
+        let name = format!("r{i}");
+        let request = if i % 2 == 0 {
+            activation_request(&name)
+        } else {
+            activation_request(&name).with(|r| r.spec.role = "db-reader".into())
+        };
+        let script = if i % 2 == 0 {
+            Scenario::new()
+                .holding(&request)
+                .then(expect::finalizer_added(&name))
+                .then(expect::role_binding_created(NAMESPACE))
+                .then(expect::status_patched(&name))
+        } else {
+            Scenario::new()
+                .holding(&request)
+                .then(expect::status_patched(&name))
+        };
+        let first = script
+            .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+            .await;
+        first.result.expect("settling succeeds");
+        let observed = first.server.objects.request(&name);
+        if i % 2 == 0 {
+            assert_eq!(observed.phase(), Some(Phase::Active), "{name}");
+            caches = caches.role_binding(
+                first
+                    .server
+                    .objects
+                    .role_binding(NAMESPACE, &format!("kubepim-{name}")),
+            );
+        } else {
+            assert_eq!(observed.phase(), Some(Phase::Pending), "{name}");
+        }
+        caches = caches.request(observed.clone());
+        settled.push(observed);
+    }
+    let resync = Scenario::silent()
+        .run(|client| {
+            let ctx = caches.context(client);
+            async move {
+                for request in settled {
+                    reconcile(Arc::new(request), ctx.clone()).await?;
+                }
+                Ok::<_, Error>(())
+            }
+        })
+        .await;
+    resync.result.expect("the resync succeeds");
+    assert_eq!(resync.server.writes(), 0);
+    assert!(resync.server.calls.is_empty() && resync.server.events.is_empty());
+}
