@@ -30,6 +30,7 @@ METRICS = {
     "kubepim_pending_requests",
     "kubepim_unmanaged_privileged_bindings",
     "kubepim_is_leader",
+    "kubepim_managed_bindings_removed_total",
     # Reconcile errors per kind: the name is the chart's assumption (not fixed by issue 5).
     "kubepim_reconcile_errors_total",
 }

@@ -62,6 +62,7 @@ def test_prometheus_rule_alerts():
         "KubepimUnmanagedPrivilegedBindings",
         "KubepimNoLeader",
         "KubepimReconcileErrors",
+        "KubepimIllegitimateBindingRemoved",
     }
     for name, alert in found.items():
         expr = alert["expr"]
@@ -77,6 +78,8 @@ def test_prometheus_rule_alerts():
     assert re.search(r"kubepim_pending_requests\{[^}]*\}\) > 0", found["KubepimRequestPendingTooLong"]["expr"])
     assert found["KubepimRequestPendingTooLong"]["for"] == "1h"
     assert "kubepim_unmanaged_privileged_bindings" in found["KubepimUnmanagedPrivilegedBindings"]["expr"]
+    forged = found["KubepimIllegitimateBindingRemoved"]
+    assert 'class="illegitimate"' in forged["expr"] and forged["labels"]["severity"] == "critical"
     no_leader = found["KubepimNoLeader"]
     assert no_leader["expr"].startswith("(max(kubepim_is_leader") and no_leader["expr"].endswith("== 0")
     assert no_leader["for"] == "5m"
