@@ -35,6 +35,17 @@ pub fn requester_subject(requester: &Requester) -> Subject {
     }
 }
 
+/// The same RBAC subject, whether the API server wrote an empty `apiGroup` (its default for a
+/// ServiceAccount) or left it out.
+pub fn same_subject(a: &Subject, b: &Subject) -> bool {
+    let group = |s: &Subject| s.api_group.clone().filter(|g| !g.is_empty());
+    a.kind == b.kind
+        && a.name == b.name
+        && a.namespace.as_deref().filter(|n| !n.is_empty())
+            == b.namespace.as_deref().filter(|n| !n.is_empty())
+        && group(a) == group(b)
+}
+
 /// Does an eligibility subject name this requester (as user, one of their groups, or SA)?
 pub fn subject_matches(subject: &SubjectRef, requester: &Requester) -> bool {
     match subject.kind {

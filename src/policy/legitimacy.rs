@@ -19,7 +19,7 @@ use k8s_openapi::api::rbac::v1::Subject;
 use crate::api::{ActivationRequest, Phase, PrivilegedRole, RoleKind};
 use crate::time::from_k8s;
 
-use super::identity::requester_subject;
+use super::identity::{requester_subject, same_subject};
 use super::lifecycle::{BindingKind, binding_name};
 
 /// What the judge reads of a managed-labelled binding.
@@ -186,7 +186,8 @@ fn judge_inner(
         .requester
         .as_ref()
         .ok_or(Illegitimate::WrongSubjects)?;
-    if binding.subjects != [requester_subject(requester)] {
+    let wanted = requester_subject(requester);
+    if !matches!(binding.subjects, [only] if same_subject(only, &wanted)) {
         return Err(Illegitimate::WrongSubjects);
     }
 

@@ -8,7 +8,7 @@ use crate::api::{
 use crate::time::{duration_from_k8s, from_k8s, truncate_to_second};
 
 use super::approvals::{ApprovalTally, Ignored, tally};
-use super::identity::requester_subject;
+use super::identity::{requester_subject, same_subject};
 use super::reasons;
 use super::validation::{Grant, Refusal, validate};
 
@@ -62,8 +62,7 @@ impl DesiredBinding {
         self.same_object(o)
             && o.role_kind == role_kind_str(self.role_kind)
             && o.role_name == self.role_name
-            && o.subjects.len() == 1
-            && o.subjects[0] == self.subject
+            && matches!(o.subjects.as_slice(), [only] if same_subject(only, &self.subject))
     }
 }
 

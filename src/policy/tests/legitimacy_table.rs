@@ -412,3 +412,32 @@ fn reasons_are_a_bounded_set_and_messages_name_the_request() {
     assert!(!Illegitimate::NotRecorded.is_leftover());
     assert!(Illegitimate::Expired.is_leftover());
 }
+
+#[test]
+fn a_service_account_requester_matches_with_or_without_an_empty_api_group() {
+    let mut r = req(active());
+    r.spec.requester = Some(sa("ci", "deployer"));
+    let mut subject = requester_subject(&sa("ci", "deployer"));
+    for api_group in [None, Some(String::new())] {
+        subject.api_group = api_group.clone();
+        let shape = Shape {
+            subjects: vec![subject.clone()],
+            ..genuine()
+        };
+        assert_eq!(
+            verdict(&shape, Some(&r)),
+            Judgement::Legitimate { until: at(50) },
+            "{api_group:?}"
+        );
+    }
+    // Another namespace's ServiceAccount of the same name is someone else.
+    subject.namespace = Some("other".into());
+    let shape = Shape {
+        subjects: vec![subject],
+        ..genuine()
+    };
+    assert_eq!(
+        verdict(&shape, Some(&r)),
+        illegitimate(Illegitimate::WrongSubjects)
+    );
+}
