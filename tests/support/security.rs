@@ -292,7 +292,56 @@ pub const TEMPLATES: &[&str] = &[
     "rbac.yaml",
     "admission-policies.yaml",
     "binding-policies.yaml",
+    "self-protection-policies.yaml",
 ];
+
+/// Where the self-protection probe's ServiceAccount lives.
+pub const PROBE_NAMESPACE: &str = "kubepim-e2e-probe";
+const PROBE: &str = "probe";
+
+/// A ServiceAccount that RBAC allows broad writes (ConfigMaps, Secrets, pods, Services,
+/// ServiceAccount tokens, Deployments, Leases, EndpointSlices, RBAC objects, CRDs) everywhere, as
+/// a grant of a wide role would, and that no self-protection exemption covers: the self-protection
+/// policies are what stands between it and kubepim's objects.
+pub async fn self_protection_probe(env: &Env) -> Result<Client> {
+    let admin = env.admin();
+    let wide = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "kubepim-e2e-wide-writer"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps", "secrets", "pods", "pods/exec",
+              "services", "endpoints", "serviceaccounts", "serviceaccounts/token", "namespaces"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"],
+             "resources": ["clusterroles", "clusterrolebindings", "roles", "rolebindings"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete", "bind", "escalate"]},
+            {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["admissionregistration.k8s.io"],
+             "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings",
+               "validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+        ],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "kubepim-e2e-wide-writer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "kubepim-e2e-wide-writer"},
+        "subjects": [{"kind": "ServiceAccount", "name": PROBE, "namespace": PROBE_NAMESPACE}],
+    });
+    apply(&admin, &[wide, binding]).await?;
+    let config = service_account_config(env, PROBE_NAMESPACE, PROBE).await?;
+    Ok(Client::try_from(config)?)
+}
 
 /// Renders with `values` and applies: the release namespace and ServiceAccount first (the chart's
 /// Deployment template, not rendered here, would create the ServiceAccount). `Ok(None)` when the

@@ -173,3 +173,11 @@ Checks across values that values.schema.json cannot say clearly. Rendered by tem
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The self-protection policies' matchCondition: true unless the caller is exempt. Takes a dict
+with "users" and "groups". */}}
+{{- define "kubepim.selfProtectionExempt" -}}
+!(request.userInfo.username in {{ .users | toJson }} ||
+  request.userInfo.username.startsWith('system:serviceaccount:kube-system:') ||
+  request.userInfo.groups.exists(g, g in {{ .groups | toJson }}))
+{{- end -}}
