@@ -75,8 +75,8 @@ struct KindLabels {
 type HistogramFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
 
 /// A managed-labelled binding the sweeper or the binding guard deleted: why (a bounded set, see
-/// [`crate::policy::legitimacy::Illegitimate::reason`]), and whether it was a leftover of a grant
-/// that ended or a binding kubepim never granted.
+/// [`crate::policy::legitimacy::Illegitimate::reason`]), and whether it was the leftover of an
+/// expired grant or a binding kubepim never granted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RemovedLabels {
     reason: &'static str,
@@ -168,7 +168,7 @@ impl Metrics {
         registry.register(
             "kubepim_managed_bindings_removed",
             "Bindings carrying kubepim's managed label that the sweeper or the binding guard \
-             deleted, by reason and class (leftover of an ended grant, or illegitimate: never \
+             deleted, by reason and class (leftover of an expired grant, or illegitimate: never \
              granted by kubepim)",
             bindings_removed.clone(),
         );

@@ -641,6 +641,7 @@ async fn every_policy_variant_is_accepted_by_the_api_server() {
             "bindableRoles": {"clusterRoles": ["admin"], "roles": [{"namespace": "a", "name": "b"}, {"namespace": "c", "name": "d"}]},
         }),
         json!({"standingPrivilege": {"prevent": true}, "bindableRoles": {"clusterRoles": [], "roles": []}}),
+        json!({"selfProtection": {"adminGroups": ["a", "b"], "exemptUsers": ["helm", "system:serviceaccount:argocd:x"]}}),
     ];
     let dry = PostParams {
         dry_run: true,

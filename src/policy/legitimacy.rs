@@ -95,17 +95,12 @@ impl Illegitimate {
         }
     }
 
-    /// Ordinary leftovers of a grant that ended (the request reconciler normally deletes these
-    /// itself; the sweeper catches what it missed) rather than bindings nobody granted.
+    /// The one ordinary leftover: a grant past its expiry whose binding is still there (the
+    /// operator was down at the time). Everything else cannot come from kubepim's own writes,
+    /// which delete a grant's bindings before they record its end, so it is reported as a
+    /// binding kubepim never granted.
     pub fn is_leftover(&self) -> bool {
-        matches!(
-            self,
-            Illegitimate::RequestMissing
-                | Illegitimate::RequestReplaced
-                | Illegitimate::RequestEnded(_)
-                | Illegitimate::Expired
-                | Illegitimate::RoleMissing
-        )
+        matches!(self, Illegitimate::Expired)
     }
 
     /// One sentence naming what is wrong, for the Event and the audit line.

@@ -83,7 +83,8 @@ def test_self_protection_can_be_turned_off_and_the_label_policy_goes_with_the_po
     names = {d.name for d in off.kinds("ValidatingAdmissionPolicy")}
     assert not {"kubepim-protect-namespace", "kubepim-protect-cluster"} & names
     assert "kubepim-managed-label" in names
-    none = render({"admission": {"policies": {"enabled": False}}, "selfProtection": {"enabled": False}})
+    # admission.policies.enabled is the switch of every policy, self-protection included.
+    none = render({"admission": {"policies": {"enabled": False}}})
     assert not {d.name for d in none.kinds("ValidatingAdmissionPolicy")}
 
 

@@ -411,6 +411,9 @@ fn reasons_are_a_bounded_set_and_messages_name_the_request() {
     }
     assert!(!Illegitimate::NotRecorded.is_leftover());
     assert!(Illegitimate::Expired.is_leftover());
+    for why in &all {
+        assert_eq!(why.is_leftover(), *why == Illegitimate::Expired, "{why:?}");
+    }
 }
 
 #[test]
