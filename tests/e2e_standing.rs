@@ -436,6 +436,7 @@ async fn a_role_the_operator_may_not_bind_is_not_ready_and_its_risk_is_flagged()
         "ClusterSecretsRead",
         "ClusterPodCreate",
         "KubepimWrite",
+        "AdmissionConfigWrite",
     ] {
         assert!(flags.iter().any(|f| f == flag), "{flag} not in {flags:?}");
     }

@@ -255,7 +255,8 @@ pub struct PrivilegedRoleStatus {
     pub observed_generation: Option<i64>,
     /// What the referenced role lets its holders do beyond its own rules (see the `RiskAssessed`
     /// condition): Bind, Escalate, Impersonate, RBACWrite, ClusterSecretsRead, ClusterPodCreate,
-    /// OperatorNamespace, KubepimWrite. Always written, so that an empty list clears old flags.
+    /// OperatorNamespace, KubepimWrite, AdmissionConfigWrite. Always written, so that an empty
+    /// list clears old flags.
     #[serde(default)]
     #[schemars(length(max = 16), inner(length(max = 64)))]
     pub risk_flags: Vec<String>,

@@ -25,16 +25,21 @@ pub enum RiskFlag {
     /// Creates pods (directly, through exec/attach/ephemeral containers, or through workload
     /// controllers) granted cluster-wide: runs as any ServiceAccount of any namespace.
     ClusterPodCreate,
-    /// Secrets or pods (read, create, exec) in kubepim's own namespace, where its ServiceAccount
-    /// token lives: that token can bind every role PrivilegedRoles reference.
+    /// Secrets, pods (read, create, exec) or ServiceAccount tokens in kubepim's own namespace,
+    /// where its identity lives: that identity can bind every role PrivilegedRoles reference.
+    /// The self-protection policies refuse the writes; reads of Secrets no admission sees.
     OperatorNamespace,
     /// Writes (or custom verbs such as `approve`, `manage`) on kubepim.io resources: may change
     /// policy or act as an approver or as the controller.
     KubepimWrite,
+    /// Writes ValidatingAdmissionPolicies, their bindings, or admission webhook configurations.
+    /// Admission is never consulted for those objects, so kubepim's self-protection cannot stop
+    /// such a holder from switching its policies or its webhook off.
+    AdmissionConfigWrite,
 }
 
 impl RiskFlag {
-    pub const ALL: [RiskFlag; 8] = [
+    pub const ALL: [RiskFlag; 9] = [
         RiskFlag::Bind,
         RiskFlag::Escalate,
         RiskFlag::Impersonate,
@@ -43,6 +48,7 @@ impl RiskFlag {
         RiskFlag::ClusterPodCreate,
         RiskFlag::OperatorNamespace,
         RiskFlag::KubepimWrite,
+        RiskFlag::AdmissionConfigWrite,
     ];
 
     /// The value in `status.riskFlags`.
@@ -56,6 +62,7 @@ impl RiskFlag {
             RiskFlag::ClusterPodCreate => "ClusterPodCreate",
             RiskFlag::OperatorNamespace => "OperatorNamespace",
             RiskFlag::KubepimWrite => "KubepimWrite",
+            RiskFlag::AdmissionConfigWrite => "AdmissionConfigWrite",
         }
     }
 
@@ -68,8 +75,15 @@ impl RiskFlag {
             RiskFlag::RbacWrite => "writes RBAC objects",
             RiskFlag::ClusterSecretsRead => "reads secrets cluster-wide",
             RiskFlag::ClusterPodCreate => "creates pods in any namespace",
-            RiskFlag::OperatorNamespace => "reaches secrets or pods in kubepim's namespace",
+            RiskFlag::OperatorNamespace => {
+                "reaches secrets, pods or ServiceAccount tokens in kubepim's namespace (reads of \
+                 its Secrets are beyond the reach of admission)"
+            }
             RiskFlag::KubepimWrite => "writes kubepim's own resources",
+            RiskFlag::AdmissionConfigWrite => {
+                "writes admission policies or webhook configurations, which no admission check \
+                 protects: could switch kubepim's self-protection off"
+            }
         }
     }
 }
@@ -98,6 +112,15 @@ const CORE: &str = "";
 const RBAC: &str = "rbac.authorization.k8s.io";
 const AUTHENTICATION: &str = "authentication.k8s.io";
 const KUBEPIM: &str = crate::api::GROUP;
+const ADMISSION: &str = "admissionregistration.k8s.io";
+const ADMISSION_CONFIG: &[&str] = &[
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+    "mutatingadmissionpolicies",
+    "mutatingadmissionpolicybindings",
+    "validatingwebhookconfigurations",
+    "mutatingwebhookconfigurations",
+];
 
 const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 const READ: &[&str] = &["get", "list", "watch"];
@@ -252,11 +275,16 @@ pub fn assess(rules: &[PolicyRule], reach: Reach<'_>) -> Vec<RiskFlag> {
     if reach.cluster_wide && pods {
         flags.push(RiskFlag::ClusterPodCreate);
     }
-    if reach.operator_namespace() && (secrets || pods) {
+    let tokens = any(rules, &[CORE], &["serviceaccounts/token"], &["create"]);
+    if reach.operator_namespace() && (secrets || pods || tokens) {
         flags.push(RiskFlag::OperatorNamespace);
     }
     if any(rules, &[KUBEPIM], KUBEPIM_RESOURCES, KUBEPIM_ACTIONS) {
         flags.push(RiskFlag::KubepimWrite);
+    }
+    // Cluster-scoped objects: only a ClusterRoleBinding reaches them.
+    if reach.cluster_wide && any(rules, &[ADMISSION], ADMISSION_CONFIG, WRITE) {
+        flags.push(RiskFlag::AdmissionConfigWrite);
     }
     flags.sort();
     flags

@@ -85,6 +85,7 @@ const ALL_BUT_OPERATOR_NS: &[RiskFlag] = &[
     ClusterSecretsRead,
     ClusterPodCreate,
     KubepimWrite,
+    AdmissionConfigWrite,
 ];
 
 fn rows() -> Vec<Row> {
@@ -582,6 +583,62 @@ fn rows() -> Vec<Row> {
             cluster(),
             &[Bind],
         ),
+        // Self-protection: what admission cannot stop.
+        row(
+            "writes ValidatingAdmissionPolicies",
+            vec![rule(
+                &["admissionregistration.k8s.io"],
+                &["validatingadmissionpolicies"],
+                &["patch"],
+            )],
+            cluster(),
+            &[AdmissionConfigWrite],
+        ),
+        row(
+            "the same rule granted in a namespace reaches no cluster-scoped policy",
+            vec![rule(
+                &["admissionregistration.k8s.io"],
+                &["validatingadmissionpolicies"],
+                &["patch"],
+            )],
+            in_namespaces(payments()),
+            &[],
+        ),
+        row(
+            "deletes webhook configurations",
+            vec![rule(
+                &["admissionregistration.k8s.io"],
+                &[
+                    "validatingwebhookconfigurations",
+                    "mutatingwebhookconfigurations",
+                ],
+                &["delete"],
+            )],
+            cluster(),
+            &[AdmissionConfigWrite],
+        ),
+        row(
+            "reads admission configuration only",
+            vec![rule(
+                &["admissionregistration.k8s.io"],
+                &["*"],
+                &["get", "list", "watch"],
+            )],
+            cluster(),
+            &[],
+        ),
+        row(
+            "mints ServiceAccount tokens in kubepim's namespace",
+            vec![rule(&[""], &["serviceaccounts/token"], &["create"])],
+            in_namespaces(operator_and_payments()),
+            &[OperatorNamespace],
+        ),
+        row(
+            "mints ServiceAccount tokens elsewhere only",
+            vec![rule(&[""], &["serviceaccounts/token"], &["create"])],
+            in_namespaces(payments()),
+            &[],
+        ),
     ]
 }
 
@@ -612,7 +669,8 @@ fn flags_are_sorted_unique_and_named_for_status() {
             "ClusterSecretsRead",
             "ClusterPodCreate",
             "OperatorNamespace",
-            "KubepimWrite"
+            "KubepimWrite",
+            "AdmissionConfigWrite"
         ]
     );
     let mut unique = names.clone();
