@@ -11,8 +11,9 @@
 //! policies) every one of these writes was admitted.
 //!
 //! What admission cannot see is probed too, so that SECURITY.md's residual risks are facts: reads
-//! (the probe reads the Secret) and admission configuration (the probe changes a
-//! ValidatingAdmissionPolicy and a webhook configuration unhindered).
+//! (the probe reads the Secret) and admission policies (a policy that denies the probe everything
+//! does not stop it changing a ValidatingAdmissionPolicy, while it does stop it creating a
+//! webhook configuration: those kubepim protects).
 //!
 //! Run: `KUBEBUILDER_ASSETS=/opt/kubebuilder-assets cargo test --test e2e_selfprotect`
 #[allow(dead_code)]
@@ -23,7 +24,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -76,6 +79,7 @@ fn named(name: &str, namespace: Option<&str>) -> ObjectMeta {
 struct Checks(Vec<String>);
 
 impl Checks {
+    /// Refused by the policy `kubepim-<policy>` (any policy when `policy` is empty) with `needle`.
     fn refused<T>(
         &mut self,
         what: &str,
@@ -83,7 +87,11 @@ impl Checks {
         needle: &str,
         result: Result<T, kube::Error>,
     ) {
-        let by = format!("ValidatingAdmissionPolicy 'kubepim-{policy}'");
+        let by = if policy.is_empty() {
+            "ValidatingAdmissionPolicy '".to_string()
+        } else {
+            format!("ValidatingAdmissionPolicy 'kubepim-{policy}'")
+        };
         match result {
             Err(kube::Error::Api(e))
                 if (e.code == 403 || e.code == 422)
@@ -530,10 +538,87 @@ async fn a_broad_grant_cannot_mint_the_operators_identity_nor_switch_kubepim_off
             .get("kubepim-webhook-tls")
             .await,
     );
+    // A policy that denies the probe everything, admission configuration included: once it
+    // refuses the probe's ConfigMaps, its silence on policies and webhook configurations is the
+    // API server exempting them, not a policy still loading.
+    let deny_all: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "e2e-deny-the-probe"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [
+                {"apiGroups": [""], "apiVersions": ["*"], "operations": ["CREATE"],
+                 "resources": ["configmaps"]},
+                {"apiGroups": ["admissionregistration.k8s.io"], "apiVersions": ["*"],
+                 "operations": ["CREATE", "UPDATE"], "resources": ["*"]},
+            ]},
+            "matchConditions": [{"name": "the-probe",
+                "expression": format!("request.userInfo.username == 'system:serviceaccount:{PROBE_NAMESPACE}:probe'")}],
+            "validations": [{"expression": "false", "message": "e2e: everything is denied to the probe"}],
+        },
+    }))
+    .expect("a policy");
+    let deny_binding: k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding =
+        serde_json::from_value(json!({
+            "metadata": {"name": "e2e-deny-the-probe"},
+            "spec": {"policyName": "e2e-deny-the-probe", "validationActions": ["Deny"]},
+        }))
+        .expect("a binding");
+    Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+        .create(&PostParams::default(), &deny_all)
+        .await
+        .expect("the deny-all policy");
+    Api::all(admin.clone())
+        .create(&PostParams::default(), &deny_binding)
+        .await
+        .expect("its binding");
+    let cms: Api<ConfigMap> = Api::namespaced(probe.clone(), PROBE_NAMESPACE);
+    let canary = ConfigMap {
+        metadata: named("denied", Some(PROBE_NAMESPACE)),
+        ..Default::default()
+    };
+    security::eventually("the deny-all policy in force", POLICY_TIMEOUT, || async {
+        match cms.create(&dry(), &canary).await {
+            Err(kube::Error::Api(e)) if e.message.contains("e2e-deny-the-probe") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
     c.accepted(
-        "residual: the probe changes kubepim's own admission policy (policies do not apply to policies)",
+        "residual: a policy does not apply to policies (the probe changes kubepim's own)",
         Api::<ValidatingAdmissionPolicy>::all(probe.clone())
             .patch("kubepim-protect-namespace", &dry_patch(), &relabel)
+            .await,
+    );
+    // Webhook configurations, unlike policies, are subject to policies: kubepim's are protected.
+    c.refused(
+        "the probe creating a webhook configuration while the deny-all policy is in force",
+        "",
+        "e2e: everything is denied to the probe",
+        Api::<ValidatingWebhookConfiguration>::all(probe.clone())
+            .create(
+                &dry(),
+                &serde_json::from_value(json!({"metadata": {"name": "e2e-probe-webhook"}}))
+                    .expect("a webhook configuration"),
+            )
+            .await,
+    );
+    let kubepims: MutatingWebhookConfiguration =
+        serde_json::from_value(json!({"metadata": {"name": "kubepim"}})).expect("a configuration");
+    match Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .create(&PostParams::default(), &kubepims)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("the administrator creating kubepim's webhook configuration: {e}"),
+    }
+    c.refused(
+        "deleting kubepim's mutating webhook configuration",
+        "protect-cluster",
+        "may not DELETE kubepim",
+        Api::<MutatingWebhookConfiguration>::all(probe.clone())
+            .delete("kubepim", &dry_delete())
             .await,
     );
     c.finish();
