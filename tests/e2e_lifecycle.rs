@@ -1434,3 +1434,80 @@ async fn request_right_after_its_role_and_eligibility_is_granted() {
     );
     finish(env).await;
 }
+
+/// The attack report's `ghost`: a request for an allowed role in a namespace that does not exist,
+/// with no webhook to refuse it at create. On 426d566 it stayed without phase, reason or
+/// condition, retried forever in the operator's log; now it is Denied within seconds, with the
+/// reason and the namespace named, and nothing bound.
+#[tokio::test]
+async fn a_request_for_a_namespace_that_does_not_exist_is_denied_and_says_why() {
+    let Some(env) = Env::isolated("ghost").await else {
+        return;
+    };
+    env.start_operator(settings());
+    let real = env.namespace("real").await;
+    let ghost = env.name("ghost");
+    let role = fixtures::create_role(
+        &env,
+        &fixtures::pod_reader(&env, "reader", &[&real, &ghost]),
+    )
+    .await;
+    fixtures::create_eligibility(
+        &env,
+        &fixtures::eligibility(
+            &env,
+            "alice",
+            &role.name_any(),
+            vec![SubjectRef::user("alice")],
+        ),
+    )
+    .await;
+    let request = fixtures::submit(
+        &env,
+        "alice",
+        &fixtures::request(
+            &env,
+            "haunted",
+            "alice",
+            &role.name_any(),
+            &[&real, &ghost],
+            "10m",
+        ),
+    )
+    .await;
+    let denied = until(
+        &env,
+        "the request Denied",
+        Duration::from_secs(10),
+        || async {
+            let r: ActivationRequest = Api::all(env.admin())
+                .get(&request.name_any())
+                .await
+                .map_err(|e| e.to_string())?;
+            match r.phase() {
+                Some(Phase::Denied) => Ok(r),
+                _ => Err(wait::describe(&r)),
+            }
+        },
+    )
+    .await;
+    let status = denied.status.clone().unwrap_or_default();
+    assert_eq!(status.reason.as_deref(), Some("NamespaceNotFound"));
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(&format!("namespace {ghost} does not exist")),
+        "{message}"
+    );
+    assert!(
+        status.conditions.iter().any(|c| c.type_ == "Ready"),
+        "a condition says it: {:?}",
+        status.conditions
+    );
+    // Never a grant in part: nothing was left in the namespace that does exist.
+    assert!(
+        fixtures::role_bindings_of(&env, &request.name_any())
+            .await
+            .is_empty()
+    );
+    finish(env).await;
+}

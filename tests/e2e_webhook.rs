@@ -562,6 +562,60 @@ async fn webhook_stamps_identities_and_gives_fast_feedback() {
         status.message
     );
 
+    // A namespace the role allows but that does not exist: refused at create, naming it (the
+    // attack report's `ghost`: admitted, then silent for good).
+    let ghost = env.name("ghost");
+    let anywhere = fixtures::create_role(
+        &env,
+        &fixtures::pod_reader(&env, "ghost-reader", &[&apps, &ghost]),
+    )
+    .await;
+    fixtures::create_eligibility(
+        &env,
+        &fixtures::eligibility(
+            &env,
+            "alice-ghost",
+            &anywhere.name_any(),
+            vec![SubjectRef::user("alice")],
+        ),
+    )
+    .await;
+    let haunted = fixtures::request(
+        &env,
+        "ghost",
+        "alice",
+        &anywhere.name_any(),
+        &[&ghost],
+        "10m",
+    );
+    let err = Api::<ActivationRequest>::all(env.client("alice"))
+        .create(&PostParams::default(), &haunted)
+        .await
+        .expect_err("refused at create: the namespace does not exist");
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert!(
+        status.message.contains(&format!(
+            "NamespaceNotFound: namespace {ghost} does not exist"
+        )),
+        "{:?}",
+        status.message
+    );
+    // The same request for a namespace that exists is admitted.
+    let fine = fixtures::request(
+        &env,
+        "not-ghost",
+        "alice",
+        &anywhere.name_any(),
+        &[&apps],
+        "10m",
+    );
+    Api::<ActivationRequest>::all(env.client("alice"))
+        .create(&PostParams::default(), &fine)
+        .await
+        .expect("admitted: the namespace exists");
+
     env.check_operator();
     let outcome = env.stop_operator().await;
     assert!(outcome.starts_with("Ok"), "{outcome}");

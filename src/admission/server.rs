@@ -29,6 +29,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tracing::Instrument;
 
+use k8s_openapi::api::core::v1::Namespace;
+
 use crate::api::{Eligibility, PrivilegedRole};
 
 use super::tls::{self, Resolver};
@@ -143,9 +145,35 @@ impl Handler {
         };
         let verdict = match verdict {
             Verdict::Deny(refusal) => self.confirm(&candidate, refusal).await,
-            allow => allow,
+            allow => match self.absent_namespace(&candidate).await {
+                Some(namespace) => {
+                    Verdict::Deny(crate::policy::validation::namespace_not_found(&namespace))
+                }
+                None => allow,
+            },
         };
         validate::respond(req, &verdict)
+    }
+
+    /// The first requested namespace the API server says does not exist. Anything short of a
+    /// clear 404 (no client, a refused or slow read) admits: the controller denies it then.
+    async fn absent_namespace(&self, candidate: &Candidate) -> Option<String> {
+        let client = self.client.as_ref()?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for namespace in &candidate.spec.namespaces {
+            match tokio::time::timeout(CONFIRM_TIMEOUT, namespaces.get_metadata_opt(namespace))
+                .await
+            {
+                Ok(Ok(None)) => return Some(namespace.clone()),
+                Ok(Ok(Some(_))) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %namespace, "could not read the namespace; admitting");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// A refusal from the caches is sent only if a fresh read refuses too; when the fresh read

@@ -640,6 +640,11 @@ pub mod expect {
         call(Method::DELETE, role_binding_path(namespace, name)).with_uid_precondition(uid)
     }
 
+    /// DELETE of a RoleBinding by its name alone (no precondition).
+    pub fn role_binding_deleted_by_name(namespace: &str, name: &str) -> Expectation {
+        call(Method::DELETE, role_binding_path(namespace, name))
+    }
+
     pub fn cluster_role_binding_deleted(name: &str, uid: &str) -> Expectation {
         call(Method::DELETE, cluster_role_binding_path(name)).with_uid_precondition(uid)
     }
@@ -825,6 +830,18 @@ impl Expectation {
 
     pub fn replies_not_found(mut self) -> Self {
         self.reply = Reply::Failure(404, "NotFound");
+        self
+    }
+    /// What the API server answers a create in a namespace that does not exist.
+    pub fn replies_namespace_not_found(mut self, namespace: &str) -> Self {
+        self.reply = Reply::Json(
+            404,
+            json!({
+                "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
+                "reason": "NotFound", "message": format!("namespaces \"{namespace}\" not found"),
+                "details": {"name": namespace, "kind": "namespaces"},
+            }),
+        );
         self
     }
     pub fn replies_conflict(mut self) -> Self {

@@ -12,7 +12,10 @@ use serde_json::json;
 use crate::api::{ActivationRequest, ActivationRequestStatus, Eligibility, FINALIZER, Phase};
 use crate::audit::{self, AuditRecord};
 use crate::notify::{EventKind, Notification};
-use crate::policy::lifecycle::{BindingKind, Input, ObservedBinding, Step, decide};
+use crate::policy::lifecycle::{
+    BindingKind, DesiredBinding, Input, ObservedBinding, Step, decide, namespace_missing,
+    step_bindings,
+};
 use crate::policy::status::request_status;
 use crate::time::from_k8s;
 
@@ -67,7 +70,7 @@ pub async fn reconcile(
         observed: &observed,
         now,
     };
-    let step = decide(&input);
+    let mut step = decide(&input);
     tracing::debug!(request = %name, ?step, "decided");
 
     // A same-named binding left by an earlier request of this name is never ours to keep.
@@ -76,6 +79,8 @@ pub async fn reconcile(
     }
 
     let mut resource_version = request.resource_version();
+    // A namespace the step binds in that the API server says does not exist.
+    let mut absent_namespace: Option<String> = None;
     match &step {
         Step::Activate {
             activation,
@@ -112,13 +117,22 @@ pub async fn reconcile(
                     .iter()
                     .any(|f| !f.foreign && d.is_satisfied_by(&f.observed))
             }) {
-                let created =
-                    bindings::create(&ctx.client, missing, &request, activation.expires_at).await?;
-                first_created = first_created.or(created);
+                match bindings::create(&ctx.client, missing, &request, activation.expires_at).await
+                {
+                    Ok(created) => first_created = first_created.or(created),
+                    Err(error) => match missing_namespace(&error, missing) {
+                        Some(namespace) => {
+                            absent_namespace = Some(namespace);
+                            break;
+                        }
+                        None => return Err(error),
+                    },
+                }
             }
             // Approving write → binding: only for the activation itself, not for a binding put
             // back later, and only when someone approved.
-            if matches!(step, Step::Activate { .. })
+            if absent_namespace.is_none()
+                && matches!(step, Step::Activate { .. })
                 && let Some(created) = first_created
                 && let Some(approved) = crate::metrics::approving_write_at(&request, MANAGER)
             {
@@ -146,6 +160,22 @@ pub async fn reconcile(
         }
     }
 
+    if let Some(namespace) = absent_namespace {
+        // Never a grant in part: whatever this pass created goes again, by its deterministic name.
+        for made in step_bindings(&step) {
+            bindings::delete(
+                &ctx.client,
+                made.kind,
+                made.namespace.as_deref(),
+                &made.name,
+                None,
+            )
+            .await?;
+        }
+        step = namespace_missing(&step, &namespace);
+        tracing::info!(request = %name, %namespace, ?step, "namespace missing");
+    }
+
     let new_status = request_status(&old_status, &step, request.metadata.generation, now);
     if new_status != old_status {
         match patch_status(&ctx, &name, resource_version, &new_status).await {
@@ -162,6 +192,22 @@ pub async fn reconcile(
         }
     }
     Ok(requeue_at(step.wake_at(), now))
+}
+
+/// The namespace a RoleBinding create was refused for because the namespace does not exist (the
+/// API server answers 404 with the namespace as the missing object).
+fn missing_namespace(error: &Error, binding: &DesiredBinding) -> Option<String> {
+    let Error::Kube {
+        source: kube::Error::Api(status),
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let namespace = binding.namespace.as_ref()?;
+    let details = status.details.as_ref()?;
+    (status.code == 404 && details.kind == "namespaces" && details.name == *namespace)
+        .then(|| namespace.clone())
 }
 
 fn seconds(d: chrono::Duration) -> f64 {

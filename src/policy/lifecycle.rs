@@ -151,6 +151,38 @@ impl Step {
     }
 }
 
+/// The step once the API server said that `namespace`, where the step would bind, does not exist.
+/// Nothing can be granted there, and a grant is never made in part: an activation is denied, a
+/// running grant (its namespace deleted under it) ends. Other steps are unchanged.
+pub fn namespace_missing(step: &Step, namespace: &str) -> Step {
+    match step {
+        Step::Activate { .. } => {
+            let refusal = super::validation::namespace_not_found(namespace);
+            Step::End {
+                phase: Phase::Denied,
+                reason: refusal.reason,
+                message: refusal.message,
+            }
+        }
+        Step::KeepActive { .. } => Step::End {
+            phase: Phase::Revoked,
+            reason: reasons::NAMESPACE_NOT_FOUND,
+            message: format!(
+                "namespace {namespace} was deleted during the grant: the grant ends everywhere"
+            ),
+        },
+        other => other.clone(),
+    }
+}
+
+/// The bindings a step creates or keeps (none for the others).
+pub fn step_bindings(step: &Step) -> &[DesiredBinding] {
+    match step {
+        Step::Activate { bindings, .. } | Step::KeepActive { bindings, .. } => bindings,
+        _ => &[],
+    }
+}
+
 /// Deterministic binding name for a request: `kubepim-<request>`, shortened with a stable hash
 /// when the request name is too long for an object name.
 ///

@@ -21,6 +21,8 @@ pub const NOT_ELIGIBLE: &str = "NotEligible";
 pub const ELIGIBILITY_NOT_YET_VALID: &str = "EligibilityNotYetValid";
 pub const ELIGIBILITY_EXPIRED: &str = "EligibilityExpired";
 pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+/// A namespace the request binds in does not exist (the API server said so).
+pub const NAMESPACE_NOT_FOUND: &str = "NamespaceNotFound";
 pub const NAMESPACES_REQUIRED: &str = "NamespacesRequired";
 pub const NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE: &str = "NamespacesNotAllowed";
 pub const DURATION_TOO_LONG: &str = "DurationTooLong";

@@ -41,6 +41,19 @@ impl Refusal {
     }
 }
 
+/// The refusal for a request that names a namespace that does not exist (a fact the webhook reads
+/// from the API server; the controller meets it as the API server's 404 and denies the same way,
+/// see [`super::lifecycle::namespace_missing`]).
+pub fn namespace_not_found(namespace: &str) -> Refusal {
+    Refusal::new(
+        super::reasons::NAMESPACE_NOT_FOUND,
+        format!(
+            "namespace {namespace} does not exist: nothing can be granted there (create the \
+             namespace first, or request only namespaces that exist)"
+        ),
+    )
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.reason, self.message)

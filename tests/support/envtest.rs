@@ -534,6 +534,8 @@ pub fn operator_cluster_role() -> ClusterRole {
             ),
             // kube's event recorder creates, then patches repeated events.
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+            // The webhook's fast feedback reads a requested namespace.
+            rule(&[""], &["namespaces"], &["get"]),
         ]),
         ..Default::default()
     }

@@ -911,3 +911,42 @@ async fn a_resync_of_settled_requests_writes_nothing() {
     assert_eq!(resync.server.writes(), 0);
     assert!(resync.server.calls.is_empty() && resync.server.events.is_empty());
 }
+
+/// A request for an allowed role in a namespace that does not exist: the API server refuses the
+/// binding with 404 for the namespace; the request is Denied with the reason and the namespace
+/// named (never silent, never retried forever), and nothing stays bound.
+#[tokio::test(start_paused = true)]
+async fn a_namespace_that_does_not_exist_denies_the_request_with_the_reason() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = activation_request("r1");
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::finalizer_added("r1"))
+        .then(expect::role_binding_created(NAMESPACE).replies_namespace_not_found(NAMESPACE))
+        .then(expect::role_binding_deleted_by_name(NAMESPACE, "kubepim-r1").replies_not_found())
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Denied));
+            assert_eq!(s.reason.as_deref(), Some(reasons::NAMESPACE_NOT_FOUND));
+            let message = s.message.clone().unwrap_or_default();
+            assert!(
+                message.contains(&format!("namespace {NAMESPACE} does not exist")),
+                "{message}"
+            );
+            assert!(s.bindings.is_empty() && s.expires_at.is_none());
+        }))
+        .run(|client| async move {
+            let result = reconcile(Arc::new(request.clone()), caches.context(client)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            result
+        })
+        .await;
+    outcome
+        .result
+        .expect("the reconcile succeeds: the outcome is recorded, not retried");
+    assert_eq!(outcome.server.writes(), 4);
+    assert!(
+        outcome.server.published("Denied"),
+        "{:?}",
+        outcome.server.events
+    );
+}

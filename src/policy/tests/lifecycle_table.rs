@@ -859,3 +859,61 @@ impl WithRole for World {
         self
     }
 }
+
+#[test]
+fn a_missing_namespace_denies_an_activation_and_ends_a_running_grant() {
+    let activation = Activation {
+        activated_at: at(0),
+        expires_at: at(60),
+    };
+    let activate = Step::Activate {
+        activation,
+        bindings: vec![],
+        tally: Default::default(),
+        grant: crate::policy::Grant {
+            namespaces: vec!["ghost".into()],
+            duration: TimeDelta::minutes(60),
+            eligibilities: vec![],
+            eligible_until: None,
+            recheck_at: None,
+        },
+        reason: reasons::APPROVED,
+    };
+    let Step::End {
+        phase,
+        reason,
+        message,
+    } = crate::policy::lifecycle::namespace_missing(&activate, "ghost")
+    else {
+        panic!("an activation into a missing namespace ends");
+    };
+    assert_eq!(
+        (phase, reason),
+        (Phase::Denied, reasons::NAMESPACE_NOT_FOUND)
+    );
+    assert!(
+        message.contains("namespace ghost does not exist"),
+        "{message}"
+    );
+
+    let keep = Step::KeepActive {
+        activation,
+        bindings: vec![],
+        wake: at(60),
+        tally: Default::default(),
+    };
+    let Step::End { phase, reason, .. } =
+        crate::policy::lifecycle::namespace_missing(&keep, "ghost")
+    else {
+        panic!("a grant whose namespace went ends");
+    };
+    assert_eq!(
+        (phase, reason),
+        (Phase::Revoked, reasons::NAMESPACE_NOT_FOUND)
+    );
+    // Nothing else changes.
+    assert_eq!(
+        crate::policy::lifecycle::namespace_missing(&Step::Settled, "ghost"),
+        Step::Settled
+    );
+}
