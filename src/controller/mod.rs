@@ -146,6 +146,26 @@ pub enum Error {
 
 impl Error {
     /// A short, bounded label for metrics and Event reasons.
+    /// Why a reconcile that failed this way will keep failing until someone acts (a binding name
+    /// taken, a refusal by the API server): the request must show it. `None` for what a retry
+    /// cures (timeouts, 5xx, 429, conflicts).
+    pub fn persistent_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::NameTaken { .. } => Some("BindingNameTaken"),
+            Error::Invariant(_) => Some("Invariant"),
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => match status.code {
+                403 => Some("Forbidden"),
+                422 => Some("Invalid"),
+                400 => Some("BadRequest"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "ApiError",

@@ -32,6 +32,79 @@ pub async fn reconcile(
     request: Arc<ActivationRequest>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let result = reconcile_request(request.clone(), ctx.clone()).await;
+    if let Err(error) = &result
+        && let Some(reason) = error.persistent_reason()
+    {
+        report_stuck(&ctx, &request, reason, &error.to_string()).await;
+    }
+    result
+}
+
+/// A request the controller cannot move on shows why: `Ready=False` with the reason, once per
+/// distinct error (an identical condition is not written again), a Warning Event and an audit
+/// line. Best effort: the reconcile is retried whatever happens here.
+async fn report_stuck(
+    ctx: &Context,
+    request: &ActivationRequest,
+    reason: &'static str,
+    message: &str,
+) {
+    // The reconcile may have written since it read (the finalizer): judge and write on the latest
+    // version, conditional on it, so that nothing written meanwhile (an approval) is overwritten.
+    let name = request.name_any();
+    let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
+    let Ok(Some(latest)) = bindings::bounded("get request", api.get_opt(&name)).await else {
+        return;
+    };
+    let request = &latest;
+    let old = request.status.clone().unwrap_or_default();
+    let new = crate::policy::status::stuck_status(
+        &old,
+        reason,
+        message,
+        request.metadata.generation,
+        ctx.now(),
+    );
+    if new == old {
+        return;
+    }
+    if let Err(error) = patch_status(ctx, &name, request.resource_version(), &new).await {
+        tracing::debug!(%error, request = %name, "could not record why the request is stuck");
+        return;
+    }
+    tracing::warn!(request = %name, reason, "{message}");
+    ctx.publish(
+        request,
+        EventType::Warning,
+        reason,
+        "Reconcile",
+        message.to_string(),
+    );
+    let requester = request
+        .spec
+        .requester
+        .as_ref()
+        .map(|r| r.username.as_str())
+        .unwrap_or("");
+    audit::record(&AuditRecord {
+        decision: "stuck",
+        request: &name,
+        requester,
+        role: &request.spec.role,
+        namespaces: &request.spec.namespaces,
+        until: None,
+        approvers: &[],
+        reason,
+        message,
+        break_glass: false,
+    });
+}
+
+async fn reconcile_request(
+    request: Arc<ActivationRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let name = request.name_any();
     // Our own write of a moment ago may not be in the cache yet: acting on the older version
     // would only repeat work and meet a conflict. The watch delivers the newer one.

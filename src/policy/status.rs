@@ -46,6 +46,34 @@ pub fn set_condition(
     }
 }
 
+/// The status of a request the controller cannot move on: everything as it was, and `Ready`
+/// False with why (`reason` a bounded word, `message` the error), so that the request shows why it
+/// is where it is while the controller retries. Equal to `old` when it says so already.
+pub fn stuck_status(
+    old: &ActivationRequestStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> ActivationRequestStatus {
+    let mut status = old.clone();
+    let unchanged = status.conditions.iter().any(|c| {
+        c.type_ == READY && c.status == "False" && c.reason == reason && c.message == message
+    });
+    if !unchanged {
+        set_condition(
+            &mut status.conditions,
+            READY,
+            false,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
+    status
+}
+
 fn binding_refs(bindings: &[DesiredBinding]) -> Vec<BindingRef> {
     let mut refs: Vec<BindingRef> = bindings
         .iter()

@@ -950,3 +950,64 @@ async fn a_namespace_that_does_not_exist_denies_the_request_with_the_reason() {
         outcome.server.events
     );
 }
+
+/// A binding name taken by someone else's binding: the grant cannot be made, and retrying does not
+/// cure it. The request shows why (Ready=False, BindingNameTaken, the binding named) with one
+/// Warning Event; the next failing reconcile writes nothing more.
+#[tokio::test(start_paused = true)]
+async fn a_persistent_error_is_shown_on_the_request_once() {
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let request = activation_request("r1");
+    let squatter: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kubepim-r1", "namespace": NAMESPACE, "uid": "uid-squatter"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}],
+    }))
+    .unwrap();
+    let outcome = Scenario::new()
+        .holding(&request)
+        .holding(&squatter)
+        .then(expect::finalizer_added("r1"))
+        .then(expect::role_binding_created(NAMESPACE))
+        .then(expect::role_binding_read(NAMESPACE, "kubepim-r1"))
+        .then(expect::request_read("r1"))
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(condition(&s, READY), ("False", "BindingNameTaken"));
+            let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
+            assert!(ready.message.contains("kubepim-r1"), "{}", ready.message);
+            assert!(s.bindings.is_empty() && s.phase.is_none());
+        }))
+        .run(|client| async move {
+            let result = reconcile(Arc::new(request.clone()), caches.context(client)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            result
+        })
+        .await;
+    assert!(matches!(outcome.result, Err(Error::NameTaken { .. })));
+    assert!(outcome.server.published("BindingNameTaken"));
+    let squatter_kept = outcome.server.objects.role_binding(NAMESPACE, "kubepim-r1");
+    assert_eq!(squatter_kept.metadata.uid.as_deref(), Some("uid-squatter"));
+
+    // The retry meets the same error: the request already says so, nothing more is written.
+    let shown = outcome.server.objects.request("r1");
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let again = Scenario::new()
+        .holding(&shown)
+        .holding(&squatter)
+        .then(expect::role_binding_created(NAMESPACE))
+        .then(expect::role_binding_read(NAMESPACE, "kubepim-r1"))
+        .then(expect::request_read("r1"))
+        .run(|client| async move {
+            let result = reconcile(Arc::new(shown.clone()), caches.context(client)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            result
+        })
+        .await;
+    assert!(matches!(again.result, Err(Error::NameTaken { .. })));
+    assert_eq!(
+        again.server.writes(),
+        1,
+        "only the create that meets the squatter"
+    );
+    assert!(again.server.events.is_empty());
+}
