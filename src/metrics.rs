@@ -121,6 +121,7 @@ struct Sources {
     /// The caches, and whether they have synced.
     caches: RwLock<Option<Caches>>,
     notifier: RwLock<Option<Notifier>>,
+    webhook: RwLock<Option<crate::admission::WebhookTelemetry>>,
     api_calls: ApiCallCounter,
     /// Failed reconciles by kind and error category (described even while there are none).
     reconcile_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -268,6 +269,15 @@ impl Metrics {
     }
 
     /// The notifier whose counts are exported (replaces an earlier one).
+    /// The webhook this replica serves: its reviews, readiness and certificate expiry.
+    pub fn attach_webhook(&self, webhook: crate::admission::WebhookTelemetry) {
+        *self
+            .sources
+            .webhook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(webhook);
+    }
+
     pub fn attach_notifier(&self, notifier: Notifier) {
         *self
             .sources
@@ -436,6 +446,39 @@ impl Collector for ScrapeTime {
                 ("code", key.code.label()),
             ];
             ConstCounter::new(count).encode(api.encode_family(&labels)?)?;
+        }
+
+        let webhook = sources
+            .webhook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(webhook) = webhook {
+            let mut reviews = encoder.encode_descriptor(
+                "kubepim_webhook_reviews",
+                "Admission reviews the webhook answered, by endpoint (mutate, validate) and result \
+                 (allowed, refused, error)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (endpoint, result, count) in webhook.reviews() {
+                let labels = [("endpoint", endpoint), ("result", result)];
+                ConstCounter::new(count).encode(reviews.encode_family(&labels)?)?;
+            }
+            gauge(
+                &mut encoder,
+                "kubepim_webhook_serving",
+                "1 when this replica's webhook has a serving certificate and answers reviews",
+                u64::from(webhook.serving()),
+            )?;
+            if let Some(at) = webhook.certificate_expiry() {
+                gauge(
+                    &mut encoder,
+                    "kubepim_webhook_certificate_expiry_timestamp_seconds",
+                    "notAfter of the webhook's serving certificate, in seconds since the epoch",
+                    u64::try_from(at.timestamp()).unwrap_or_default(),
+                )?;
+            }
         }
 
         let stats = sources

@@ -25,6 +25,7 @@
 pub mod certs;
 pub mod mutate;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 pub mod validate;
 
@@ -40,6 +41,7 @@ use k8s_openapi::api::authentication::v1::UserInfo;
 use crate::api::Requester;
 
 pub use server::{Snapshots, Webhook};
+pub use telemetry::WebhookTelemetry;
 
 /// Path of the mutating endpoint.
 pub const MUTATE_PATH: &str = "/mutate";

@@ -33,6 +33,7 @@ use k8s_openapi::api::core::v1::Namespace;
 
 use crate::api::{Eligibility, PrivilegedRole};
 
+use super::telemetry::{ReviewCounts, WebhookTelemetry};
 use super::tls::{self, Resolver};
 use super::validate::{self, Candidate, Verdict};
 use super::{Error, MUTATE_PATH, VALIDATE_PATH, WebhookSettings, mutate};
@@ -67,11 +68,16 @@ pub struct Handler {
     snapshots: Option<Snapshots>,
     /// Confirms fast-feedback refusals against the API server (the caches may lag).
     client: Option<Client>,
+    reviews: Arc<ReviewCounts>,
 }
 
 impl Handler {
     pub fn new(snapshots: Option<Snapshots>, client: Option<Client>) -> Self {
-        Self { snapshots, client }
+        Self {
+            snapshots,
+            client,
+            reviews: Arc::default(),
+        }
     }
 
     /// Handles one review on `path`; `Err` is an HTTP error for a body that is not a review.
@@ -80,13 +86,20 @@ impl Handler {
         path: &str,
         body: &[u8],
     ) -> Result<AdmissionReview<DynamicObject>, (StatusCode, String)> {
+        let endpoint = if path == MUTATE_PATH {
+            "mutate"
+        } else {
+            "validate"
+        };
         let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| {
+            self.reviews.count(endpoint, "error");
             (
                 StatusCode::BAD_REQUEST,
                 format!("not an AdmissionReview: {e}"),
             )
         })?;
         let req: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| {
+            self.reviews.count(endpoint, "error");
             (
                 StatusCode::BAD_REQUEST,
                 "AdmissionReview without a request".to_string(),
@@ -109,6 +122,14 @@ impl Handler {
             _ => self.validate(&req).instrument(span.clone()).await,
         };
         let patched = response.patch.is_some();
+        self.reviews.count(
+            endpoint,
+            if response.allowed {
+                "allowed"
+            } else {
+                "refused"
+            },
+        );
         span.in_scope(|| {
             if response.allowed {
                 tracing::info!(
@@ -398,6 +419,15 @@ impl Webhook {
     /// True once a serving certificate is in place (for `/readyz`).
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready_tx.subscribe()
+    }
+
+    /// What `/metrics` reports of this webhook.
+    pub fn telemetry(&self) -> WebhookTelemetry {
+        WebhookTelemetry {
+            reviews: self.handler.reviews.clone(),
+            resolver: self.resolver.clone(),
+            ready: self.ready_tx.subscribe(),
+        }
     }
 
     /// Serves, and keeps the certificate fresh, until `shutdown` resolves.

@@ -167,6 +167,7 @@ async fn validate_round_trip_refuses_with_the_policy_message() {
         }),
         None,
     );
+    let reviews = handler.reviews.clone();
     let server = start(&m, handler).await;
 
     let (status, review) = post(server.addr, &m.bundle, "/validate", &create_review(alice())).await;
@@ -181,6 +182,23 @@ async fn validate_round_trip_refuses_with_the_policy_message() {
     assert_eq!(
         review["response"]["status"]["message"],
         "NotEligible: bob is not eligible for role payments-admin: no Eligibility names the user or any of their groups"
+    );
+    let (status, _) = post(
+        server.addr,
+        &m.bundle,
+        "/validate",
+        &json!({"not": "a review"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // What /metrics reports: one allowed, one refused, one error, on the validate endpoint.
+    assert_eq!(
+        reviews.snapshot(),
+        [
+            ("validate", "allowed", 1),
+            ("validate", "error", 1),
+            ("validate", "refused", 1)
+        ]
     );
     let _ = server.stop.send(());
 }

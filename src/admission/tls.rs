@@ -77,9 +77,24 @@ pub fn certified_key(pair: &CertAndKey) -> Result<CertifiedKey, Error> {
 #[derive(Debug, Default)]
 pub struct Resolver {
     current: RwLock<Option<(CertAndKey, Arc<CertifiedKey>)>>,
+    not_after: RwLock<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Resolver {
+    /// `notAfter` of the certificate being served (for the expiry metric).
+    pub fn not_after(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.not_after.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note_expiry(&self, at: chrono::DateTime<chrono::Utc>) {
+        *self.not_after.write().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn note_expiry_for_tests(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.note_expiry(at);
+    }
+
     /// Serves `pair` from the next handshake on. Returns whether it changed.
     pub fn set(&self, pair: &CertAndKey) -> Result<bool, Error> {
         if self
@@ -440,6 +455,7 @@ pub async fn refresh(
     }
     if resolver.set(&serving)? {
         let info = certs::inspect(&serving.cert_pem).map_err(Error::Certificate)?;
+        resolver.note_expiry(info.not_after);
         tracing::info!(
             not_after = %info.not_after.to_rfc3339(),
             names = ?info.names,

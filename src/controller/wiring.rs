@@ -242,6 +242,7 @@ pub async fn run_operator(
                 "no webhook serving certificate yet",
                 webhook.ready(),
             );
+            settings.metrics.attach_webhook(webhook.telemetry());
             Some(webhook)
         }
         None => None,

@@ -31,6 +31,9 @@ METRICS = {
     "kubepim_unmanaged_privileged_bindings",
     "kubepim_is_leader",
     "kubepim_managed_bindings_removed_total",
+    "kubepim_webhook_serving",
+    "kubepim_webhook_reviews_total",
+    "kubepim_webhook_certificate_expiry_timestamp_seconds",
     # Reconcile errors per kind: the name is the chart's assumption (not fixed by issue 5).
     "kubepim_reconcile_errors_total",
 }

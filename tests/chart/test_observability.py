@@ -63,6 +63,8 @@ def test_prometheus_rule_alerts():
         "KubepimNoLeader",
         "KubepimReconcileErrors",
         "KubepimIllegitimateBindingRemoved",
+        "KubepimWebhookNotServing",
+        "KubepimWebhookCertificateExpiring",
     }
     for name, alert in found.items():
         expr = alert["expr"]
@@ -71,7 +73,10 @@ def test_prometheus_rule_alerts():
         assert f'namespace="{NAMESPACE}"' in expr, f"{name} is not scoped to the release: {expr}"
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
-        assert "{{ $value" in alert["annotations"]["description"] or name == "KubepimNoLeader"
+        assert "{{ $value" in alert["annotations"]["description"] or name in {
+            "KubepimNoLeader",
+            "KubepimWebhookNotServing",
+        }
     late = found["KubepimRevocationLate"]["expr"]
     assert "histogram_quantile(0.99" in late and "kubepim_revocation_lateness_seconds_bucket" in late
     assert re.search(r">\s*1\s*$", late)
@@ -80,6 +85,8 @@ def test_prometheus_rule_alerts():
     assert "kubepim_unmanaged_privileged_bindings" in found["KubepimUnmanagedPrivilegedBindings"]["expr"]
     forged = found["KubepimIllegitimateBindingRemoved"]
     assert 'class="illegitimate"' in forged["expr"] and forged["labels"]["severity"] == "critical"
+    assert found["KubepimWebhookNotServing"]["expr"].endswith("== 0")
+    assert "- time() < 604800" in found["KubepimWebhookCertificateExpiring"]["expr"]
     no_leader = found["KubepimNoLeader"]
     assert no_leader["expr"].startswith("(max(kubepim_is_leader") and no_leader["expr"].endswith("== 0")
     assert no_leader["for"] == "5m"
