@@ -253,4 +253,12 @@ impl ActivationRequest {
     pub fn phase(&self) -> Option<Phase> {
         self.status.as_ref().and_then(|s| s.phase)
     }
+
+    /// The admission-stamped requester's username (empty when the request has none).
+    pub fn requester_name(&self) -> &str {
+        self.spec
+            .requester
+            .as_ref()
+            .map_or("", |r| r.username.as_str())
+    }
 }

@@ -81,12 +81,7 @@ async fn report_stuck(
         "Reconcile",
         message.to_string(),
     );
-    let requester = request
-        .spec
-        .requester
-        .as_ref()
-        .map(|r| r.username.as_str())
-        .unwrap_or("");
+    let requester = request.requester_name();
     audit::record(&AuditRecord {
         decision: "stuck",
         request: &name,
@@ -506,12 +501,7 @@ fn audit_record(
     approvers: &[String],
     notify_as: Option<EventKind>,
 ) {
-    let requester = request
-        .spec
-        .requester
-        .as_ref()
-        .map(|r| r.username.as_str())
-        .unwrap_or("");
+    let requester = request.requester_name();
     let name = request.name_any();
     let record = AuditRecord {
         decision,
@@ -565,12 +555,7 @@ fn record_transition(
             "Approve",
             note.clone(),
         );
-        let requester = request
-            .spec
-            .requester
-            .as_ref()
-            .map(|r| r.username.clone())
-            .unwrap_or_default();
+        let requester = request.requester_name().to_string();
         ctx.notifier.notify(Notification {
             kind: EventKind::Approved,
             request: request.name_any(),

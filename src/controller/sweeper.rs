@@ -233,10 +233,7 @@ fn report_removed(
     {
         ctx.metrics.observe_revocation_lateness(late as f64 / 1e6);
     }
-    let requester = request
-        .and_then(|r| r.spec.requester.as_ref())
-        .map(|r| r.username.as_str())
-        .unwrap_or("");
+    let requester = request.map_or("", ActivationRequest::requester_name);
     let role = request.map(|r| r.spec.role.as_str()).unwrap_or("");
     let subjects: Vec<String> = observed
         .subjects
@@ -280,27 +277,22 @@ fn report_removed(
         uid: candidate.uid.clone(),
         ..Default::default()
     };
+    let reason = crate::policy::reasons::ILLEGITIMATE_BINDING_REMOVED;
     match observed.kind {
-        BindingKind::RoleBinding => ctx.publish(
-            &RoleBinding {
+        BindingKind::RoleBinding => {
+            let binding = RoleBinding {
                 metadata: reference,
                 ..Default::default()
-            },
-            EventType::Warning,
-            crate::policy::reasons::ILLEGITIMATE_BINDING_REMOVED,
-            "Revoke",
-            note,
-        ),
-        BindingKind::ClusterRoleBinding => ctx.publish(
-            &ClusterRoleBinding {
+            };
+            ctx.publish(&binding, EventType::Warning, reason, "Revoke", note)
+        }
+        BindingKind::ClusterRoleBinding => {
+            let binding = ClusterRoleBinding {
                 metadata: reference,
                 ..Default::default()
-            },
-            EventType::Warning,
-            crate::policy::reasons::ILLEGITIMATE_BINDING_REMOVED,
-            "Revoke",
-            note,
-        ),
+            };
+            ctx.publish(&binding, EventType::Warning, reason, "Revoke", note)
+        }
     }
 }
 
