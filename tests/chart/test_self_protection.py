@@ -99,3 +99,10 @@ def test_self_protection_can_be_turned_off_and_the_label_policy_goes_with_the_po
 def test_bad_values_are_refused(values, message):
     with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
         render(values)
+
+
+def test_notes_say_who_may_still_write_and_what_to_do_when_an_upgrade_is_refused():
+    notes = render({"selfProtection": {"exemptUsers": ["argocd"]}}).notes
+    assert "Self-protection is on" in notes and "system:masters" in notes and "argocd" in notes
+    assert "selfProtection.exemptUsers" in notes
+    assert "Self-protection is on" not in render({"selfProtection": {"enabled": False}}).notes
