@@ -29,22 +29,15 @@ use kubepim::policy::lifecycle::binding_name;
 use kubepim::policy::reasons;
 use support::Env;
 use support::envtest::NAMESPACE_ADMIN;
-use support::fixtures::{self, create_eligibility, create_role, eligibility, pod_reader};
+use support::fixtures::{
+    self, create_eligibility, create_role, eligibility, pod_reader, user_subject as user,
+};
 use support::invariants::assert_i1;
 use support::wait::{self, until};
 
 const RBAC: &str = "rbac.authorization.k8s.io";
 /// "At once": the guard acts on the watch event; this leaves room for a loaded machine.
 const REMOVAL_LIMIT: Duration = Duration::from_secs(5);
-
-fn user(name: &str) -> Subject {
-    Subject {
-        api_group: Some(RBAC.into()),
-        kind: "User".into(),
-        name: name.into(),
-        namespace: None,
-    }
-}
 
 /// The label and annotations kubepim puts on its bindings, copied by someone else.
 fn forged_meta(name: &str, namespace: Option<&str>, request: &str, uid: &str) -> ObjectMeta {

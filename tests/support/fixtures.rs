@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::Duration as KubeDuration;
 use kube::{Client, Resource};
@@ -20,6 +20,16 @@ use serde_json::{Value, json};
 
 use super::Env;
 use super::envtest::{NAMESPACE_READER, POD_READER, SECRET_READER};
+
+/// The RBAC subject of the user `name`.
+pub fn user_subject(name: &str) -> Subject {
+    Subject {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: "User".into(),
+        name: name.into(),
+        namespace: None,
+    }
+}
 
 pub fn dur(s: &str) -> KubeDuration {
     s.parse().unwrap_or_else(|e| panic!("duration {s:?}: {e}"))
