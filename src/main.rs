@@ -31,6 +31,10 @@ enum Command {
         /// Evaluate time windows and requests at this instant (RFC 3339) instead of now.
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Output: text (one line per finding), json (one document; see the README), github
+        /// (workflow annotations on the files and lines).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: kubepim::check::Format,
     },
 }
 
@@ -47,8 +51,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Check { paths, now } => {
-            kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now))
+        Command::Check { paths, now, output } => {
+            kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now), output)
         }
         Command::Run(args) => kubepim::controller::run_blocking(*args),
     }

@@ -381,3 +381,118 @@ fn the_fixture_directory_exists() {
     // Guards the relative paths above against a moved fixture directory.
     assert!(crate_path(BROKEN).is_dir());
 }
+
+/// The lines from `line` (1-based) up to the next `---`: the document a finding points at.
+fn document_at(file: &str, line: usize) -> String {
+    let text = std::fs::read_to_string(crate_path(file)).expect("read fixture");
+    text.lines()
+        .skip(line - 1)
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("---"))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn output_text_is_the_default() {
+    let run = check(&[BROKEN, "--now", "2026-11-24T00:00:00Z", "-o", "text"]);
+    assert_eq!((run.code, &run.stdout), (Some(1), &broken().stdout));
+}
+
+#[test]
+fn output_json_is_one_document_with_lines_and_the_same_exit_code() {
+    let run = check(&[BROKEN, "--now", "2026-11-24T00:00:00Z", "-o", "json"]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(report["version"], 1);
+    let summary = &report["summary"];
+    assert_eq!(
+        (&summary["errors"], &summary["warnings"]),
+        (&25.into(), &5.into())
+    );
+    assert_eq!(
+        (&summary["files"], &summary["objects"]),
+        (&5.into(), &25.into())
+    );
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(
+        findings.len(),
+        broken().stdout.lines().count() - 1,
+        "one per text line"
+    );
+    for f in findings {
+        let file = f["file"].as_str().expect("file");
+        let line = f["line"]
+            .as_u64()
+            .expect("every fixture document has a known line") as usize;
+        let name = f["name"].as_str().expect("name");
+        // The line is where the object's document starts: its own name is in it (except the
+        // fixture whose `name: yes` a YAML 1.1 reader turns into `true`).
+        if !name.is_empty() && !name.starts_with('<') && name != "true" {
+            let document = document_at(file, line);
+            assert!(
+                document.contains(name),
+                "{file}:{line} is not the document of {name}:\n{document}"
+            );
+        }
+        assert!(["error", "warning", "info"].contains(&f["severity"].as_str().expect("severity")));
+        assert!(f["kind"].is_string() && f["message"].is_string());
+        assert!(f["field"].is_string() || f["field"].is_null());
+    }
+}
+
+#[test]
+fn output_github_annotates_files_and_lines() {
+    let run = check(&[BROKEN, "--now", "2026-11-24T00:00:00Z", "-o", "github"]);
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("::error file="), 25, "{}", run.stdout);
+    assert_eq!(count("::warning file="), 5, "{}", run.stdout);
+    let commands: Vec<&&str> = lines.iter().filter(|l| l.starts_with("::")).collect();
+    for command in &commands {
+        let (properties, message) = command
+            .split_once("::")
+            .and_then(|(_, rest)| rest.split_once("::"))
+            .expect("::severity properties::message");
+        assert!(
+            properties.contains(&format!("file={BROKEN}/")) && properties.contains(",line="),
+            "{command}"
+        );
+        assert!(!message.is_empty() && !message.contains('\n'));
+    }
+    assert_eq!(
+        lines.last().copied(),
+        Some(
+            "checked 25 objects in 5 files: 25 errors, 5 warnings (1 document of other kinds ignored)"
+        )
+    );
+    let clean = check(&["examples/", "-o", "github"]);
+    assert_eq!(clean.code, Some(0));
+    assert_eq!(
+        clean.stdout,
+        "checked 13 objects in 12 files: 0 errors, 0 warnings\n"
+    );
+}
+
+#[test]
+fn output_formats_keep_exit_code_2_for_bad_input() {
+    let run = check(&["tests/fixtures/missing", "-o", "json"]);
+    assert_eq!(run.code, Some(2));
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["errors"][0]["file"], "tests/fixtures/missing");
+    assert!(report["summary"].is_null());
+    let run = check(&["tests/fixtures/missing", "-o", "github"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stdout
+            .starts_with("::error file=tests/fixtures/missing,"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        check(&["examples/", "-o", "yaml"]).code,
+        Some(2),
+        "clap rejects it"
+    );
+}

@@ -125,8 +125,17 @@ fn yaml_error_summary(error: &str) -> String {
         .to_owned()
 }
 
+/// The documents of one file, and the line each starts on where that is known.
+#[derive(Debug)]
+pub struct FileDocuments {
+    pub documents: Vec<Document>,
+    /// 1-based line of each document's first content line, in document order; empty when the
+    /// scan below disagrees with the parser on how many documents there are.
+    pub lines: Vec<usize>,
+}
+
 /// Reads every non-empty document of one file.
-pub fn read_documents(path: &Path, file_index: usize) -> Result<Vec<Document>, InputError> {
+pub fn read_documents(path: &Path, file_index: usize) -> Result<FileDocuments, InputError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Unreadable {
         path: shown.clone(),
@@ -137,7 +146,11 @@ pub fn read_documents(path: &Path, file_index: usize) -> Result<Vec<Document>, I
             path: shown.clone(),
             message: yaml_error_summary(&e.to_string()),
         })?;
-    Ok(values
+    let mut lines = document_lines(&text);
+    if lines.len() != values.len() {
+        lines.clear();
+    }
+    let documents = values
         .into_iter()
         .enumerate()
         .map(|(i, value)| Document {
@@ -148,7 +161,52 @@ pub fn read_documents(path: &Path, file_index: usize) -> Result<Vec<Document>, I
             },
             value,
         })
-        .collect())
+        .collect();
+    Ok(FileDocuments { documents, lines })
+}
+
+/// Where each non-empty document starts: its first line that is not blank, a comment, a
+/// directive or a `---` / `...` marker (or the `---` line itself when content follows on it).
+///
+/// The parser (serde-saphyr into `serde_json::Value`) keeps no positions, so this is a line
+/// scan. It cannot see a `---` inside a block scalar; the caller drops the lines when the count
+/// disagrees with the parser's, rather than point annotations at the wrong object.
+fn document_lines(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut current: Option<usize> = None;
+    let mut in_document = false;
+    for (i, line) in text.lines().enumerate() {
+        let number = i + 1;
+        let is_marker = |m: &str| {
+            line.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if is_marker("---") {
+            starts.extend(current.take());
+            in_document = true;
+            let rest = line[3..].trim();
+            if !rest.is_empty() && !rest.starts_with('#') {
+                current = Some(number);
+            }
+            continue;
+        }
+        if is_marker("...") {
+            starts.extend(current.take());
+            in_document = false;
+            continue;
+        }
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || (!in_document && line.starts_with('%'))
+        {
+            continue;
+        }
+        in_document = true;
+        if current.is_none() {
+            current = Some(number);
+        }
+    }
+    starts.extend(current);
+    starts
 }
 
 #[cfg(test)]
@@ -207,10 +265,23 @@ mod tests {
     fn documents_are_numbered_skipping_empty_ones() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), "x.yaml", "---\na: 1\n---\n---\nb: 2\n");
-        let docs = read_documents(&file, 3).unwrap();
+        let read = read_documents(&file, 3).unwrap();
+        assert_eq!(read.lines, [2, 5]);
+        let docs = read.documents;
         assert_eq!(docs.len(), 2);
         assert_eq!((docs[1].source.file_index, docs[1].source.document), (3, 2));
         assert_eq!(docs[1].value, serde_json::json!({"b": 2}));
+    }
+
+    #[test]
+    fn document_lines_skip_comments_directives_and_empty_documents() {
+        let text = "# a comment\n\napiVersion: v1\nkind: A\n---\n# only a comment\n---\n\
+                    --- {kind: B}\n...\n%YAML 1.2\n---\n  kind: C\n";
+        assert_eq!(document_lines(text), [3, 8, 12]);
+        assert_eq!(document_lines(""), Vec::<usize>::new());
+        // Agrees with the parser on the count, so read_documents keeps these lines.
+        let values: Vec<Value> = serde_saphyr::from_multiple(text).unwrap();
+        assert_eq!(values.len(), 3);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! request with a requester would be granted by the operator's own validation.
 //!
 //! Exit codes: 0 clean (warnings allowed), 1 errors found, 2 input that cannot be checked.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,11 +16,13 @@ use chrono::{DateTime, Utc};
 mod findings;
 mod load;
 mod objects;
+mod output;
 mod rules;
 mod schema;
 
 pub use findings::{Finding, Severity, Source};
 pub use load::InputError;
+pub use output::Format;
 
 /// The outcome of checking a set of files.
 #[derive(Debug)]
@@ -31,6 +34,8 @@ pub struct Report {
     pub objects: usize,
     /// Documents of other kinds, skipped.
     pub ignored: usize,
+    /// The line each document starts on, by (file index, document), where it is known.
+    pub lines: BTreeMap<(usize, usize), usize>,
 }
 
 impl Report {
@@ -39,6 +44,14 @@ impl Report {
             .iter()
             .filter(|f| f.severity == severity)
             .count()
+    }
+
+    /// The 1-based line of the document a finding is about, where it is known.
+    pub fn line(&self, finding: &Finding) -> Option<usize> {
+        let source = &finding.source;
+        self.lines
+            .get(&(source.file_index, source.document))
+            .copied()
     }
 
     pub fn has_errors(&self) -> bool {
@@ -74,10 +87,15 @@ impl Report {
 pub fn check_paths(paths: &[PathBuf], now: DateTime<Utc>) -> Result<Report, Vec<InputError>> {
     let files = load::find_yaml_files(paths)?;
     let mut documents = Vec::new();
+    let mut lines = BTreeMap::new();
     let mut errors = Vec::new();
     for (index, file) in files.iter().enumerate() {
         match load::read_documents(file, index) {
-            Ok(found) => documents.extend(found),
+            Ok(found) => {
+                let numbered = found.lines.iter().enumerate();
+                lines.extend(numbered.map(|(i, line)| ((index, i + 1), *line)));
+                documents.extend(found.documents);
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -93,17 +111,16 @@ pub fn check_paths(paths: &[PathBuf], now: DateTime<Utc>) -> Result<Report, Vec<
         files: files.len(),
         objects: counts.objects,
         ignored: counts.ignored,
+        lines,
     })
 }
 
-/// `kubepim check`: prints one line per finding and a summary, and returns the exit code.
-pub fn run(paths: &[PathBuf], now: DateTime<Utc>) -> ExitCode {
+/// `kubepim check`: prints the findings and a summary in `format`, and returns the exit code
+/// (the same for every format).
+pub fn run(paths: &[PathBuf], now: DateTime<Utc>, format: Format) -> ExitCode {
     match check_paths(paths, now) {
         Ok(report) => {
-            for finding in &report.findings {
-                println!("{finding}");
-            }
-            println!("{}", report.summary());
+            print!("{}", output::render(&report, format));
             if report.has_errors() {
                 ExitCode::from(1)
             } else {
@@ -111,9 +128,10 @@ pub fn run(paths: &[PathBuf], now: DateTime<Utc>) -> ExitCode {
             }
         }
         Err(errors) => {
-            for error in errors {
+            for error in &errors {
                 eprintln!("error: {error}");
             }
+            print!("{}", output::render_input_errors(&errors, format));
             ExitCode::from(2)
         }
     }
@@ -129,6 +147,7 @@ mod tests {
             files: 5,
             objects: 12,
             ignored,
+            lines: BTreeMap::new(),
         }
     }
 

@@ -49,7 +49,7 @@ def test_defaults():
     assert pod["serviceAccountName"] == "kubepim"
     assert "priorityClassName" not in pod
     assert "topologySpreadConstraints" not in pod
-    assert container["image"] == "ghcr.io/kubepim/kubepim:0.1.0", "tag defaults to appVersion"
+    assert container["image"] == "kubepim:0.1.0", "tag defaults to appVersion; users build and push it"
     assert container["resources"] == {
         "requests": {"cpu": "50m", "memory": "64Mi"},
         "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -140,7 +140,7 @@ def test_scheduling_and_extra_values():
     meta = r.deployment()["spec"]["template"]["metadata"]
     assert meta["annotations"]["example.com/owner"] == "platform"
     assert meta["labels"]["team"] == "platform"
-    assert container["image"] == "ghcr.io/kubepim/kubepim@sha256:" + "a" * 64
+    assert container["image"] == "kubepim@sha256:" + "a" * 64
     assert container["args"][-1] == "--webhook-bind-address=::", "extraArgs come last"
     assert {"name": "TZ", "value": "UTC"} in container["env"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["health"] == 9090

@@ -19,6 +19,10 @@ def test_next_steps():
         "kubepim-policy-admin",
         "kubepim-requester",
         "kubepim-approver",
+        "The image is kubepim:0.1.0",  # what to do when the image cannot be pulled
+        "ImagePullBackOff",
+        "docker build -t REGISTRY/kubepim:0.1.0 . && docker push REGISTRY/kubepim:0.1.0",
+        "--set image.repository=REGISTRY/kubepim",
     ]:
         assert expected in notes, f"NOTES.txt lacks {expected!r}:\n{notes}"
     assert "WARNING" not in notes
@@ -34,5 +38,8 @@ def test_notes_follow_the_values():
     assert "rollout restart" in notifications
     observability = render(VALUE_SETS["observability"]).notes
     assert "PrometheusRule kubepim" in observability and "ConfigMap kubepim-dashboard" in observability
+    pinned = render({"image": {"repository": "registry.example/kubepim", "digest": "sha256:" + "b" * 64}}).notes
+    assert "The image is registry.example/kubepim@sha256:" + "b" * 64 in pinned
     out = render(VALUE_SETS["out-of-cluster"]).notes
     assert "--webhook-url https://127.0.0.1:8443" in out and "rollout status" not in out
+    assert "ImagePullBackOff" not in out, "no image is pulled when no operator is deployed"
