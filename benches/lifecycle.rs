@@ -23,8 +23,8 @@ use kube::client::ClientBuilder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kubepim::api::{ActivationRequest, Decision, Phase, SubjectRef, labels};
 use kubepim::api_calls::{ApiCallCounter, Verb};
-use kubepim::controller::{OperatorSettings, run_operator};
 use kubepim::policy::lifecycle::binding_name;
+use kubepim::runtime::{OperatorSettings, run_operator};
 use support::Env;
 use support::envtest::POD_READER;
 use support::fixtures::{

@@ -19,5 +19,6 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod runtime;
 pub mod telemetry;
 pub mod time;

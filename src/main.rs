@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the current cluster (in-cluster config, or kubeconfig).
-    Run(Box<kubepim::controller::RunArgs>),
+    Run(Box<kubepim::runtime::RunArgs>),
     /// Print all CustomResourceDefinitions as YAML.
     Crds,
     /// Validate PrivilegedRole, Eligibility and ActivationRequest YAML offline.
@@ -54,6 +54,6 @@ fn main() -> ExitCode {
         Command::Check { paths, now, output } => {
             kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now), output)
         }
-        Command::Run(args) => kubepim::controller::run_blocking(*args),
+        Command::Run(args) => kubepim::runtime::run_blocking(*args),
     }
 }

@@ -123,3 +123,52 @@ mod tests {
         assert_eq!(duration_from_k8s(&neg), chrono::Duration::zero());
     }
 }
+
+/// Where "now" comes from: the system clock in the operator, a fixed instant that tests move by
+/// hand, so that what a reconciler wrote can be compared exactly.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    fixed: Option<std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self { fixed: None }
+    }
+
+    /// A clock that stands at `at` until [`Clock::set`] or [`Clock::advance`] moves it.
+    pub fn fixed(at: DateTime<Utc>) -> Self {
+        Self {
+            fixed: Some(std::sync::Arc::new(std::sync::Mutex::new(at))),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.fixed {
+            Some(at) => at.lock().map(|at| *at).unwrap_or_else(|p| *p.into_inner()),
+            None => Utc::now(),
+        }
+    }
+
+    /// Moves a fixed clock to `at` (no effect on the system clock).
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Some(fixed) = &self.fixed
+            && let Ok(mut now) = fixed.lock()
+        {
+            *now = at;
+        }
+    }
+
+    /// Moves a fixed clock forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.set(self.now() + by);
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m` (Go's duration syntax, as the flags' defaults are written).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<kube::core::Duration>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
+}

@@ -24,9 +24,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subje
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
 use kubepim::api::{Phase, SubjectRef, labels};
-use kubepim::controller::OperatorSettings;
 use kubepim::policy::lifecycle::binding_name;
 use kubepim::policy::reasons;
+use kubepim::runtime::OperatorSettings;
 use support::Env;
 use support::envtest::NAMESPACE_ADMIN;
 use support::fixtures::{

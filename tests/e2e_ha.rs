@@ -31,10 +31,10 @@ use kube::client::ClientBuilder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kubepim::api::labels::{MANAGED_SELECTOR, REQUEST};
 use kubepim::api::{ActivationRequest, Decision, Phase, SubjectRef};
-use kubepim::controller::OperatorSettings;
-use kubepim::controller::leader::LeaderSettings;
 use kubepim::metrics::Metrics;
 use kubepim::policy::lifecycle::binding_name;
+use kubepim::runtime::LeaderSettings;
+use kubepim::runtime::OperatorSettings;
 use kubepim::time::from_k8s;
 use support::Env;
 use support::fixtures::{self, submit};
@@ -57,7 +57,7 @@ struct Replica {
     identity: String,
     metrics: Arc<Metrics>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), kubepim::controller::Error>>,
+    task: tokio::task::JoinHandle<Result<(), kubepim::runtime::Error>>,
 }
 
 impl Replica {
@@ -83,7 +83,7 @@ impl Replica {
             ..OperatorSettings::default()
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(kubepim::controller::run_operator(
+        let task = tokio::spawn(kubepim::runtime::run_operator(
             client,
             settings,
             async move {

@@ -2091,9 +2091,9 @@ async fn controller_enforces_eligibility_under_the_policies() {
     config.default_retry = false;
     let client = Client::try_from(config).expect("operator client");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(kubepim::controller::run_operator(
+    let operator = tokio::spawn(kubepim::runtime::run_operator(
         client,
-        kubepim::controller::OperatorSettings::default(),
+        kubepim::runtime::OperatorSettings::default(),
         async move {
             let _ = stopped.await;
         },

@@ -23,10 +23,10 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use kubepim::api::conditions::{READY, RISK_ASSESSED};
 use kubepim::api::{Phase, PrivilegedRole, SubjectRef, UnmanagedBindings, labels};
-use kubepim::controller::OperatorSettings;
 use kubepim::controller::standing::ScanSettings;
 use kubepim::policy::reasons;
 use kubepim::policy::standing::BreakGlass;
+use kubepim::runtime::OperatorSettings;
 use support::Env;
 use support::envtest::{NAMESPACE_READER, POD_READER};
 use support::fixtures::{self, create_eligibility, create_role, eligibility, namespace_reader};
@@ -597,14 +597,14 @@ async fn standing_scan_figure() {
     let (eligibilities, _) = reflector::store();
     let (rbs, _) = reflector::store();
     let (crb_store, _) = reflector::store();
-    let ctx = kubepim::controller::context::Context::new(
-        client,
+    let caches = kubepim::controller::context::Caches {
         requests,
-        role_store,
+        roles: role_store,
         eligibilities,
-        rbs,
-        crb_store,
-    );
+        role_bindings: rbs,
+        cluster_role_bindings: crb_store,
+    };
+    let ctx = kubepim::controller::context::Context::builder(client, caches).build();
     let break_glass = BreakGlass::default();
     for round in 1..=3 {
         let (before, _) = rss_kib();

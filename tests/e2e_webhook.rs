@@ -36,7 +36,7 @@ use kubepim::admission::{WebhookSettings, tls::keys};
 use kubepim::api::{
     ActivationRequest, Eligibility, FINALIZER, Phase, PrivilegedRole, Requester, SubjectRef,
 };
-use kubepim::controller::OperatorSettings;
+use kubepim::runtime::OperatorSettings;
 use serde_json::{Value, json};
 
 use support::Env;

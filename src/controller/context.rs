@@ -11,7 +11,10 @@ use kube::{Resource, ResourceExt};
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
 use crate::policy::lifecycle::{ObservedBinding, binding_name};
 
+use crate::time::Clock;
+
 use super::bindings;
+use super::memory::{BindChecks, StandingFindings, WrittenVersions};
 
 /// A managed binding found for a request, with the UID used as a delete precondition.
 #[derive(Debug, Clone)]
@@ -20,6 +23,17 @@ pub struct FoundBinding {
     pub uid: Option<String>,
     /// Same name and managed, but made for an earlier request of the same name.
     pub foreign: bool,
+}
+
+/// The caches a reconciler reads; every decision is taken on them, never on a fresh list.
+#[derive(Clone)]
+pub struct Caches {
+    pub requests: Store<ActivationRequest>,
+    pub roles: Store<PrivilegedRole>,
+    pub eligibilities: Store<Eligibility>,
+    /// Only managed bindings are cached (label-selected watch), never all bindings.
+    pub role_bindings: Store<RoleBinding>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
 }
 
 pub struct Context {
@@ -32,34 +46,73 @@ pub struct Context {
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     pub recorder: Recorder,
     /// Standing-privilege findings of the latest scan, per PrivilegedRole: what the metric
-    /// `kubepim_unmanaged_privileged_bindings{role}` exports (see `super::standing::Findings`).
-    pub standing: super::standing::Findings,
+    /// `kubepim_unmanaged_privileged_bindings{role}` exports.
+    pub standing: StandingFindings,
     /// Recent answers to "may the operator bind this role?" (see `super::role_checks`).
-    pub(crate) bind_checks: super::role_checks::BindChecks,
+    pub(crate) bind_checks: BindChecks,
     /// Per request, the newest resourceVersion our own writes produced (see `is_superseded`).
-    written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    pub written: WrittenVersions,
     /// The process's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Told about every phase change (a disabled notifier unless configured).
     pub notifier: crate::notify::Notifier,
+    /// kubepim's own namespace, when known: roles reaching its ServiceAccount tokens are flagged.
+    pub operator_namespace: Option<String>,
+    clock: Clock,
 }
 
-impl Context {
-    pub fn new(
-        client: Client,
-        requests: Store<ActivationRequest>,
-        roles: Store<PrivilegedRole>,
-        eligibilities: Store<Eligibility>,
-        role_bindings: Store<RoleBinding>,
-        cluster_role_bindings: Store<ClusterRoleBinding>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: "kubepim".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
-        Self {
-            client,
+/// Builds a [`Context`]: the client and caches are required; everything else has a default (a
+/// recorder of its own, fresh metrics, no notifications, the system clock).
+pub struct ContextBuilder {
+    client: Client,
+    caches: Caches,
+    recorder: Option<Recorder>,
+    metrics: Arc<crate::metrics::Metrics>,
+    notifier: crate::notify::Notifier,
+    operator_namespace: Option<String>,
+    clock: Clock,
+}
+
+impl ContextBuilder {
+    /// The process-wide recorder (one shared recorder de-duplicates Events).
+    pub fn recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    pub fn metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    pub fn operator_namespace(mut self, namespace: Option<String>) -> Self {
+        self.operator_namespace = namespace;
+        self
+    }
+
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn build(self) -> Context {
+        let recorder = self
+            .recorder
+            .unwrap_or_else(|| Context::recorder_for(self.client.clone()));
+        let Caches {
+            requests,
+            roles,
+            eligibilities,
+            role_bindings,
+            cluster_role_bindings,
+        } = self.caches;
+        Context {
+            client: self.client,
             requests,
             roles,
             eligibilities,
@@ -69,23 +122,25 @@ impl Context {
             standing: Default::default(),
             bind_checks: Default::default(),
             written: Default::default(),
-            metrics: Default::default(),
-            notifier: crate::notify::Notifier::disabled(),
+            metrics: self.metrics,
+            notifier: self.notifier,
+            operator_namespace: self.operator_namespace,
+            clock: self.clock,
         }
     }
+}
 
-    /// Uses the process-wide recorder (one shared recorder de-duplicates Events), metrics and
-    /// notifier instead of this context's own.
-    pub fn with_shared(
-        mut self,
-        recorder: Recorder,
-        metrics: Arc<crate::metrics::Metrics>,
-        notifier: crate::notify::Notifier,
-    ) -> Self {
-        self.recorder = recorder;
-        self.metrics = metrics;
-        self.notifier = notifier;
-        self
+impl Context {
+    pub fn builder(client: Client, caches: Caches) -> ContextBuilder {
+        ContextBuilder {
+            client,
+            caches,
+            recorder: None,
+            metrics: Arc::default(),
+            notifier: crate::notify::Notifier::disabled(),
+            operator_namespace: None,
+            clock: Clock::system(),
+        }
     }
 
     /// The event recorder every replica's context uses: reports as `kubepim` with the pod's name.
@@ -99,37 +154,16 @@ impl Context {
 
     /// Remembers the version a write of ours produced.
     pub fn note_written(&self, request: &str, resource_version: Option<&str>) {
-        let Some(rv) = resource_version.and_then(|rv| rv.parse::<u64>().ok()) else {
-            return;
-        };
-        if let Ok(mut written) = self.written.lock() {
-            let entry = written.entry(request.to_string()).or_insert(rv);
-            *entry = (*entry).max(rv);
-        }
+        self.written.note_written(request, resource_version);
     }
 
-    /// Is this version older than one our own writes produced? resourceVersions are opaque by
-    /// contract but are etcd revisions in practice; anything unparsable is never called stale.
+    /// Is this version older than one our own writes produced?
     pub fn is_superseded(&self, request: &str, resource_version: Option<&str>) -> bool {
-        let Some(rv) = resource_version.and_then(|rv| rv.parse::<u64>().ok()) else {
-            return false;
-        };
-        let Ok(mut written) = self.written.lock() else {
-            return false;
-        };
-        match written.get(request) {
-            Some(&newest) if rv < newest => true,
-            Some(_) => {
-                // The cache has caught up: forget, so the map only holds requests in flight.
-                written.remove(request);
-                false
-            }
-            None => false,
-        }
+        self.written.is_superseded(request, resource_version)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        self.clock.now()
     }
 
     pub fn role(&self, name: &str) -> Option<Arc<PrivilegedRole>> {

@@ -359,14 +359,14 @@ impl Caches {
     }
 
     pub fn context(&self, client: Client) -> Arc<Context> {
-        Arc::new(Context::new(
-            client,
-            self.requests.0.clone(),
-            self.roles.0.clone(),
-            self.eligibilities.0.clone(),
-            self.role_bindings.0.clone(),
-            self.cluster_role_bindings.0.clone(),
-        ))
+        let caches = super::context::Caches {
+            requests: self.requests.0.clone(),
+            roles: self.roles.0.clone(),
+            eligibilities: self.eligibilities.0.clone(),
+            role_bindings: self.role_bindings.0.clone(),
+            cluster_role_bindings: self.cluster_role_bindings.0.clone(),
+        };
+        Arc::new(Context::builder(client, caches).build())
     }
 }
 

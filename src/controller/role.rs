@@ -55,7 +55,7 @@ pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<A
     let (assessed, reason, message, flags) = role_checks::risk_assessment(
         &role,
         referenced.as_ref(),
-        role_checks::operator_namespace().as_deref(),
+        ctx.operator_namespace.as_deref(),
     );
     set_condition(
         &mut status.conditions,

@@ -3,9 +3,6 @@
 //! bounded by [`super::calls::CALL_TIMEOUT`]; access answers are remembered ([`NOT_BINDABLE_TTL`],
 //! [`BINDABLE_TTL`]), so that neither the reconcile our own status write triggers nor the 60 s
 //! re-check of a bindable role asks again.
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -13,7 +10,6 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::Api;
 use kube::api::PostParams;
-use tokio::time::Instant;
 
 use crate::api::{PrivilegedRole, RoleKind};
 use crate::policy::reasons;
@@ -22,14 +18,7 @@ use crate::policy::risk::{self, Reach};
 use super::Error;
 use super::calls::bounded;
 use super::context::Context;
-
-/// How long a "no" is reused: below the reconciler's 60 s re-check, so every periodic pass asks
-/// afresh and a `helm upgrade` that adds the role to `bindableRoles` shows within a minute.
-pub const NOT_BINDABLE_TTL: Duration = Duration::from_secs(50);
-/// How long a "yes" is reused. The operator's own RBAC rarely changes; a lost `bind` would also
-/// surface at the next activation (as a failed binding create). Keeps an idle cluster's calls to
-/// one review per referenced role per ten minutes.
-pub const BINDABLE_TTL: Duration = Duration::from_secs(600);
+use super::memory::Bindability;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -67,49 +56,6 @@ pub async fn referenced_role(
         (RoleKind::Role, None) => None,
     };
     Ok(found)
-}
-
-/// May the operator bind the referenced role where the PrivilegedRole grants it?
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bindability {
-    Bindable,
-    /// Not in this namespace (`None`: not cluster-wide, or not at all for a Role).
-    NotBindable {
-        namespace: Option<String>,
-    },
-}
-
-/// Remembered access answers, by what was asked.
-#[derive(Default)]
-pub struct BindChecks {
-    answers: Mutex<HashMap<String, (Instant, Bindability)>>,
-}
-
-impl Bindability {
-    fn ttl(&self) -> Duration {
-        match self {
-            Bindability::Bindable => BINDABLE_TTL,
-            Bindability::NotBindable { .. } => NOT_BINDABLE_TTL,
-        }
-    }
-}
-
-impl BindChecks {
-    fn get(&self, key: &str) -> Option<Bindability> {
-        let answers = self.answers.lock().ok()?;
-        answers
-            .get(key)
-            .filter(|(at, answer)| at.elapsed() < answer.ttl())
-            .map(|(_, answer)| answer.clone())
-    }
-
-    fn put(&self, key: String, answer: Bindability) {
-        if let Ok(mut answers) = self.answers.lock() {
-            // Bounded by the roles referenced within the last TTL.
-            answers.retain(|_, (at, answer)| at.elapsed() < answer.ttl());
-            answers.insert(key, (Instant::now(), answer));
-        }
-    }
 }
 
 /// One SelfSubjectAccessReview: may the operator `bind` this role (in this namespace)?
@@ -299,13 +245,6 @@ pub fn risk_assessment(
     (true, reason, message, names)
 }
 
-/// kubepim's own namespace, from the downward API (`POD_NAMESPACE`; unset outside a cluster).
-pub fn operator_namespace() -> Option<String> {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,24 +254,6 @@ mod tests {
         let spec = serde_json::from_value(json!({"roleRef": role_ref, "scope": scope}))
             .expect("a valid spec");
         PrivilegedRole::new("p", spec)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_no_is_asked_again_within_a_minute_a_yes_after_ten() {
-        let checks = BindChecks::default();
-        let not = Bindability::NotBindable { namespace: None };
-        checks.put("no".into(), not.clone());
-        checks.put("yes".into(), Bindability::Bindable);
-        assert_eq!(checks.get("no"), Some(not));
-        assert_eq!(checks.get("other"), None);
-        tokio::time::advance(Duration::from_secs(51)).await;
-        assert_eq!(checks.get("no"), None, "the 60 s re-check asks again");
-        assert_eq!(checks.get("yes"), Some(Bindability::Bindable));
-        tokio::time::advance(Duration::from_secs(550)).await;
-        assert_eq!(checks.get("yes"), None);
-        // Stale answers are dropped on the next insert.
-        checks.put("new".into(), Bindability::Bindable);
-        assert_eq!(checks.answers.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -20,10 +20,9 @@
 //!   logged and leaves every status as it was; the next one starts over.
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -41,6 +40,7 @@ use crate::policy::standing::{BindingView, BreakGlass, RoleFindings, RoleIndex, 
 use super::Error;
 use super::bindings::{self, CALL_TIMEOUT};
 use super::context::Context;
+use super::memory::{StandingCounts, StandingSnapshot};
 use super::request::MANAGER;
 use super::sweeper::Candidate;
 
@@ -66,76 +66,6 @@ impl Default for ScanSettings {
         Self {
             interval: Duration::from_secs(30),
             break_glass: BreakGlass::default(),
-        }
-    }
-}
-
-/// Counts for one PrivilegedRole.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Standing bindings, break-glass ones not included: the value of
-    /// `kubepim_unmanaged_privileged_bindings{role}`.
-    pub unmanaged: u32,
-    /// Standing bindings held by break-glass identities only.
-    pub break_glass: u32,
-}
-
-/// What the latest successful scan found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// When it finished (`None`: no scan has finished yet).
-    pub scanned_at: Option<DateTime<Utc>>,
-    /// How long it took.
-    pub duration: Duration,
-    /// Bindings it looked at (our own excluded).
-    pub bindings_seen: u64,
-    /// Every PrivilegedRole known to that scan, zeros included (bounded by the PrivilegedRoles).
-    pub roles: BTreeMap<String, Counts>,
-}
-
-/// The scan's findings, shared through [`Context::standing`] (for metrics) and its memory of
-/// the previous scan (to publish Events only on change).
-///
-/// For the metrics exporter: read [`Findings::snapshot`] on each scrape and export, per entry of
-/// `roles`, `kubepim_unmanaged_privileged_bindings{role="<name>"} = unmanaged` (and, if wanted,
-/// the break-glass count as a separate series). An entry exists for every PrivilegedRole, so the
-/// gauge is 0 rather than absent for a clean role; a deleted PrivilegedRole drops out at the next
-/// scan.
-#[derive(Debug, Default)]
-pub struct Findings {
-    latest: Mutex<Snapshot>,
-    /// Per PrivilegedRole, the findings last reported (status written, Event published).
-    reported: Mutex<BTreeMap<String, RoleFindings>>,
-}
-
-impl Findings {
-    /// A copy of the latest successful scan's figures.
-    pub fn snapshot(&self) -> Snapshot {
-        self.latest.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// `(role, unmanaged)` pairs: the series of `kubepim_unmanaged_privileged_bindings`.
-    pub fn unmanaged_privileged_bindings(&self) -> Vec<(String, u32)> {
-        self.snapshot()
-            .roles
-            .into_iter()
-            .map(|(role, counts)| (role, counts.unmanaged))
-            .collect()
-    }
-
-    fn reported(&self, role: &str) -> Option<RoleFindings> {
-        self.reported.lock().ok()?.get(role).cloned()
-    }
-
-    fn remember(&self, role: &str, findings: RoleFindings) {
-        if let Ok(mut reported) = self.reported.lock() {
-            reported.insert(role.to_string(), findings);
-        }
-    }
-
-    fn forget_all_but(&self, roles: &BTreeMap<String, Counts>) {
-        if let Ok(mut reported) = self.reported.lock() {
-            reported.retain(|role, _| roles.contains_key(role));
         }
     }
 }
@@ -240,7 +170,7 @@ pub async fn scan(ctx: &Context, break_glass: &BreakGlass) -> Result<ScanOutcome
         let found = tally.of(&name);
         counts.insert(
             name.clone(),
-            Counts {
+            StandingCounts {
                 unmanaged: found.unmanaged.count,
                 break_glass: found.break_glass.count,
             },
@@ -259,7 +189,7 @@ pub async fn scan(ctx: &Context, break_glass: &BreakGlass) -> Result<ScanOutcome
     }
     ctx.standing.forget_all_but(&counts);
     if let Ok(mut latest) = ctx.standing.latest.lock() {
-        *latest = Snapshot {
+        *latest = StandingSnapshot {
             scanned_at: Some(ctx.now()),
             duration: started.elapsed(),
             bindings_seen: tally.seen,
@@ -447,32 +377,4 @@ async fn report(
         }
     }
     Ok((written, changed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_lists_roles_for_the_metric() {
-        let findings = Findings::default();
-        assert_eq!(findings.snapshot(), Snapshot::default());
-        *findings.latest.lock().unwrap() = Snapshot {
-            roles: BTreeMap::from([
-                (
-                    "a".to_string(),
-                    Counts {
-                        unmanaged: 2,
-                        break_glass: 1,
-                    },
-                ),
-                ("b".to_string(), Counts::default()),
-            ]),
-            ..Default::default()
-        };
-        assert_eq!(
-            findings.unmanaged_privileged_bindings(),
-            [("a".to_string(), 2), ("b".to_string(), 0)]
-        );
-    }
 }

@@ -38,7 +38,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
 use kubepim::api::{ActivationRequest, Eligibility, PrivilegedRole, Requester};
-use kubepim::controller::OperatorSettings;
+use kubepim::runtime::OperatorSettings;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
@@ -778,7 +778,7 @@ impl Operator {
             let _ = rx.await;
         };
         let task = tokio::spawn(async move {
-            let result = kubepim::controller::run_operator(client, settings, shutdown).await;
+            let result = kubepim::runtime::run_operator(client, settings, shutdown).await;
             *slot.lock().unwrap() = Some(format!("{result:?}"));
         });
         Self {

@@ -58,32 +58,31 @@ pub struct LeaderArgs {
     pub lease_namespace: Option<String>,
     /// How long the lease holds without renewal: a killed leader is replaced after at most this
     /// (plus a second). Whole seconds, at least 2s; renewed every two thirds of it.
-    #[arg(long, default_value = "15s", value_parser = super::humantime_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::time::parse_duration)]
     pub lease_duration: Duration,
 }
 
-/// Where the pod's namespace is mounted in a cluster.
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
 impl LeaderArgs {
-    /// The settings these flags describe; `None` when leader election is off.
-    pub fn settings(&self) -> Result<Option<LeaderSettings>, String> {
+    /// The settings these flags describe; `None` when leader election is off. The Lease lives in
+    /// `--lease-namespace`, else the operator's own namespace.
+    pub fn settings(
+        &self,
+        operator_namespace: Option<&str>,
+    ) -> Result<Option<LeaderSettings>, String> {
         if !self.leader_election {
             return Ok(None);
         }
-        let namespace = match self.lease_namespace.as_deref().filter(|ns| !ns.is_empty()) {
-            Some(ns) => ns.to_string(),
-            None => std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-                .map(|s| s.trim().to_string())
-                .ok()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    "--leader-election needs the Lease's namespace: set --lease-namespace or \
-                     POD_NAMESPACE"
-                        .to_string()
-                })?,
-        };
-        let settings = LeaderSettings::new(&self.lease_name, &namespace, self.lease_duration);
+        let namespace = self
+            .lease_namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+            .or(operator_namespace)
+            .ok_or_else(|| {
+                "--leader-election needs the Lease's namespace: set --lease-namespace or \
+                 POD_NAMESPACE"
+                    .to_string()
+            })?;
+        let settings = LeaderSettings::new(&self.lease_name, namespace, self.lease_duration);
         settings.check()?;
         Ok(Some(settings))
     }
@@ -386,7 +385,7 @@ pub async fn campaign(
             .map(|left| tokio::time::Instant::now() + left);
         tokio::select! {
             biased;
-            _ = super::wiring::wait_until(&mut release, true) => {
+            _ = super::term::wait_until(&mut release, true) => {
                 leading.send_replace(false);
                 contender.release().await;
                 return;

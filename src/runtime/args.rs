@@ -1,0 +1,90 @@
+//! The flags of `kubepim run`, and the settings they resolve to (once, at start-up).
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::controller::standing::ScanSettings;
+use crate::metrics::Metrics;
+use crate::notify::NotifyConfig;
+use crate::policy::standing::BreakGlass;
+
+use super::Error;
+use super::leader::LeaderArgs;
+use super::namespace;
+use super::settings::OperatorSettings;
+
+/// Arguments of `kubepim run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Path to a kubeconfig; default: in-cluster config, then $KUBECONFIG / ~/.kube/config.
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// How often the sweeper looks for managed bindings whose request is gone, terminal or expired.
+    #[arg(long, default_value = "30s", value_parser = crate::time::parse_duration)]
+    pub sweep_interval: Duration,
+    /// Requests reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// How often all RoleBindings and ClusterRoleBindings are scanned for standing privilege
+    /// (bindings to a PrivilegedRole's role made outside kubepim).
+    #[arg(long, default_value = "30s", value_parser = crate::time::parse_duration)]
+    pub standing_privilege_scan_interval: Duration,
+    /// A break-glass user: bindings whose subjects are all break-glass identities are reported
+    /// apart from other standing bindings. Repeatable.
+    #[arg(long = "break-glass-user", value_name = "USER")]
+    pub break_glass_users: Vec<String>,
+    /// A break-glass group (see --break-glass-user). Repeatable.
+    #[arg(long = "break-glass-group", value_name = "GROUP")]
+    pub break_glass_groups: Vec<String>,
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+    #[command(flatten)]
+    pub webhook: crate::admission::WebhookArgs,
+    /// Port of the plain-HTTP listener for /metrics, /healthz and /readyz; 0 disables it.
+    #[arg(long, default_value_t = 8080)]
+    pub metrics_port: u16,
+    /// Address the metrics and health listener binds.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub metrics_bind_address: IpAddr,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+    /// Notification sinks, audiences and routes (YAML; see the chart README). Read once at
+    /// start-up; an invalid file stops the operator with the reason.
+    #[arg(long, value_name = "PATH")]
+    pub notifications_config: Option<std::path::PathBuf>,
+}
+
+impl RunArgs {
+    /// Everything the flags say, checked and resolved before the operator talks to the cluster:
+    /// a bad notification file or lease setting stops it here with the reason.
+    pub fn settings(&self, metrics: Arc<Metrics>) -> Result<OperatorSettings, Error> {
+        let notifications = match &self.notifications_config {
+            Some(path) => Some(NotifyConfig::load(path)?),
+            None => None,
+        };
+        let operator_namespace = namespace::resolve(None);
+        let leader_election = self
+            .leader
+            .settings(operator_namespace.as_deref())
+            .map_err(Error::LeaderElection)?;
+        Ok(OperatorSettings {
+            sweep_interval: self.sweep_interval,
+            concurrency: self.concurrency,
+            webhook: self.webhook.settings()?,
+            standing: ScanSettings {
+                interval: self.standing_privilege_scan_interval,
+                break_glass: BreakGlass {
+                    users: self.break_glass_users.iter().cloned().collect(),
+                    groups: self.break_glass_groups.iter().cloned().collect(),
+                },
+            },
+            health: (self.metrics_port != 0)
+                .then(|| SocketAddr::new(self.metrics_bind_address, self.metrics_port)),
+            leader_election,
+            notifications,
+            operator_namespace,
+            metrics,
+        })
+    }
+}

@@ -1,0 +1,329 @@
+//! One leadership term, and the loop that starts a term whenever this replica leads.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::Client;
+use kube::ResourceExt;
+use kube::runtime::Controller;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::controller::context::{Caches, Context};
+use crate::controller::{self, bindings, eligibility, request, role, standing, sweeper};
+use crate::metrics::kind;
+use crate::notify::Notifier;
+
+use super::Error;
+use super::OperatorSettings;
+use super::feeds::Feed;
+
+/// Retry of a failed reconcile: capped well below the library's minutes.
+const ERROR_REQUEUE: Duration = Duration::from_secs(2);
+/// At a graceful stop, reconciles in flight get this long before they are cut off (each API call
+/// is bounded by [`crate::controller::calls::CALL_TIMEOUT`]).
+const DRAIN: Duration = Duration::from_secs(5);
+
+fn error_policy<K>(_obj: Arc<K>, error: &controller::Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, category = error.category(), "reconcile failed; retrying");
+    Action::requeue(ERROR_REQUEUE)
+}
+
+/// Runs one reconcile and records it under `kind`.
+async fn measured(
+    kind: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action, controller::Error>>,
+) -> Result<Action, controller::Error> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.observe_reconcile(
+        kind,
+        started.elapsed(),
+        result.as_ref().err().map(controller::Error::category),
+    );
+    result
+}
+
+/// A task that is aborted when its handle goes: nothing outlives the future that spawned it, so
+/// dropping `run_operator` (a killed process, in tests) stops everything at once.
+pub(super) struct AbortOnDrop<T>(pub(super) JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The caches every replica keeps.
+#[derive(Clone)]
+pub(super) struct Feeds {
+    pub(super) requests: Feed<ActivationRequest>,
+    pub(super) roles: Feed<PrivilegedRole>,
+    pub(super) eligibilities: Feed<Eligibility>,
+    pub(super) role_bindings: Feed<RoleBinding>,
+    pub(super) cluster_role_bindings: Feed<ClusterRoleBinding>,
+}
+
+impl Feeds {
+    /// Waits until every cache has synced; false if one never will (its watch was dropped).
+    ///
+    /// Call it from one place only: a store's readiness future wakes only the task that polled
+    /// it last (kube-runtime keeps a single waker), so two waiters can hang one of them. Everyone
+    /// else reads the flag this one sets.
+    pub(super) async fn synced(&self) -> bool {
+        let (a, b, c, d, e) = tokio::join!(
+            async { self.requests.store().wait_until_ready().await },
+            async { self.roles.store().wait_until_ready().await },
+            async { self.eligibilities.store().wait_until_ready().await },
+            async { self.role_bindings.store().wait_until_ready().await },
+            async { self.cluster_role_bindings.store().wait_until_ready().await },
+        );
+        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok()
+    }
+}
+
+/// What a leadership term needs.
+pub(super) struct Shared {
+    pub(super) client: Client,
+    pub(super) settings: OperatorSettings,
+    pub(super) feeds: Feeds,
+    /// True once every cache has synced.
+    pub(super) synced: watch::Receiver<bool>,
+    pub(super) recorder: Recorder,
+    pub(super) notifier: Notifier,
+}
+
+/// A stop signal (set once), to wait for in as many places as need it.
+#[derive(Clone)]
+pub(super) struct Stop(pub(super) watch::Receiver<bool>);
+
+impl Stop {
+    pub(super) fn wait(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// Waits until the channel holds `want`; false if its sender went away first. (The borrow of
+/// the value ends here, so the future stays `Send` wherever it is awaited.)
+pub(super) async fn wait_until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
+    rx.wait_for(|value| *value == want).await.is_ok()
+}
+
+/// Runs a term whenever this replica leads, until the stop signal; then releases the lease.
+pub(super) async fn lead(
+    shared: Arc<Shared>,
+    mut leading: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+    release: watch::Sender<bool>,
+    stop_all: Arc<watch::Sender<bool>>,
+) -> Result<(), Error> {
+    let metrics = shared.settings.metrics.clone();
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = wait_until(&mut stop, true) => break Ok(()),
+            became = wait_until(&mut leading, true) => if !became {
+                break Ok(());
+            },
+        }
+        let (term_stop_tx, term_stop_rx) = watch::channel(false);
+        let mut running = AbortOnDrop(tokio::spawn(term(shared.clone(), term_stop_rx)));
+        metrics.set_leader(true);
+        tracing::info!("leading: starting the controllers");
+        tokio::select! {
+            biased;
+            _ = wait_until(&mut stop, true) => {
+                // Graceful: stop taking work, let reconciles in flight finish, then hand over.
+                term_stop_tx.send_replace(true);
+                if tokio::time::timeout(DRAIN, &mut running.0).await.is_err() {
+                    tracing::warn!("reconciles still running {DRAIN:?} after the stop; cut off");
+                    running.0.abort();
+                }
+                metrics.set_leader(false);
+                tracing::info!("controllers stopped");
+                break Ok(());
+            }
+            _ = wait_until(&mut leading, false) => {
+                // Another replica may lead within moments: stop reconciling now, not after the
+                // reconciles in flight.
+                running.0.abort();
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut running.0).await;
+                metrics.set_leader(false);
+                tracing::error!("leadership lost: controllers stopped");
+            }
+            ended = &mut running.0 => {
+                metrics.set_leader(false);
+                tracing::error!(?ended, "the controllers stopped on their own");
+                break Err(Error::ControllersStopped);
+            }
+        }
+    };
+    release.send_replace(true);
+    if result.is_err() {
+        stop_all.send_replace(true);
+    }
+    result
+}
+
+/// One leadership term: the start-up sweep, the controllers, the sweeper loop and the
+/// standing-privilege scan, until `stop` is set (or the task is aborted).
+async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let stopped = Stop(stop);
+    let feeds = &shared.feeds;
+    let settings = &shared.settings;
+    // Decisions are only taken on synced caches (a no-op when they are warm).
+    let mut synced = shared.synced.clone();
+    tokio::select! {
+        synced = wait_until(&mut synced, true) => if !synced {
+            return;
+        },
+        _ = stopped.wait() => return,
+    }
+    let caches = Caches {
+        requests: feeds.requests.store(),
+        roles: feeds.roles.store(),
+        eligibilities: feeds.eligibilities.store(),
+        role_bindings: feeds.role_bindings.store(),
+        cluster_role_bindings: feeds.cluster_role_bindings.store(),
+    };
+    let ctx = Arc::new(
+        Context::builder(shared.client.clone(), caches)
+            .recorder(shared.recorder.clone())
+            .metrics(settings.metrics.clone())
+            .notifier(shared.notifier.clone())
+            .operator_namespace(settings.operator_namespace.clone())
+            .build(),
+    );
+
+    // Revocations before activations: expired or orphaned grants go before any request is acted on.
+    match sweeper::startup_sweep(&ctx).await {
+        Ok(n) => tracing::info!(deleted = n, "start-up sweep done"),
+        Err(error) => {
+            tracing::warn!(%error, "start-up sweep failed; the periodic sweep will retry")
+        }
+    }
+
+    let by_role = |store: Store<ActivationRequest>| {
+        move |role_name: String| {
+            store
+                .state()
+                .into_iter()
+                .filter(|r| r.spec.role == role_name && !r.phase().is_some_and(|p| p.is_terminal()))
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let for_role = by_role(feeds.requests.store());
+    let for_eligibility = by_role(feeds.requests.store());
+    let request_of = |name: Option<String>| name.map(|n| ObjectRef::<ActivationRequest>::new(&n));
+
+    // A new leader reconciles every request once, as a fresh start would.
+    let request_controller =
+        Controller::for_stream(feeds.requests.subscribe(true), feeds.requests.store())
+            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+            .watches_stream(feeds.roles.subscribe(false), move |r: PrivilegedRole| {
+                for_role(r.name_any())
+            })
+            .watches_stream(
+                feeds.eligibilities.subscribe(false),
+                move |e: Eligibility| for_eligibility(e.spec.role.clone()),
+            )
+            .watches_stream(
+                feeds.role_bindings.subscribe(false),
+                move |b: RoleBinding| request_of(bindings::request_name_of(&b)),
+            )
+            .watches_stream(
+                feeds.cluster_role_bindings.subscribe(false),
+                move |b: ClusterRoleBinding| request_of(bindings::request_name_of(&b)),
+            )
+            .graceful_shutdown_on(stopped.wait())
+            .run(
+                |r, ctx| measured(kind::REQUEST, ctx.clone(), request::reconcile(r, ctx)),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "request reconcile error");
+                }
+            });
+
+    let role_controller = Controller::for_stream(feeds.roles.subscribe(true), feeds.roles.store())
+        .with_config(ControllerConfig::default().concurrency(2))
+        .graceful_shutdown_on(stopped.wait())
+        .run(
+            |r, ctx| measured(kind::ROLE, ctx.clone(), role::reconcile(r, ctx)),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    let eligibility_controller = Controller::for_stream(
+        feeds.eligibilities.subscribe(true),
+        feeds.eligibilities.store(),
+    )
+    .with_config(ControllerConfig::default().concurrency(2))
+    .graceful_shutdown_on(stopped.wait())
+    .run(
+        |e, ctx| {
+            measured(
+                kind::ELIGIBILITY,
+                ctx.clone(),
+                eligibility::reconcile(e, ctx),
+            )
+        },
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
+
+    let sweep_ctx = ctx.clone();
+    let interval = settings.sweep_interval;
+    let stop_sweeping = stopped.wait();
+    let sweeper_loop = async move {
+        tokio::pin!(stop_sweeping);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = &mut stop_sweeping => return,
+            }
+            if let Err(error) = sweeper::sweep(&sweep_ctx).await {
+                tracing::warn!(%error, "sweep failed");
+            }
+        }
+    };
+
+    // Every managed-labelled binding judged as it appears or changes: a forged one goes at once.
+    let binding_guard = sweeper::guard(
+        ctx.clone(),
+        feeds
+            .role_bindings
+            .subscribe(false)
+            .take_until(stopped.wait()),
+        feeds
+            .cluster_role_bindings
+            .subscribe(false)
+            .take_until(stopped.wait()),
+    );
+
+    // Standing privilege (I2): its own periodic, uncached scan of all bindings.
+    let standing_loop = standing::run(ctx.clone(), settings.standing.clone(), stopped.wait());
+
+    tokio::join!(
+        request_controller,
+        role_controller,
+        eligibility_controller,
+        sweeper_loop,
+        binding_guard,
+        standing_loop,
+    );
+}
