@@ -2,14 +2,16 @@
 //! be routed to a SIEM apart from operational logs.
 use chrono::{DateTime, Utc};
 
+use crate::policy::transition::AuditDecision;
+
 /// Target of every audit line (`RUST_LOG=kubepim::audit=info`).
 pub const TARGET: &str = "kubepim::audit";
 
 /// One decision about a request.
 #[derive(Debug, Clone)]
 pub struct AuditRecord<'a> {
-    /// What happened: requested, activated, expired, denied, cancelled, revoked, failed, deleted.
-    pub decision: &'a str,
+    /// What happened.
+    pub decision: AuditDecision,
     pub request: &'a str,
     pub requester: &'a str,
     pub role: &'a str,
@@ -29,14 +31,14 @@ pub fn record(r: &AuditRecord<'_>) {
     if r.break_glass {
         tracing::warn!(
             target: TARGET,
-            decision = r.decision, request = r.request, requester = r.requester, role = r.role,
+            decision = r.decision.as_str(), request = r.request, requester = r.requester, role = r.role,
             namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
             break_glass = true, "{}", r.message
         );
     } else {
         tracing::info!(
             target: TARGET,
-            decision = r.decision, request = r.request, requester = r.requester, role = r.role,
+            decision = r.decision.as_str(), request = r.request, requester = r.requester, role = r.role,
             namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
             break_glass = false, "{}", r.message
         );

@@ -13,7 +13,7 @@ use crate::policy::lifecycle::{BindingKind, DesiredBinding, ObservedBinding};
 
 use super::Error;
 
-pub use super::calls::{CALL_TIMEOUT, bounded};
+use super::calls::{Refusal, bounded};
 
 fn metadata(
     desired: &DesiredBinding,
@@ -120,10 +120,7 @@ pub async fn create(
         }
     };
     match result {
-        Err(Error::Kube {
-            source: kube::Error::Api(status),
-            ..
-        }) if status.code == 409 => {
+        Err(error) if error.refusal() == Refusal::Conflict => {
             // Ours from an earlier attempt: fine, the next observation compares it with what is
             // desired. Anyone else's: never adopt it, and say why the grant cannot be made.
             match uid_if_owned(
@@ -188,10 +185,7 @@ pub async fn delete(
         }
     };
     match result {
-        Err(Error::Kube {
-            source: kube::Error::Api(status),
-            ..
-        }) if status.code == 404 => Ok(false),
+        Err(error) if error.refusal() == Refusal::NotFound => Ok(false),
         other => other,
     }
 }

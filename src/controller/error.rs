@@ -33,16 +33,12 @@ impl Error {
         match self {
             Error::NameTaken { .. } => Some("BindingNameTaken"),
             Error::Invariant(_) => Some("Invariant"),
-            Error::Kube {
-                source: kube::Error::Api(status),
-                ..
-            } => match status.code {
+            _ => match self.api_code()? {
                 403 => Some("Forbidden"),
                 422 => Some("Invalid"),
                 400 => Some("BadRequest"),
                 _ => None,
             },
-            _ => None,
         }
     }
 

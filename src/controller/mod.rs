@@ -10,6 +10,7 @@ mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod memory;
+mod record;
 pub mod request;
 pub mod role;
 pub mod role_checks;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -38,10 +38,10 @@ use crate::policy::reasons;
 use crate::policy::standing::{BindingView, BreakGlass, RoleFindings, RoleIndex, Sample, Tally};
 
 use super::Error;
-use super::bindings::{self, CALL_TIMEOUT};
+use super::bindings;
+use super::calls::{self, Refusal};
 use super::context::Context;
 use super::memory::{StandingCounts, StandingSnapshot};
-use super::request::MANAGER;
 use super::sweeper::Candidate;
 
 /// Bindings per list call.
@@ -271,23 +271,14 @@ async fn list_all<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let what = "list bindings (standing-privilege scan)";
-    let mut params = ListParams::default()
-        .labels(&unmanaged_selector())
-        .limit(PAGE_SIZE);
-    loop {
-        let page = tokio::time::timeout(CALL_TIMEOUT, api.list(&params))
-            .await
-            .map_err(|_| Error::Timeout { what })?
-            .map_err(|source| Error::Kube { what, source })?;
-        for binding in &page.items {
+    let params = ListParams::default().labels(&unmanaged_selector());
+    let mut pages = calls::pages(api, params, "list bindings (standing-privilege scan)");
+    while let Some(listed) = pages.next().await? {
+        for binding in &listed {
             tally.add(&to_view(binding), index, break_glass);
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(()),
-        }
     }
+    Ok(())
 }
 
 fn status_of(found: &RoleFindings) -> UnmanagedBindings {
@@ -318,20 +309,14 @@ async fn report(
     let wanted = status_of(found);
     let written = wanted != shown;
     if written {
-        let api: Api<PrivilegedRole> = Api::all(ctx.client.clone());
-        let params = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
         // This field only: the role reconciler owns the rest of the status.
-        let patch = Patch::Merge(json!({ "status": { "unmanagedBindings": wanted } }));
+        let status = json!({ "unmanagedBindings": wanted });
         let what = "patch role status (standing privilege)";
-        match tokio::time::timeout(CALL_TIMEOUT, api.patch_status(&name, &params, &patch)).await {
-            Err(_) => return Err(Error::Timeout { what }),
+        match calls::patch_status::<PrivilegedRole>(&ctx.client, &name, &status, what).await {
             // Deleted since the scan began: nothing to report on.
-            Ok(Err(kube::Error::Api(e))) if e.code == 404 => return Ok((false, false)),
-            Ok(Err(source)) => return Err(Error::Kube { what, source }),
-            Ok(Ok(_)) => {}
+            Err(error) if error.refusal() == Refusal::NotFound => return Ok((false, false)),
+            Err(error) => return Err(error),
+            Ok(_) => {}
         }
     }
     // After a restart there is no memory of the last scan: the status is what was last reported.

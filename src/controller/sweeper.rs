@@ -18,7 +18,6 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ListParams;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -30,7 +29,10 @@ use crate::policy::lifecycle::{BindingKind, ObservedBinding};
 
 use super::Error;
 use super::bindings;
+use super::calls;
 use super::context::Context;
+use super::record::{About, record};
+use crate::policy::transition;
 
 /// One full pass over every managed binding, read page by page from the API server (not the
 /// cache, so that a stale cache cannot hide one). Returns how many were deleted.
@@ -50,23 +52,10 @@ pub type KnownRequests = HashMap<String, Arc<ActivationRequest>>;
 pub async fn startup_sweep(ctx: &Context) -> Result<usize, Error> {
     let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
     let mut known = KnownRequests::new();
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = tokio::time::timeout(bindings::CALL_TIMEOUT, api.list(&params))
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "list requests",
-            })?
-            .map_err(|source| Error::Kube {
-                what: "list requests",
-                source,
-            })?;
-        for request in page.items {
+    let mut pages = calls::pages(&api, ListParams::default(), "list requests");
+    while let Some(requests) = pages.next().await? {
+        for request in requests {
             known.insert(request.name_any(), Arc::new(request));
-        }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
         }
     }
     sweep_with(ctx, &known).await
@@ -90,22 +79,12 @@ async fn sweep_kind<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let mut params = ListParams::default()
-        .labels(labels::MANAGED_SELECTOR)
-        .limit(500);
+    let params = ListParams::default().labels(labels::MANAGED_SELECTOR);
+    let mut pages = calls::pages(api, params, "list managed bindings");
     let mut deleted = 0;
     let mut first_error = None;
-    loop {
-        let page = tokio::time::timeout(bindings::CALL_TIMEOUT, api.list(&params))
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "list managed bindings",
-            })?
-            .map_err(|source| Error::Kube {
-                what: "list managed bindings",
-                source,
-            })?;
-        for binding in &page.items {
+    while let Some(listed) = pages.next().await? {
+        for binding in &listed {
             let candidate = candidate(binding);
             match judge_and_remove(ctx, known, &candidate).await {
                 Ok(true) => deleted += 1,
@@ -116,11 +95,8 @@ where
                 }
             }
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return first_error.map_or(Ok(deleted), Err),
-        }
     }
+    first_error.map_or(Ok(deleted), Err)
 }
 
 /// A managed-labelled binding as listed or watched: what the judge compares, and the pointers
@@ -233,65 +209,54 @@ fn report_removed(
     {
         ctx.metrics.observe_revocation_lateness(late as f64 / 1e6);
     }
-    let requester = request.map_or("", ActivationRequest::requester_name);
-    let role = request.map(|r| r.spec.role.as_str()).unwrap_or("");
     let subjects: Vec<String> = observed
         .subjects
         .iter()
         .map(|s| format!("{} {}", s.kind, s.name))
         .collect();
-    crate::audit::record(&crate::audit::AuditRecord {
-        decision: if leftover {
-            "swept"
-        } else {
-            "removed-illegitimate-binding"
-        },
+    let granted_to = if subjects.is_empty() {
+        "nobody".to_string()
+    } else {
+        subjects.join(", ")
+    };
+    // Who and what, from the request where there is one, else from the binding itself: the audit
+    // line never names nobody.
+    let role_ref = format!("{} {}", observed.role_kind, observed.role_name);
+    let namespaces: Vec<String> = observed.namespace.iter().cloned().collect();
+    let about = About {
         request: request_name,
-        requester,
-        role,
-        namespaces: &observed.namespace.iter().cloned().collect::<Vec<_>>(),
-        until: observed.expires_at,
-        approvers: &[],
-        reason: why.reason(),
-        message: &message,
-        break_glass: false,
-    });
+        requester: request.map_or(granted_to.as_str(), ActivationRequest::requester_name),
+        role: request.map_or(role_ref.as_str(), |r| r.spec.role.as_str()),
+        namespaces: &namespaces,
+    };
     if leftover {
         tracing::info!(kind = observed.kind.as_str(), namespace = ?observed.namespace, name = %observed.name, request = %request_name, reason = why.reason(), "swept managed binding");
-        return;
+    } else {
+        tracing::warn!(kind = observed.kind.as_str(), namespace = ?observed.namespace, name = %observed.name, request = %request_name, reason = why.reason(), subjects = ?subjects, role_ref = %observed.role_name, "removed a binding kubepim never granted");
     }
-    tracing::warn!(kind = observed.kind.as_str(), namespace = ?observed.namespace, name = %observed.name, request = %request_name, reason = why.reason(), subjects = ?subjects, role_ref = %observed.role_name, "removed a binding kubepim never granted");
-    let note = format!(
-        "{message}; it granted {} {} to {}",
-        observed.role_kind,
-        observed.role_name,
-        if subjects.is_empty() {
-            "nobody".to_string()
-        } else {
-            subjects.join(", ")
-        }
-    );
+    let note = format!("{message}; it granted {role_ref} to {granted_to}");
+    let happened =
+        transition::binding_removed(leftover, why.reason(), &message, observed.expires_at, &note);
     let reference = kube::core::ObjectMeta {
         name: Some(observed.name.clone()),
         namespace: observed.namespace.clone(),
         uid: candidate.uid.clone(),
         ..Default::default()
     };
-    let reason = crate::policy::reasons::ILLEGITIMATE_BINDING_REMOVED;
     match observed.kind {
         BindingKind::RoleBinding => {
             let binding = RoleBinding {
                 metadata: reference,
                 ..Default::default()
             };
-            ctx.publish(&binding, EventType::Warning, reason, "Revoke", note)
+            record(ctx, &binding, about, &happened)
         }
         BindingKind::ClusterRoleBinding => {
             let binding = ClusterRoleBinding {
                 metadata: reference,
                 ..Default::default()
             };
-            ctx.publish(&binding, EventType::Warning, reason, "Revoke", note)
+            record(ctx, &binding, about, &happened)
         }
     }
 }
@@ -311,15 +276,7 @@ async fn lookup_request(
         return Ok(Some(found));
     }
     let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
-    let read = tokio::time::timeout(bindings::CALL_TIMEOUT, api.get_opt(name))
-        .await
-        .map_err(|_| Error::Timeout {
-            what: "get request",
-        })?
-        .map_err(|source| Error::Kube {
-            what: "get request",
-            source,
-        })?;
+    let read = calls::bounded("get request", api.get_opt(name)).await?;
     Ok(read.map(Arc::new))
 }
 

@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
+use crate::policy::transition::AuditDecision;
 
 /// The kinds of event a route can name (the keys of `routes:` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,21 +61,24 @@ impl EventKind {
         self as usize
     }
 
-    /// The event for an audit decision (see [`crate::audit::AuditRecord::decision`]); an
-    /// activation through break-glass is [`EventKind::BreakGlass`]. Decisions nobody is told
-    /// about (`scheduled`, `deleted`) give `None`.
-    pub fn for_decision(decision: &str, break_glass: bool) -> Option<Self> {
+    /// The event routes hear of for an audit decision; an activation through break-glass is
+    /// [`EventKind::BreakGlass`], a deletion that ended a grant [`EventKind::Revoked`]. Decisions
+    /// nobody is told about (scheduling, a stuck request, the sweeper's work) give `None`.
+    pub fn of(decision: AuditDecision, break_glass: bool) -> Option<Self> {
         Some(match decision {
-            "requested" => EventKind::Requested,
-            "approved" => EventKind::Approved,
-            "denied" => EventKind::Denied,
-            "activated" if break_glass => EventKind::BreakGlass,
-            "activated" => EventKind::Activated,
-            "expired" => EventKind::Expired,
-            "cancelled" => EventKind::Cancelled,
-            "revoked" => EventKind::Revoked,
-            "failed" => EventKind::Failed,
-            _ => return None,
+            AuditDecision::Requested => EventKind::Requested,
+            AuditDecision::Approved => EventKind::Approved,
+            AuditDecision::Denied => EventKind::Denied,
+            AuditDecision::Activated if break_glass => EventKind::BreakGlass,
+            AuditDecision::Activated => EventKind::Activated,
+            AuditDecision::Expired => EventKind::Expired,
+            AuditDecision::Cancelled => EventKind::Cancelled,
+            AuditDecision::Revoked | AuditDecision::Deleted => EventKind::Revoked,
+            AuditDecision::Failed => EventKind::Failed,
+            AuditDecision::Scheduled
+            | AuditDecision::Stuck
+            | AuditDecision::Swept
+            | AuditDecision::RemovedIllegitimateBinding => return None,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod reasons;
 pub mod risk;
 pub mod standing;
 pub mod status;
+pub mod transition;
 pub mod validation;
 
 pub use approvals::{ApprovalTally, tally};

@@ -1,3 +1,4 @@
+use crate::policy::transition::AuditDecision;
 use serde_json::json;
 
 use super::super::payload::{self, slack_escape, summary};
@@ -173,28 +174,31 @@ fn event_kinds_are_named_as_in_the_config() {
 #[test]
 fn audit_decisions_map_to_events() {
     assert_eq!(
-        EventKind::for_decision("activated", false),
+        EventKind::of(AuditDecision::Activated, false),
         Some(EventKind::Activated)
     );
     assert_eq!(
-        EventKind::for_decision("activated", true),
+        EventKind::of(AuditDecision::Activated, true),
         Some(EventKind::BreakGlass)
     );
     assert_eq!(
-        EventKind::for_decision("expired", true),
+        EventKind::of(AuditDecision::Expired, true),
         Some(EventKind::Expired)
     );
     assert_eq!(
-        EventKind::for_decision("requested", false),
+        EventKind::of(AuditDecision::Requested, false),
         Some(EventKind::Requested)
     );
-    assert_eq!(EventKind::for_decision("scheduled", false), None);
-    assert_eq!(EventKind::for_decision("deleted", false), None);
+    assert_eq!(EventKind::of(AuditDecision::Scheduled, false), None);
+    assert_eq!(
+        EventKind::of(AuditDecision::Deleted, false),
+        Some(EventKind::Revoked)
+    );
 
     let namespaces = vec!["payments".to_string()];
     let approvers = vec!["bob".to_string()];
     let record = AuditRecord {
-        decision: "approved",
+        decision: AuditDecision::Approved,
         request: "alice-payments-x7k2p",
         requester: "alice",
         role: "payments-admin",

@@ -24,4 +24,5 @@ mod deps {
 mod builders;
 mod legitimacy_table;
 mod lifecycle_table;
+mod transition_table;
 mod validation_table;

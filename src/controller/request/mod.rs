@@ -1,0 +1,141 @@
+//! The ActivationRequest reconciler, along the pipeline: observe the cached request, role,
+//! eligibilities and bindings; let [`crate::policy::lifecycle::decide`] choose the step; apply it
+//! to the bindings ([`apply`]); write the status and record what changed ([`record`]).
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use crate::api::{ActivationRequest, Eligibility, Phase};
+use crate::policy::lifecycle::{Input, ObservedBinding, decide, namespace_missing};
+use crate::policy::status::request_status;
+use crate::policy::transition;
+use crate::time::from_k8s;
+
+use super::Error;
+use super::calls::Refusal;
+use super::context::{Context, FoundBinding};
+
+mod apply;
+mod record;
+
+use apply::Applied;
+
+/// Look again this soon when a conditional write found the request changed.
+const STALE_REQUEUE: Duration = Duration::from_millis(200);
+
+pub async fn reconcile(
+    request: Arc<ActivationRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let result = reconcile_request(&request, &ctx).await;
+    if let Err(error) = &result
+        && let Some(reason) = error.persistent_reason()
+    {
+        record::report_stuck(&ctx, &request, reason, &error.to_string()).await;
+    }
+    result
+}
+
+async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result<Action, Error> {
+    let name = request.name_any();
+    // Our own write of a moment ago may not be in the cache yet: acting on the older version
+    // would only repeat work and meet a conflict. The watch delivers the newer one.
+    if ctx.is_superseded(&name, request.resource_version().as_deref()) {
+        return Ok(Action::requeue(STALE_REQUEUE));
+    }
+    let role = ctx.role(&request.spec.role);
+    let found = ctx.bindings_of(request, role.as_deref());
+    if request.metadata.deletion_timestamp.is_some() {
+        return finalize(ctx, request, &found).await;
+    }
+
+    // Observe and decide.
+    let now = ctx.now();
+    let eligibilities = ctx.eligibilities_for(&request.spec.role);
+    let eligibility_refs: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
+    let observed: Vec<ObservedBinding> = found
+        .iter()
+        .filter(|f| !f.foreign)
+        .map(|f| f.observed.clone())
+        .collect();
+    let old_status = request.status.clone().unwrap_or_default();
+    let created_at = request
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(from_k8s)
+        .unwrap_or(now);
+    let mut step = decide(&Input {
+        request_name: &name,
+        spec: &request.spec,
+        status: &old_status,
+        created_at,
+        role: role.as_deref(),
+        eligibilities: &eligibility_refs,
+        observed: &observed,
+        now,
+    });
+    tracing::debug!(request = %name, ?step, "decided");
+
+    // Apply.
+    let resource_version = match apply::apply(ctx, request, &step, &found).await? {
+        Applied::Done { resource_version } => resource_version,
+        Applied::Stale => return Ok(Action::requeue(STALE_REQUEUE)),
+        Applied::NamespaceMissing {
+            namespace,
+            resource_version,
+        } => {
+            step = namespace_missing(&step, &namespace);
+            tracing::info!(request = %name, %namespace, ?step, "namespace missing");
+            resource_version
+        }
+    };
+
+    // Record.
+    let new_status = request_status(&old_status, &step, request.metadata.generation, now);
+    if new_status != old_status {
+        match record::patch_status(ctx, &name, resource_version, &new_status).await {
+            Ok(()) => record::status_changed(ctx, request, &old_status, &new_status, &step),
+            // Someone (an approver, or our own earlier write) changed the request since we read
+            // it: decide again on the newer version, which the watch delivers.
+            Err(error) if error.refusal() == Refusal::Conflict => {
+                return Ok(Action::requeue(STALE_REQUEUE));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(requeue_at(step.wake_at(), now))
+}
+
+/// Requeue at the persisted instant the policy named; watch events never postpone it because
+/// every path returns it again.
+fn requeue_at(wake: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
+    match wake {
+        Some(at) => Action::requeue((at - now).to_std().unwrap_or(Duration::ZERO)),
+        None => Action::await_change(),
+    }
+}
+
+/// Deletion: revoke synchronously, then let the request go.
+async fn finalize(
+    ctx: &Context,
+    request: &ActivationRequest,
+    found: &[FoundBinding],
+) -> Result<Action, Error> {
+    if !request
+        .finalizers()
+        .iter()
+        .any(|f| f == crate::api::FINALIZER)
+    {
+        return Ok(Action::await_change());
+    }
+    apply::revoke_all(ctx, request, found).await?;
+    apply::release(ctx, request).await?;
+    if request.phase() == Some(Phase::Active) {
+        record::happened(ctx, request, &transition::deleted_with_grant());
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,241 @@
+//! `of_status_change`: what each phase change records (Event, audit decision, notification),
+//! driven through the real `decide` and `request_status` on a fixed clock.
+use super::builders::*;
+use crate::api::{ActivationRequestStatus, Phase, PrivilegedRole};
+use crate::policy::lifecycle::Step;
+use crate::policy::reasons;
+use crate::policy::status::request_status;
+use crate::policy::transition::{
+    self, AuditDecision, Occurrence, Severity, binding_removed, deleted_with_grant,
+    of_status_change, stuck,
+};
+
+fn payments_admin() -> PrivilegedRole {
+    role("payments-admin")
+        .cluster_role("admin")
+        .namespaces(&["payments"])
+        .approvers(&["bob"], &[])
+}
+
+fn alice_asks(role: PrivilegedRole) -> World {
+    world(
+        "alice-payments-1",
+        request("payments-admin").by(&user("alice")),
+        role,
+        &[eligibility("alice-payments", "payments-admin").users(&["alice"])],
+    )
+}
+
+/// Decides at `now` from `old` and returns the new status with what it records.
+fn change(w: World, old: ActivationRequestStatus, now_min: i64) -> (Step, Vec<Occurrence>) {
+    let w = w.status(old.clone());
+    let step = w.decide_at(at(now_min));
+    let new = request_status(&old, &step, Some(1), at(now_min));
+    let happened = of_status_change(&old, &new, &step);
+    (step, happened)
+}
+
+/// (decision, Event reason, severity, notified) of each occurrence, in order.
+fn summary(
+    happened: &[Occurrence],
+) -> Vec<(AuditDecision, Option<&'static str>, Option<Severity>, bool)> {
+    happened
+        .iter()
+        .map(|o| {
+            (
+                o.decision,
+                o.event.as_ref().map(|e| e.reason),
+                o.event.as_ref().map(|e| e.severity),
+                o.notified,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_request_waiting_for_approval_is_requested_and_notified() {
+    let (_, happened) = change(alice_asks(payments_admin()), fresh(), 0);
+    assert_eq!(
+        summary(&happened),
+        [(
+            AuditDecision::Requested,
+            Some("Requested"),
+            Some(Severity::Normal),
+            true
+        )]
+    );
+}
+
+#[test]
+fn an_approval_records_approved_then_activated_with_the_approver() {
+    let pending = fresh()
+        .phase(Phase::Pending)
+        .approvals(&[approved_by("bob")]);
+    let (_, happened) = change(alice_asks(payments_admin()), pending, 5);
+    assert_eq!(
+        summary(&happened),
+        [
+            (
+                AuditDecision::Approved,
+                Some("Approved"),
+                Some(Severity::Normal),
+                true
+            ),
+            (
+                AuditDecision::Activated,
+                Some("Activated"),
+                Some(Severity::Normal),
+                true
+            ),
+        ]
+    );
+    assert_eq!(happened[0].approvers, ["bob"]);
+    assert_eq!(happened[0].message, "approved by bob");
+    assert_eq!(happened[1].approvers, ["bob"]);
+    assert_eq!(happened[1].until, Some(at(65)));
+    assert!(!happened[1].break_glass);
+}
+
+#[test]
+fn decided_on_first_sight_records_the_request_without_an_event_then_the_outcome() {
+    let open = payments_admin().no_approval_required();
+    let (_, happened) = change(alice_asks(open), fresh(), 0);
+    assert_eq!(
+        summary(&happened),
+        [
+            (AuditDecision::Requested, None, None, false),
+            (
+                AuditDecision::Activated,
+                Some("Activated"),
+                Some(Severity::Normal),
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
+fn break_glass_is_a_warning_notified_as_break_glass() {
+    let w = alice_asks(payments_admin().break_glass());
+    let (step, happened) = change(w, fresh(), 0);
+    assert!(transition::is_break_glass(&step), "{step:?}");
+    let activated = happened.last().expect("an activation");
+    assert_eq!(activated.decision, AuditDecision::Activated);
+    assert_eq!(
+        activated.event.as_ref().map(|e| (e.reason, e.severity)),
+        Some(("BreakGlassActivated", Severity::Warning))
+    );
+    assert!(activated.break_glass);
+    assert_eq!(activated.reason, reasons::BREAK_GLASS);
+}
+
+#[test]
+fn a_denial_is_a_warning_and_no_approval_is_recorded() {
+    let pending = fresh()
+        .phase(Phase::Pending)
+        .approvals(&[denied_by("bob", "not now")]);
+    let (_, happened) = change(alice_asks(payments_admin()), pending, 5);
+    assert_eq!(
+        summary(&happened),
+        [(
+            AuditDecision::Denied,
+            Some("Denied"),
+            Some(Severity::Warning),
+            true
+        )]
+    );
+}
+
+#[test]
+fn no_phase_change_records_nothing() {
+    let pending = fresh().phase(Phase::Pending);
+    let (_, happened) = change(alice_asks(payments_admin()), pending, 1);
+    assert_eq!(happened, []);
+}
+
+#[test]
+fn a_scheduled_grant_is_recorded_but_nobody_is_told_until_it_activates() {
+    let w = world(
+        "alice-payments-1",
+        request("payments-admin")
+            .by(&user("alice"))
+            .start_at(at(30)),
+        payments_admin(),
+        &[eligibility("alice-payments", "payments-admin").users(&["alice"])],
+    );
+    let pending = fresh()
+        .phase(Phase::Pending)
+        .approvals(&[approved_by("bob")]);
+    let (_, happened) = change(w, pending, 5);
+    assert_eq!(
+        summary(&happened),
+        [
+            (
+                AuditDecision::Approved,
+                Some("Approved"),
+                Some(Severity::Normal),
+                true
+            ),
+            (
+                AuditDecision::Scheduled,
+                Some("Scheduled"),
+                Some(Severity::Normal),
+                false
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_records_made_outside_a_status_change() {
+    let deleted = deleted_with_grant();
+    assert_eq!(deleted.decision, AuditDecision::Deleted);
+    assert!(deleted.notified);
+    assert_eq!(deleted.event.map(|e| e.reason), Some("Revoked"));
+
+    let stuck = stuck("BindingNameTaken", "taken");
+    assert_eq!(stuck.decision, AuditDecision::Stuck);
+    assert!(!stuck.notified);
+    assert_eq!(
+        stuck.event.map(|e| (e.reason, e.severity, e.action)),
+        Some(("BindingNameTaken", Severity::Warning, "Reconcile"))
+    );
+
+    let swept = binding_removed(true, "Expired", "gone", Some(at(60)), "note");
+    assert_eq!(
+        (swept.decision, swept.event, swept.until),
+        (AuditDecision::Swept, None, Some(at(60)))
+    );
+    let forged = binding_removed(false, "NoRequest", "gone", None, "it granted admin");
+    assert_eq!(forged.decision, AuditDecision::RemovedIllegitimateBinding);
+    assert_eq!(
+        forged.event.map(|e| (e.reason, e.severity, e.note)),
+        Some((
+            reasons::ILLEGITIMATE_BINDING_REMOVED,
+            Severity::Warning,
+            "it granted admin".to_string()
+        ))
+    );
+}
+
+#[test]
+fn every_decision_has_its_own_audit_word() {
+    use AuditDecision::*;
+    let all = [
+        Requested,
+        Approved,
+        Scheduled,
+        Activated,
+        Expired,
+        Cancelled,
+        Revoked,
+        Denied,
+        Failed,
+        Deleted,
+        Stuck,
+        Swept,
+        RemovedIllegitimateBinding,
+    ];
+    let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
+    assert_eq!(words.len(), all.len());
+}

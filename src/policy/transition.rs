@@ -1,0 +1,277 @@
+//! What happened to a request, said once: the change of status a reconcile wrote (or a deletion,
+//! a stuck request, a binding removed by the guard) becomes [`Occurrence`]s, and each of them is
+//! the Event, the audit line and the notification together. Every writer records through these,
+//! so the three never disagree and nothing parses one back out of another.
+use chrono::{DateTime, Utc};
+
+use crate::api::{ActivationRequestStatus, Phase};
+use crate::time::from_k8s;
+
+use super::lifecycle::Step;
+use super::reasons;
+
+/// The audit line's `decision`: what happened, in the words of the audit stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditDecision {
+    /// The request was received.
+    Requested,
+    /// Enough approvers approved.
+    Approved,
+    /// Approved, waiting for its start time.
+    Scheduled,
+    /// The bindings exist.
+    Activated,
+    Expired,
+    Cancelled,
+    Revoked,
+    Denied,
+    Failed,
+    /// The request object was deleted; its grant ended with it.
+    Deleted,
+    /// The controller cannot move the request on until someone acts.
+    Stuck,
+    /// A managed binding of an ended grant, removed by the sweeper.
+    Swept,
+    /// A managed-labelled binding no request accounts for, removed.
+    RemovedIllegitimateBinding,
+}
+
+impl AuditDecision {
+    /// The value of the audit line's `decision` field (a documented, stable vocabulary).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Requested => "requested",
+            AuditDecision::Approved => "approved",
+            AuditDecision::Scheduled => "scheduled",
+            AuditDecision::Activated => "activated",
+            AuditDecision::Expired => "expired",
+            AuditDecision::Cancelled => "cancelled",
+            AuditDecision::Revoked => "revoked",
+            AuditDecision::Denied => "denied",
+            AuditDecision::Failed => "failed",
+            AuditDecision::Deleted => "deleted",
+            AuditDecision::Stuck => "stuck",
+            AuditDecision::Swept => "swept",
+            AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
+        }
+    }
+}
+
+/// Normal or Warning, as Kubernetes Events have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// The Event an occurrence publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNote {
+    pub severity: Severity,
+    pub reason: &'static str,
+    pub action: &'static str,
+    pub note: String,
+}
+
+/// One thing that happened, with everything its records say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occurrence {
+    pub decision: AuditDecision,
+    /// The Event on the object (`None`: the audit line only, e.g. "requested" when the outcome's
+    /// own Event follows at once).
+    pub event: Option<EventNote>,
+    /// The machine-readable reason on the audit line and in the notification.
+    pub reason: String,
+    pub message: String,
+    /// When the grant ends, once known.
+    pub until: Option<DateTime<Utc>>,
+    pub approvers: Vec<String>,
+    pub break_glass: bool,
+    /// Whether the notification routes hear of it.
+    pub notified: bool,
+}
+
+impl Occurrence {
+    fn plain(decision: AuditDecision, reason: &str, message: &str) -> Self {
+        Self {
+            decision,
+            event: None,
+            reason: reason.to_string(),
+            message: message.to_string(),
+            until: None,
+            approvers: vec![],
+            break_glass: false,
+            notified: false,
+        }
+    }
+}
+
+fn event(severity: Severity, reason: &'static str, action: &'static str, note: &str) -> EventNote {
+    EventNote {
+        severity,
+        reason,
+        action,
+        note: note.to_string(),
+    }
+}
+
+/// Was this step an activation through break-glass?
+pub fn is_break_glass(step: &Step) -> bool {
+    matches!(step, Step::Activate { reason, .. } if *reason == reasons::BREAK_GLASS)
+}
+
+/// What a status write from `old` to `new` (deciding `step`) means, in the order to record it.
+/// Nothing when the phase did not change.
+pub fn of_status_change(
+    old: &ActivationRequestStatus,
+    new: &ActivationRequestStatus,
+    step: &Step,
+) -> Vec<Occurrence> {
+    let Some(phase) = new.phase.filter(|p| old.phase != Some(*p)) else {
+        return vec![];
+    };
+    let status_reason = new.reason.clone().unwrap_or_default();
+    let message = new.message.clone().unwrap_or_default();
+    let until = new.expires_at.as_ref().map(from_k8s);
+    let approvers: Vec<String> = match step {
+        Step::Wait { tally, .. }
+        | Step::Activate { tally, .. }
+        | Step::KeepActive { tally, .. } => tally.approved_by.clone(),
+        Step::End { .. } | Step::Settled => vec![],
+    };
+    let break_glass =
+        phase == Phase::Active && (is_break_glass(step) || status_reason == reasons::BREAK_GLASS);
+    let mut happened = Vec::new();
+
+    let approved_now = !approvers.is_empty()
+        && matches!(phase, Phase::Scheduled | Phase::Active)
+        && !matches!(old.phase, Some(Phase::Scheduled | Phase::Active));
+    if approved_now {
+        let note = format!("approved by {}", approvers.join(", "));
+        happened.push(Occurrence {
+            event: Some(event(Severity::Normal, "Approved", "Approve", &note)),
+            until,
+            approvers: approvers.clone(),
+            notified: true,
+            ..Occurrence::plain(AuditDecision::Approved, reasons::APPROVED, &note)
+        });
+    }
+    // Decided on first sight (activated, denied…): an audit line for the request itself, and one
+    // Event for the outcome below — a separate Event would be an API write saying nothing new.
+    // Approvers are told about requests that wait for them, not about ones decided at once.
+    if old.phase.is_none() && phase != Phase::Pending {
+        happened.push(Occurrence::plain(
+            AuditDecision::Requested,
+            "Requested",
+            "request received",
+        ));
+    }
+    let (decision, severity, event_reason, action) = match phase {
+        Phase::Pending => (
+            AuditDecision::Requested,
+            Severity::Normal,
+            "Requested",
+            "Request",
+        ),
+        Phase::Scheduled => (
+            AuditDecision::Scheduled,
+            Severity::Normal,
+            "Scheduled",
+            "Schedule",
+        ),
+        Phase::Active if break_glass => (
+            AuditDecision::Activated,
+            Severity::Warning,
+            "BreakGlassActivated",
+            "Activate",
+        ),
+        Phase::Active => (
+            AuditDecision::Activated,
+            Severity::Normal,
+            "Activated",
+            "Activate",
+        ),
+        Phase::Expired => (
+            AuditDecision::Expired,
+            Severity::Normal,
+            "Expired",
+            "Revoke",
+        ),
+        Phase::Cancelled => (
+            AuditDecision::Cancelled,
+            Severity::Normal,
+            "Cancelled",
+            "Revoke",
+        ),
+        Phase::Revoked => (
+            AuditDecision::Revoked,
+            Severity::Normal,
+            "Revoked",
+            "Revoke",
+        ),
+        Phase::Denied => (AuditDecision::Denied, Severity::Warning, "Denied", "Deny"),
+        Phase::Failed => (AuditDecision::Failed, Severity::Warning, "Failed", "Fail"),
+    };
+    let audit_reason = if break_glass {
+        reasons::BREAK_GLASS.to_string()
+    } else {
+        status_reason
+    };
+    happened.push(Occurrence {
+        decision,
+        event: Some(event(severity, event_reason, action, &message)),
+        reason: audit_reason,
+        message,
+        until,
+        approvers,
+        break_glass,
+        // Scheduling is not news to anyone; the approval before it was.
+        notified: decision != AuditDecision::Scheduled,
+    });
+    happened
+}
+
+/// The request was deleted while its grant ran: the bindings went first.
+pub fn deleted_with_grant() -> Occurrence {
+    let message = "request deleted: bindings revoked";
+    Occurrence {
+        event: Some(event(Severity::Normal, "Revoked", "Revoke", message)),
+        notified: true,
+        ..Occurrence::plain(AuditDecision::Deleted, "RequestDeleted", message)
+    }
+}
+
+/// The controller cannot move the request on (`reason` says why) until someone acts.
+pub fn stuck(reason: &'static str, message: &str) -> Occurrence {
+    Occurrence {
+        event: Some(event(Severity::Warning, reason, "Reconcile", message)),
+        ..Occurrence::plain(AuditDecision::Stuck, reason, message)
+    }
+}
+
+/// A managed-labelled binding was removed: an ended grant's leftover (`Swept`, audit only) or one
+/// no request accounts for (a Warning Event on the binding, `note` saying what it granted).
+pub fn binding_removed(
+    leftover: bool,
+    reason: &'static str,
+    message: &str,
+    until: Option<DateTime<Utc>>,
+    note: &str,
+) -> Occurrence {
+    if leftover {
+        return Occurrence {
+            until,
+            ..Occurrence::plain(AuditDecision::Swept, reason, message)
+        };
+    }
+    Occurrence {
+        event: Some(event(
+            Severity::Warning,
+            reasons::ILLEGITIMATE_BINDING_REMOVED,
+            "Revoke",
+            note,
+        )),
+        until,
+        ..Occurrence::plain(AuditDecision::RemovedIllegitimateBinding, reason, message)
+    }
+}
