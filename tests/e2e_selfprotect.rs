@@ -193,7 +193,9 @@ fn binding(name: &str, namespace: &str, marks: Option<(&str, &str)>) -> RoleBind
     }
 }
 
-/// Installs the chart's policies and waits until the namespace policy refuses the probe.
+/// Installs the chart's policies and waits until each of the three policies the checks rely on
+/// refuses the probe (the API server loads them one by one: one in force says nothing of the
+/// others).
 async fn install(env: &Env) -> Option<Client> {
     let values = json!({
         "admission": {"policies": {"enabled": true}},
@@ -216,13 +218,19 @@ async fn install(env: &Env) -> Option<Client> {
         PROBE_NAMESPACE,
         Some((labels::MANAGED_BY_VALUE, "")),
     );
+    let crds: Api<CustomResourceDefinition> = Api::all(probe.clone());
     security::eventually("the self-protection policies", POLICY_TIMEOUT, || async {
         let namespace = configmaps.create(&dry(), &canary).await;
         let label = labelled.create(&dry(), &forged).await;
-        match (namespace, label) {
-            (Err(kube::Error::Api(a)), Err(kube::Error::Api(b)))
+        let cluster = crds
+            .delete("privilegedroles.kubepim.io", &dry_delete())
+            .await
+            .map(|_| ());
+        match (namespace, label, cluster) {
+            (Err(kube::Error::Api(a)), Err(kube::Error::Api(b)), Err(kube::Error::Api(c)))
                 if a.message.contains("kubepim-protect-namespace")
-                    && b.message.contains("kubepim-managed-label") =>
+                    && b.message.contains("kubepim-managed-label")
+                    && c.message.contains("kubepim-protect-cluster") =>
             {
                 Ok(())
             }

@@ -458,7 +458,7 @@ async fn a_role_the_operator_may_not_bind_is_not_ready_and_its_risk_is_flagged()
     .await;
     assert_eq!(
         (status.as_str(), reason.as_str()),
-        ("True", reasons::ROLE_READY)
+        ("True", reasons::ROLE_BINDABLE)
     );
     let pr = prs.get(&reader.name_any()).await.expect("get");
     assert_eq!(

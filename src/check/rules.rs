@@ -1,10 +1,12 @@
 //! Semantic checks: what the CRD schema cannot see, because it needs other objects, the clock,
 //! or knowledge of how the operator decides.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::api::{Eligibility, PrivilegedRole, SubjectKind};
+use crate::policy::approvals::{UnreachableQuorum, unreachable_quorum};
+use crate::policy::identity::is_service_account_group;
 use crate::policy::{self, EligibilityWindow, is_service_account, window_state};
 use crate::time::{duration_from_k8s, format_duration, from_k8s};
 
@@ -70,43 +72,16 @@ fn duplicate_names(set: &PolicySet, findings: &mut Findings) {
     }
 }
 
-/// ServiceAccount groups: every member is a ServiceAccount, whose approvals never count.
-fn is_service_account_group(group: &str) -> bool {
-    group == "system:serviceaccounts" || group.starts_with("system:serviceaccounts:")
-}
-
-/// Can the approvals the role requires ever be collected? Only distinct human users count
-/// (policy ignores ServiceAccounts and duplicates); a group may have any number of members.
-///
-/// The CRD's CEL rule compares the raw list length; this looks further.
+/// A role whose requests can never be approved is an error before it merges.
 fn approver_quorum(role: &Located<PrivilegedRole>, findings: &mut Findings) {
-    let spec = &role.resource.spec;
-    let required = spec.approval.required_approvals;
-    let approvers = &spec.approval.approvers;
-    if required == 0
-        || spec.break_glass
-        || approvers
-            .groups
-            .iter()
-            .any(|g| !is_service_account_group(g))
-    {
-        return;
-    }
-    let humans: BTreeSet<&str> = approvers
-        .users
-        .iter()
-        .map(String::as_str)
-        .filter(|u| !is_service_account(u))
-        .collect();
-    if humans.len() < required as usize {
+    if let Some(UnreachableQuorum { required, humans }) = unreachable_quorum(&role.resource.spec) {
         findings.error(
             &role.subject,
             Some("spec.approval.requiredApprovals"),
             format!(
-                "{required} approvals are required but only {} distinct approver user(s) can give one \
-                 (ServiceAccounts and repeated names do not count) and no approver group is named: \
-                 no request for this role can ever be approved",
-                humans.len()
+                "{required} approvals are required but only {humans} distinct approver user(s) can \
+                 give one (ServiceAccounts and repeated names do not count) and no approver group \
+                 is named: no request for this role can ever be approved"
             ),
         );
     }

@@ -7,9 +7,8 @@ use kube::runtime::controller::Action;
 
 use crate::api::conditions::ACTIVE;
 use crate::api::{Eligibility, EligibilityStatus};
-use crate::policy::eligibility::{EligibilityWindow, window_state};
+use crate::policy::eligibility::{active_condition, window_state};
 use crate::policy::identity::subject_matches;
-use crate::policy::reasons;
 use crate::policy::status::set_condition;
 use crate::time::{from_k8s, to_k8s};
 
@@ -25,33 +24,7 @@ pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Acti
     let now = ctx.now();
     let window = window_state(&elig.spec, now);
     let role_exists = ctx.role(&elig.spec.role).is_some();
-    let (active, reason, message) = match window {
-        _ if !role_exists => (
-            false,
-            reasons::ROLE_NOT_FOUND,
-            format!("PrivilegedRole {} does not exist", elig.spec.role),
-        ),
-        EligibilityWindow::NotYetValid(at) => (
-            false,
-            reasons::NOT_YET_VALID,
-            format!("valid from {}", at.to_rfc3339()),
-        ),
-        EligibilityWindow::Expired(at) => (
-            false,
-            reasons::EXPIRED,
-            format!("ended at {}", at.to_rfc3339()),
-        ),
-        EligibilityWindow::Within(Some(until)) => (
-            true,
-            reasons::WITHIN_WINDOW,
-            format!("valid until {}", until.to_rfc3339()),
-        ),
-        EligibilityWindow::Within(None) => (
-            true,
-            reasons::WITHIN_WINDOW,
-            "valid without end".to_string(),
-        ),
-    };
+    let active = active_condition(&window, &elig.spec.role, role_exists);
 
     // Derived from the requests this eligibility could have allowed: no write on the grant path.
     let activations: Vec<_> = ctx
@@ -83,9 +56,9 @@ pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Acti
     set_condition(
         &mut status.conditions,
         ACTIVE,
-        active,
-        reason,
-        &message,
+        active.status,
+        active.reason,
+        &active.message,
         elig.metadata.generation,
         now,
     );

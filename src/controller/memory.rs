@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::policy::role_readiness::Bindability;
 use crate::policy::standing::RoleFindings;
 
 /// Counts for one PrivilegedRole.
@@ -89,25 +90,15 @@ pub const NOT_BINDABLE_TTL: Duration = Duration::from_secs(50);
 /// one review per referenced role per ten minutes.
 pub const BINDABLE_TTL: Duration = Duration::from_secs(600);
 
-/// May the operator bind the referenced role where the PrivilegedRole grants it?
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bindability {
-    Bindable,
-    /// Not in this namespace (`None`: not cluster-wide, or not at all for a Role).
-    NotBindable {
-        namespace: Option<String>,
-    },
-}
-
 /// Remembered access answers, by what was asked.
 #[derive(Default)]
 pub struct BindChecks {
     answers: Mutex<HashMap<String, (Instant, Bindability)>>,
 }
 
-impl Bindability {
-    fn ttl(&self) -> Duration {
-        match self {
+fn ttl(answer: &Bindability) -> Duration {
+    {
+        match answer {
             Bindability::Bindable => BINDABLE_TTL,
             Bindability::NotBindable { .. } => NOT_BINDABLE_TTL,
         }
@@ -119,14 +110,14 @@ impl BindChecks {
         let answers = self.answers.lock().ok()?;
         answers
             .get(key)
-            .filter(|(at, answer)| at.elapsed() < answer.ttl())
+            .filter(|(at, answer)| at.elapsed() < ttl(answer))
             .map(|(_, answer)| answer.clone())
     }
 
     pub(super) fn put(&self, key: String, answer: Bindability) {
         if let Ok(mut answers) = self.answers.lock() {
             // Bounded by the roles referenced within the last TTL.
-            answers.retain(|_, (at, answer)| at.elapsed() < answer.ttl());
+            answers.retain(|_, (at, answer)| at.elapsed() < ttl(answer));
             answers.insert(key, (Instant::now(), answer));
         }
     }

@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 
 use crate::api::conditions::{READY, RISK_ASSESSED};
 use crate::api::{Phase, PrivilegedRole, PrivilegedRoleStatus};
+use crate::policy::role_readiness::{readiness, risk_assessment};
 use crate::policy::status::set_condition;
 
 use super::Error;
@@ -41,32 +42,25 @@ pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<A
         observed_generation: role.metadata.generation,
         ..old.clone()
     };
-    let (ready, reason, message) =
-        role_checks::readiness(&role, referenced.is_some(), bindable.as_ref());
-    set_condition(
-        &mut status.conditions,
-        READY,
-        ready,
-        reason,
-        &message,
-        role.metadata.generation,
-        ctx.now(),
-    );
-    let (assessed, reason, message, flags) = role_checks::risk_assessment(
+    let ready = readiness(&role, referenced.is_some(), bindable.as_ref());
+    let risk = risk_assessment(
         &role,
         referenced.as_ref(),
         ctx.operator_namespace.as_deref(),
     );
-    set_condition(
-        &mut status.conditions,
-        RISK_ASSESSED,
-        assessed,
-        reason,
-        &message,
-        role.metadata.generation,
-        ctx.now(),
-    );
-    status.risk_flags = flags;
+    let now = ctx.now();
+    for (kind, condition) in [(READY, &ready), (RISK_ASSESSED, &risk.condition)] {
+        set_condition(
+            &mut status.conditions,
+            kind,
+            condition.status,
+            condition.reason,
+            &condition.message,
+            role.metadata.generation,
+            now,
+        );
+    }
+    status.risk_flags = risk.flags;
     if status != old {
         calls::patch_status::<PrivilegedRole>(&ctx.client, &name, &status, "patch role status")
             .await?;

@@ -1,9 +1,9 @@
 //! Quorum: which approvals count, and whether they are enough.
 use std::collections::BTreeSet;
 
-use crate::api::{Approval, ApprovalPolicy, Decision};
+use crate::api::{Approval, ApprovalPolicy, Decision, PrivilegedRoleSpec};
 
-use super::identity::is_service_account;
+use super::identity::{is_service_account, is_service_account_group};
 
 /// Why an approval entry does not count.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +43,55 @@ fn is_authorised(approval: &Approval, policy: &ApprovalPolicy) -> bool {
             .any(|g| policy.approvers.groups.contains(g))
 }
 
-/// Counts approvals. `required` is 0 for roles that activate without approval (incl. break-glass),
-/// but an authorised denial still denies.
-pub fn tally(
-    approvals: &[Approval],
-    policy: &ApprovalPolicy,
-    requester: &str,
-    required: u32,
-) -> ApprovalTally {
+/// How many approvals a role's requests need: none for a break-glass role, whatever its
+/// `requiredApprovals` says.
+pub fn required(role: &PrivilegedRoleSpec) -> u32 {
+    if role.break_glass {
+        0
+    } else {
+        role.approval.required_approvals
+    }
+}
+
+/// Why a role's requests can never be approved: more approvals required than distinct human
+/// users could give, and no approver group that could hold more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreachableQuorum {
+    pub required: u32,
+    /// Distinct listed approver users who are not ServiceAccounts.
+    pub humans: usize,
+}
+
+/// Can the approvals the role requires ever be collected? Only distinct human users count
+/// (ServiceAccounts and duplicates never do); a group may have any number of members, unless it
+/// holds only ServiceAccounts. (The CRD's CEL rule compares the raw list length; this looks
+/// further.)
+pub fn unreachable_quorum(role: &PrivilegedRoleSpec) -> Option<UnreachableQuorum> {
+    let required = required(role);
+    let approvers = &role.approval.approvers;
+    if required == 0
+        || approvers
+            .groups
+            .iter()
+            .any(|g| !is_service_account_group(g))
+    {
+        return None;
+    }
+    let humans = approvers
+        .users
+        .iter()
+        .filter(|u| !is_service_account(u))
+        .collect::<BTreeSet<_>>()
+        .len();
+    (humans < required as usize).then_some(UnreachableQuorum { required, humans })
+}
+
+/// Counts a request's approvals against its role: [`required`] of them from authorised, distinct,
+/// human approvers other than the requester. An authorised denial denies, even where no approval
+/// is required.
+pub fn tally(approvals: &[Approval], role: &PrivilegedRoleSpec, requester: &str) -> ApprovalTally {
+    let policy = &role.approval;
+    let required = required(role);
     let mut seen = BTreeSet::new();
     let mut out = ApprovalTally {
         required,
@@ -85,17 +126,17 @@ pub fn tally(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Approvers;
 
-    fn policy(users: &[&str], groups: &[&str], required: u32) -> ApprovalPolicy {
-        ApprovalPolicy {
-            required_approvals: required,
-            approvers: Approvers {
-                users: users.iter().map(|s| s.to_string()).collect(),
-                groups: groups.iter().map(|s| s.to_string()).collect(),
+    fn policy(users: &[&str], groups: &[&str], required: u32) -> PrivilegedRoleSpec {
+        let spec = serde_json::json!({
+            "roleRef": {"kind": "ClusterRole", "name": "admin"},
+            "scope": {"namespaces": ["payments"]},
+            "approval": {
+                "requiredApprovals": required,
+                "approvers": {"users": users, "groups": groups},
             },
-            ..Default::default()
-        }
+        });
+        serde_json::from_value(spec).expect("a valid spec")
     }
 
     fn entry(approver: &str, groups: &[&str], decision: Decision) -> Approval {
@@ -111,7 +152,7 @@ mod tests {
     #[test]
     fn listed_user_approves() {
         let p = policy(&["bob"], &[], 1);
-        let t = tally(&[entry("bob", &[], Decision::Approved)], &p, "alice", 1);
+        let t = tally(&[entry("bob", &[], Decision::Approved)], &p, "alice");
         assert!(t.quorum_met());
         assert_eq!(t.approved_by, vec!["bob"]);
     }
@@ -123,7 +164,6 @@ mod tests {
             &[entry("carol", &["sre-leads"], Decision::Approved)],
             &p,
             "alice",
-            1,
         );
         assert!(t.quorum_met());
     }
@@ -135,7 +175,6 @@ mod tests {
             &[entry("alice", &["sre-leads"], Decision::Approved)],
             &p,
             "alice",
-            1,
         );
         assert!(!t.quorum_met());
         assert_eq!(
@@ -152,7 +191,6 @@ mod tests {
             &[entry(sa, &["system:serviceaccounts"], Decision::Approved)],
             &p,
             "alice",
-            1,
         );
         assert!(!t.quorum_met());
         assert_eq!(t.ignored[0].1, Ignored::ServiceAccount);
@@ -165,7 +203,6 @@ mod tests {
             &[entry("mallory", &["devs"], Decision::Approved)],
             &p,
             "alice",
-            1,
         );
         assert!(!t.quorum_met());
         assert_eq!(t.ignored[0].1, Ignored::NotAnApprover);
@@ -181,7 +218,6 @@ mod tests {
             ],
             &p,
             "alice",
-            1,
         );
         assert!(t.denied_by.is_none());
         assert!(t.quorum_met());
@@ -194,14 +230,14 @@ mod tests {
             entry("bob", &[], Decision::Approved),
             entry("bob", &[], Decision::Approved),
         ];
-        let t = tally(&dup, &p, "alice", 2);
+        let t = tally(&dup, &p, "alice");
         assert!(!t.quorum_met());
         assert_eq!(t.ignored[0].1, Ignored::Duplicate);
         let two = [
             entry("bob", &[], Decision::Approved),
             entry("carol", &[], Decision::Approved),
         ];
-        assert!(tally(&two, &p, "alice", 2).quorum_met());
+        assert!(tally(&two, &p, "alice").quorum_met());
     }
 
     #[test]
@@ -214,7 +250,6 @@ mod tests {
             ],
             &p,
             "alice",
-            1,
         );
         assert!(!t.quorum_met());
         assert_eq!(t.denied_by, Some(("carol".into(), Some("r".into()))));
@@ -223,6 +258,65 @@ mod tests {
     #[test]
     fn zero_required_is_met_without_entries() {
         let p = policy(&[], &[], 0);
-        assert!(tally(&[], &p, "alice", 0).quorum_met());
+        assert!(tally(&[], &p, "alice").quorum_met());
+    }
+    #[test]
+    fn break_glass_requires_nothing_whatever_the_policy_says() {
+        let mut p = policy(&["bob"], &[], 3);
+        assert_eq!(required(&p), 3);
+        p.break_glass = true;
+        assert_eq!(required(&p), 0);
+        assert!(tally(&[], &p, "alice").quorum_met());
+        // An authorised denial still denies.
+        assert!(!tally(&[entry("bob", &[], Decision::Denied)], &p, "alice").quorum_met());
+    }
+
+    #[test]
+    fn quorum_reachability() {
+        let cases: [(&[&str], &[&str], u32, bool, Option<UnreachableQuorum>); 7] = [
+            (&["bob"], &[], 1, false, None),
+            (
+                &["bob"],
+                &[],
+                2,
+                false,
+                Some(UnreachableQuorum {
+                    required: 2,
+                    humans: 1,
+                }),
+            ),
+            // Repeated names and ServiceAccounts do not count.
+            (
+                &["bob", "bob", "system:serviceaccount:ci:robot"],
+                &[],
+                2,
+                false,
+                Some(UnreachableQuorum {
+                    required: 2,
+                    humans: 1,
+                }),
+            ),
+            // A human group may hold any number of approvers.
+            (&["bob"], &["sre-leads"], 5, false, None),
+            // A ServiceAccount group holds nobody whose approval counts.
+            (
+                &[],
+                &["system:serviceaccounts:ci"],
+                1,
+                false,
+                Some(UnreachableQuorum {
+                    required: 1,
+                    humans: 0,
+                }),
+            ),
+            (&[], &[], 0, false, None),
+            // Break-glass needs no approval at all.
+            (&[], &[], 2, true, None),
+        ];
+        for (users, groups, n, break_glass, expected) in cases {
+            let mut p = policy(users, groups, n);
+            p.break_glass = break_glass;
+            assert_eq!(unreachable_quorum(&p), expected, "{users:?} {groups:?} {n}");
+        }
     }
 }

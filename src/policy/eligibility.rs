@@ -122,3 +122,122 @@ mod tests {
         );
     }
 }
+
+/// The Eligibility's `Active` condition: within its window and naming a PrivilegedRole that
+/// exists.
+pub fn active_condition(
+    window: &EligibilityWindow,
+    role: &str,
+    role_exists: bool,
+) -> super::role_readiness::RoleCondition {
+    use super::reasons;
+    let (status, reason, message) = match window {
+        _ if !role_exists => (
+            false,
+            reasons::ROLE_NOT_FOUND,
+            format!("PrivilegedRole {role} does not exist"),
+        ),
+        EligibilityWindow::NotYetValid(at) => (
+            false,
+            reasons::NOT_YET_VALID,
+            format!("valid from {}", at.to_rfc3339()),
+        ),
+        EligibilityWindow::Expired(at) => (
+            false,
+            reasons::EXPIRED,
+            format!("ended at {}", at.to_rfc3339()),
+        ),
+        EligibilityWindow::Within(Some(until)) => (
+            true,
+            reasons::WITHIN_WINDOW,
+            format!("valid until {}", until.to_rfc3339()),
+        ),
+        EligibilityWindow::Within(None) => (
+            true,
+            reasons::WITHIN_WINDOW,
+            "valid without end".to_string(),
+        ),
+    };
+    super::role_readiness::RoleCondition {
+        status,
+        reason,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod active_condition_tests {
+    use super::*;
+    use crate::policy::reasons;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_active_condition_for_every_window() {
+        let t = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
+        let cases = [
+            (
+                EligibilityWindow::Within(None),
+                true,
+                (
+                    true,
+                    reasons::WITHIN_WINDOW,
+                    "valid without end".to_string(),
+                ),
+            ),
+            (
+                EligibilityWindow::Within(Some(t)),
+                true,
+                (
+                    true,
+                    reasons::WITHIN_WINDOW,
+                    "valid until 2026-03-02T10:00:00+00:00".to_string(),
+                ),
+            ),
+            (
+                EligibilityWindow::NotYetValid(t),
+                true,
+                (
+                    false,
+                    reasons::NOT_YET_VALID,
+                    "valid from 2026-03-02T10:00:00+00:00".to_string(),
+                ),
+            ),
+            (
+                EligibilityWindow::Expired(t),
+                true,
+                (
+                    false,
+                    reasons::EXPIRED,
+                    "ended at 2026-03-02T10:00:00+00:00".to_string(),
+                ),
+            ),
+            // A missing role wins over any window.
+            (
+                EligibilityWindow::Within(None),
+                false,
+                (
+                    false,
+                    reasons::ROLE_NOT_FOUND,
+                    "PrivilegedRole db-admin does not exist".to_string(),
+                ),
+            ),
+            (
+                EligibilityWindow::Expired(t),
+                false,
+                (
+                    false,
+                    reasons::ROLE_NOT_FOUND,
+                    "PrivilegedRole db-admin does not exist".to_string(),
+                ),
+            ),
+        ];
+        for (window, exists, (status, reason, message)) in cases {
+            let c = active_condition(&window, "db-admin", exists);
+            assert_eq!(
+                (c.status, c.reason, c.message),
+                (status, reason, message),
+                "{window:?}"
+            );
+        }
+    }
+}

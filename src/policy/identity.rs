@@ -10,6 +10,12 @@ pub fn is_service_account(username: &str) -> bool {
     username.starts_with(SA_PREFIX)
 }
 
+/// ServiceAccount groups (`system:serviceaccounts[:<namespace>]`): every member is a
+/// ServiceAccount.
+pub fn is_service_account_group(group: &str) -> bool {
+    group == "system:serviceaccounts" || group.starts_with("system:serviceaccounts:")
+}
+
 /// Splits a ServiceAccount username into (namespace, name).
 pub fn service_account_parts(username: &str) -> Option<(&str, &str)> {
     let rest = username.strip_prefix(SA_PREFIX)?;

@@ -410,17 +410,7 @@ pub fn decide(input: &Input<'_>) -> Step {
             },
         );
     };
-    let required = if role.spec.break_glass {
-        0
-    } else {
-        role.spec.approval.required_approvals
-    };
-    let tally = tally(
-        &input.status.approvals,
-        &role.spec.approval,
-        &requester.username,
-        required,
-    );
+    let tally = tally(&input.status.approvals, &role.spec, &requester.username);
     if let Some((approver, why)) = &tally.denied_by {
         let why = why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
         return Step::End {
@@ -519,7 +509,7 @@ pub fn decide(input: &Input<'_>) -> Step {
 
     let approved_reason = if role.spec.break_glass {
         reasons::BREAK_GLASS
-    } else if required == 0 {
+    } else if tally.required == 0 {
         reasons::APPROVAL_NOT_REQUIRED
     } else {
         reasons::APPROVED

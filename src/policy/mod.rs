@@ -11,6 +11,7 @@ pub mod legitimacy;
 pub mod lifecycle;
 pub mod reasons;
 pub mod risk;
+pub mod role_readiness;
 pub mod standing;
 pub mod status;
 pub mod transition;

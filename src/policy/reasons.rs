@@ -39,7 +39,7 @@ pub const REQUESTER_ATTRIBUTES_MISSING: &str = "RequesterAttributesMissing";
 pub const WITHIN_WINDOW: &str = "WithinWindow";
 pub const NOT_YET_VALID: &str = "NotYetValid";
 pub const EXPIRED: &str = "Expired";
-pub const ROLE_READY: &str = "RoleBindable";
+pub const ROLE_BINDABLE: &str = "RoleBindable";
 pub const REFERENCED_ROLE_NOT_FOUND: &str = "ReferencedRoleNotFound";
 
 // PrivilegedRole: may the operator bind the role, and how far does it reach.

@@ -150,7 +150,7 @@ async fn a_bindable_read_only_role_is_ready_with_low_risk_and_settles() {
             let ready = condition(&c.body, READY);
             assert_eq!(
                 (ready["status"].as_str(), ready["reason"].as_str()),
-                (Some("True"), Some(reasons::ROLE_READY))
+                (Some("True"), Some(reasons::ROLE_BINDABLE))
             );
             let risk = condition(&c.body, RISK_ASSESSED);
             // Secrets read cluster-wide.
