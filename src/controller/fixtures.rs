@@ -21,7 +21,6 @@ use chrono::{DateTime, Utc};
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::client::Body;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -50,29 +49,17 @@ const ACT_LIMIT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------
 // Time
 
+/// The instant every reconciler test runs at: the context's clock stands still there, so what a
+/// reconcile writes and when it asks to run again are compared exactly.
 pub fn now() -> DateTime<Utc> {
-    Utc::now()
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0)
+        .single()
+        .expect("a valid instant")
 }
 
 pub fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
-}
-
-/// The requeue delay of an action (`Action` has no accessor; its Debug output is the only view).
-pub fn requeue_after(action: &Action) -> Option<Duration> {
-    let text = format!("{action:?}");
-    let inner = text.split("Some(").nth(1)?.split(')').next()?;
-    let (number, unit) = ["ns", "µs", "ms", "s"]
-        .iter()
-        .find_map(|unit| inner.strip_suffix(unit).map(|n| (n, *unit)))?;
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "ns" => value / 1e9,
-        "µs" => value / 1e6,
-        "ms" => value / 1e3,
-        _ => value,
-    };
-    Some(Duration::from_secs_f64(seconds))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +353,11 @@ impl Caches {
             role_bindings: self.role_bindings.0.clone(),
             cluster_role_bindings: self.cluster_role_bindings.0.clone(),
         };
-        Arc::new(Context::builder(client, caches).build())
+        Arc::new(
+            Context::builder(client, caches)
+                .clock(crate::time::Clock::fixed(now()))
+                .build(),
+        )
     }
 }
 

@@ -273,7 +273,9 @@ mod tests {
 
     #[test]
     fn quorum_reachability() {
-        let cases: [(&[&str], &[&str], u32, bool, Option<UnreachableQuorum>); 7] = [
+        /// (approver users, approver groups, required, break-glass, expected)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], u32, bool, Option<UnreachableQuorum>);
+        let cases: [Case; 7] = [
             (&["bob"], &[], 1, false, None),
             (
                 &["bob"],

@@ -24,7 +24,7 @@ mod record;
 use apply::Applied;
 
 /// Look again this soon when a conditional write found the request changed.
-const STALE_REQUEUE: Duration = Duration::from_millis(200);
+pub(crate) const STALE_REQUEUE: Duration = Duration::from_millis(200);
 
 pub async fn reconcile(
     request: Arc<ActivationRequest>,

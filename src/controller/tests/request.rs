@@ -10,9 +10,10 @@ use crate::api::conditions::{APPROVED, DENIED, READY};
 use crate::api::{ActivationRequest, ActivationRequestStatus, Decision, FINALIZER, Phase, labels};
 use crate::controller::Error;
 use crate::controller::fixtures::*;
-use crate::controller::request::reconcile;
+use crate::controller::request::{STALE_REQUEUE, reconcile};
 use crate::policy::reasons;
 use crate::time::{from_k8s, truncate_to_second};
+use kube::runtime::controller::Action;
 
 const ACTIVATION_BUDGET: usize = 3;
 const REVOCATION_BUDGET: usize = 2;
@@ -40,14 +41,10 @@ fn annotation(binding: &RoleBinding, key: &str) -> String {
         .unwrap_or_else(|| panic!("binding without annotation {key}"))
 }
 
-fn assert_about(actual: Option<Duration>, expected: chrono::Duration) {
-    let actual = actual.expect("a requeue");
-    let expected = expected.to_std().expect("a positive delay");
-    let slack = Duration::from_secs(2);
-    assert!(
-        actual <= expected + slack && actual + slack >= expected,
-        "requeue after {actual:?}, expected about {expected:?}"
-    );
+/// The reconcile asks to run again exactly `after` from now (the context's clock stands still).
+fn assert_requeued_after(action: &Action, after: chrono::Duration) {
+    let after = after.to_std().expect("a positive delay");
+    assert_eq!(*action, Action::requeue(after));
 }
 
 /// The RoleBinding a grant for alice must be: kubepim's labels and annotations, exactly one
@@ -140,7 +137,7 @@ async fn auto_approved_request_is_activated_in_three_writes() {
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "the binding carries the expiry recorded in status"
     );
-    assert_about(requeue_after(&action), until - now());
+    assert_requeued_after(&action, until - now());
     assert!(
         outcome.server.published("Activated"),
         "{:?}",
@@ -174,7 +171,7 @@ async fn pending_request_waits_and_a_second_look_writes_nothing() {
     let action = outcome.result.expect("waiting succeeds");
     assert_eq!(outcome.server.writes(), 1);
     let deadline = truncate_to_second(created + secs(24 * 3600));
-    assert_about(requeue_after(&action), deadline - now());
+    assert_requeued_after(&action, deadline - now());
 
     // The watch delivers what was written; deciding again on it changes nothing.
     let observed = outcome.server.objects.request("r1");
@@ -184,7 +181,7 @@ async fn pending_request_waits_and_a_second_look_writes_nothing() {
     let action = again.result.expect("a no-op reconcile succeeds");
     assert_eq!(again.server.writes(), 0);
     assert!(again.server.calls.is_empty() && again.server.events.is_empty());
-    assert_about(requeue_after(&action), deadline - now());
+    assert_requeued_after(&action, deadline - now());
 }
 
 #[tokio::test(start_paused = true)]
@@ -298,8 +295,8 @@ async fn expired_grant_is_revoked_in_two_writes() {
     );
     assert_eq!(outcome.server.writes(), 2);
     assert_eq!(
-        requeue_after(&action),
-        None,
+        action,
+        Action::await_change(),
         "terminal: nothing to wake up for"
     );
     assert!(
@@ -342,8 +339,11 @@ async fn conflict_on_the_status_patch_requeues_shortly_without_error() {
         .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
         .await;
     let action = outcome.result.expect("a conflict is not an error");
-    let delay = requeue_after(&action).expect("a requeue");
-    assert!(delay <= Duration::from_secs(1), "requeue after {delay:?}");
+    assert_eq!(
+        action,
+        Action::requeue(STALE_REQUEUE),
+        "looks again at once"
+    );
     assert!(
         outcome.server.events.is_empty(),
         "no transition was recorded: {:?}",
@@ -453,7 +453,7 @@ async fn crash_between_binding_and_status_only_writes_the_status_with_the_bindin
         1,
         "no second binding, no finalizer patch"
     );
-    assert_about(requeue_after(&action), fixed - now());
+    assert_requeued_after(&action, fixed - now());
 }
 
 #[tokio::test(start_paused = true)]
@@ -618,7 +618,7 @@ async fn steady_active_grant_writes_nothing() {
     let action = again.result.expect("a no-op reconcile succeeds");
     assert_eq!(again.server.writes(), 0);
     assert!(again.server.calls.is_empty() && again.server.events.is_empty());
-    assert_about(requeue_after(&action), until - now());
+    assert_requeued_after(&action, until - now());
 }
 
 #[tokio::test(start_paused = true)]
@@ -638,8 +638,11 @@ async fn a_decision_added_while_activating_is_never_overwritten() {
         .run(|client| reconcile(Arc::new(cached.clone()), caches.context(client)))
         .await;
     let action = outcome.result.expect("a stale observation is not an error");
-    let delay = requeue_after(&action).expect("a requeue");
-    assert!(delay <= Duration::from_secs(1), "requeue after {delay:?}");
+    assert_eq!(
+        action,
+        Action::requeue(STALE_REQUEUE),
+        "looks again at once"
+    );
     assert!(
         !outcome
             .server
@@ -817,7 +820,7 @@ async fn request_not_approved_within_the_pending_timeout_expires() {
         .await;
     let action = outcome.result.expect("expiring succeeds");
     assert_eq!(outcome.server.writes(), 1);
-    assert_eq!(requeue_after(&action), None);
+    assert_eq!(action, Action::await_change());
 }
 
 #[tokio::test(start_paused = true)]
@@ -840,8 +843,11 @@ async fn the_version_our_own_writes_superseded_is_not_acted_on() {
         .await;
     let (first, stale) = outcome.result;
     first.expect("activation succeeds");
-    let delay = requeue_after(&stale.expect("not an error")).expect("a requeue");
-    assert!(delay <= Duration::from_secs(1), "requeue after {delay:?}");
+    assert_eq!(
+        stale.expect("not an error"),
+        Action::requeue(STALE_REQUEUE),
+        "looks again at once"
+    );
     assert_eq!(
         outcome.server.writes(),
         3,

@@ -7,6 +7,7 @@ use crate::api::conditions::READY;
 use crate::controller::fixtures::*;
 use crate::controller::role::reconcile;
 use crate::policy::reasons;
+use kube::runtime::controller::Action;
 
 #[tokio::test(start_paused = true)]
 async fn missing_cluster_role_makes_the_role_not_ready_and_a_second_look_writes_nothing() {
@@ -30,7 +31,7 @@ async fn missing_cluster_role_makes_the_role_not_ready_and_a_second_look_writes_
         .await;
     let action = outcome.result.expect("the role reconcile succeeds");
     assert_eq!(outcome.server.writes(), 1);
-    assert_eq!(requeue_after(&action), Some(Duration::from_secs(60)));
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
 
     let observed: PrivilegedRole = outcome
         .server
@@ -128,7 +129,7 @@ async fn a_role_the_operator_may_not_bind_is_not_ready_and_says_which_value_to_a
         .await;
     for action in outcome.result {
         let action = action.expect("the role reconcile succeeds");
-        assert_eq!(requeue_after(&action), Some(Duration::from_secs(60)));
+        assert_eq!(action, Action::requeue(Duration::from_secs(60)));
     }
 }
 
