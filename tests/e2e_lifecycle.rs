@@ -1168,7 +1168,7 @@ async fn invalid_requests_are_denied_with_their_reason() {
     let mut cases: Vec<(ActivationRequest, &str)> = vec![
         (
             fixtures::request(&env, "wrong-ns", "alice", &role, &[&other], "10m"),
-            reasons::NAMESPACE_NOT_ALLOWED,
+            reasons::NAMESPACE_OUTSIDE_SCOPE,
         ),
         (
             fixtures::request(&env, "too-long", "alice", &role, &[&ns], "2h"),

@@ -23,7 +23,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use kubepim::api::conditions::{READY, RISK_ASSESSED};
 use kubepim::api::{Phase, PrivilegedRole, SubjectRef, UnmanagedBindings, labels};
-use kubepim::controller::standing::ScanSettings;
+use kubepim::controller::standing_scan::ScanSettings;
 use kubepim::policy::reasons;
 use kubepim::policy::standing::BreakGlass;
 use kubepim::runtime::OperatorSettings;
@@ -610,7 +610,7 @@ async fn standing_scan_figure() {
         let (before, _) = rss_kib();
         reset_peak_rss();
         let t = Instant::now();
-        let outcome = kubepim::controller::standing::scan(&ctx, &break_glass)
+        let outcome = kubepim::controller::standing_scan::scan(&ctx, &break_glass)
             .await
             .expect("the scan succeeds");
         let took = t.elapsed();

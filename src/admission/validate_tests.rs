@@ -186,7 +186,7 @@ fn namespace_not_allowed() {
         s,
         &role(),
         &[&oncall()],
-        reasons::NAMESPACE_NOT_ALLOWED,
+        reasons::NAMESPACE_OUTSIDE_SCOPE,
     );
     assert_eq!(
         message,
@@ -199,7 +199,7 @@ fn namespace_not_allowed() {
         spec(),
         &role(),
         &[&narrowed],
-        reasons::NAMESPACE_NOT_ALLOWED,
+        reasons::NAMESPACE_OUTSIDE_SCOPE,
     );
     assert_eq!(
         message,

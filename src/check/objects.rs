@@ -69,7 +69,7 @@ impl PolicySet {
 
 /// How many documents were kubepim objects, and how many were something else.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
+pub struct DocumentCounts {
     pub objects: usize,
     pub ignored: usize,
 }
@@ -112,9 +112,13 @@ impl Default for Reader {
 }
 
 impl Reader {
-    pub fn read(&self, documents: &[Document], findings: &mut Findings) -> (PolicySet, Counts) {
+    pub fn read(
+        &self,
+        documents: &[Document],
+        findings: &mut Findings,
+    ) -> (PolicySet, DocumentCounts) {
         let mut set = PolicySet::default();
-        let mut counts = Counts::default();
+        let mut counts = DocumentCounts::default();
         for document in documents {
             if self.read_one(document, &mut set, findings) {
                 counts.objects += 1;
@@ -345,7 +349,7 @@ mod tests {
     use super::*;
     use crate::check::findings::Finding;
 
-    fn read(yaml: &str) -> (PolicySet, Counts, Vec<Finding>) {
+    fn read(yaml: &str) -> (PolicySet, DocumentCounts, Vec<Finding>) {
         let documents: Vec<Document> = serde_saphyr::from_multiple::<Value>(yaml)
             .unwrap()
             .into_iter()
@@ -401,7 +405,7 @@ spec: {{role: view, justification: look}}
         );
         assert_eq!(
             counts,
-            Counts {
+            DocumentCounts {
                 objects: 3,
                 ignored: 0
             }
@@ -416,7 +420,7 @@ spec: {{role: view, justification: look}}
             read("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
         assert_eq!(
             counts,
-            Counts {
+            DocumentCounts {
                 objects: 0,
                 ignored: 1
             }
@@ -436,7 +440,7 @@ spec: {{role: view, justification: look}}
         );
         assert_eq!(
             counts,
-            Counts {
+            DocumentCounts {
                 objects: 2,
                 ignored: 0
             }

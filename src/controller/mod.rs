@@ -14,7 +14,7 @@ mod record;
 pub mod request;
 pub mod role;
 pub mod role_checks;
-pub mod standing;
+pub mod standing_scan;
 pub mod sweeper;
 #[cfg(test)]
 mod tests;

@@ -274,7 +274,13 @@ mod tests {
     #[test]
     fn quorum_reachability() {
         /// (approver users, approver groups, required, break-glass, expected)
-        type Case<'a> = (&'a [&'a str], &'a [&'a str], u32, bool, Option<UnreachableQuorum>);
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
+            u32,
+            bool,
+            Option<UnreachableQuorum>,
+        );
         let cases: [Case; 7] = [
             (&["bob"], &[], 1, false, None),
             (

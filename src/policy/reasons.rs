@@ -20,11 +20,11 @@ pub const ROLE_NOT_FOUND: &str = "RoleNotFound";
 pub const NOT_ELIGIBLE: &str = "NotEligible";
 pub const ELIGIBILITY_NOT_YET_VALID: &str = "EligibilityNotYetValid";
 pub const ELIGIBILITY_EXPIRED: &str = "EligibilityExpired";
-pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+pub const NAMESPACE_OUTSIDE_SCOPE: &str = "NamespaceNotAllowed";
 /// A namespace the request binds in does not exist (the API server said so).
 pub const NAMESPACE_NOT_FOUND: &str = "NamespaceNotFound";
 pub const NAMESPACES_REQUIRED: &str = "NamespacesRequired";
-pub const NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE: &str = "NamespacesNotAllowed";
+pub const NAMESPACES_ON_CLUSTER_WIDE_ROLE: &str = "NamespacesNotAllowed";
 pub const DURATION_TOO_LONG: &str = "DurationTooLong";
 /// Zero, negative or under a second: timestamps are persisted at whole seconds.
 pub const DURATION_TOO_SHORT: &str = "DurationTooShort";

@@ -1,5 +1,5 @@
 //! Standing privilege: which bindings grant a role that PrivilegedRoles hand out just in time,
-//! outside kubepim. Pure: the scan (`controller::standing`) feeds it one binding at a time, page
+//! outside kubepim. Pure: the scan (`controller::standing_scan`) feeds it one binding at a time, page
 //! by page, and keeps only what [`Tally`] keeps (per role: two counters, a few names and a
 //! fingerprint), never the bindings.
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -74,7 +74,7 @@ fn resolve_namespaces(
     if scope.cluster_wide {
         if !spec.namespaces.is_empty() {
             return Err(Refusal::new(
-                reasons::NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE,
+                reasons::NAMESPACES_ON_CLUSTER_WIDE_ROLE,
                 format!("role {role_name} is granted cluster-wide; spec.namespaces must be empty"),
             ));
         }
@@ -97,7 +97,7 @@ fn resolve_namespaces(
     namespaces.dedup();
     if let Some(bad) = namespaces.iter().find(|ns| !scope.namespaces.contains(ns)) {
         return Err(Refusal::new(
-            reasons::NAMESPACE_NOT_ALLOWED,
+            reasons::NAMESPACE_OUTSIDE_SCOPE,
             format!(
                 "namespace {bad} is not allowed by role {role_name}, which allows {}",
                 list(&scope.namespaces)
@@ -119,7 +119,7 @@ fn check_role_kind(namespaces: &[String], role: &PrivilegedRole) -> Result<(), R
     let home = role_ref.namespace.as_deref().unwrap_or_default();
     if namespaces.is_empty() {
         return Err(Refusal::new(
-            reasons::NAMESPACE_NOT_ALLOWED,
+            reasons::NAMESPACE_OUTSIDE_SCOPE,
             format!(
                 "role {role_name} grants Role {home}/{}, which cannot be granted cluster-wide",
                 role_ref.name
@@ -128,7 +128,7 @@ fn check_role_kind(namespaces: &[String], role: &PrivilegedRole) -> Result<(), R
     }
     if let Some(bad) = namespaces.iter().find(|ns| ns.as_str() != home) {
         return Err(Refusal::new(
-            reasons::NAMESPACE_NOT_ALLOWED,
+            reasons::NAMESPACE_OUTSIDE_SCOPE,
             format!(
                 "namespace {bad} is not allowed by role {role_name}: Role {home}/{} can only be granted in {home}",
                 role_ref.name
@@ -271,7 +271,7 @@ fn eligibility_refusal(
         // reach far beyond them.
         if namespaces.is_empty() {
             return Some(Refusal::new(
-                reasons::NAMESPACE_NOT_ALLOWED,
+                reasons::NAMESPACE_OUTSIDE_SCOPE,
                 format!(
                     "eligibility {name} allows only namespaces {}, but the role is granted cluster-wide",
                     list(&elig.spec.namespaces)
@@ -283,7 +283,7 @@ fn eligibility_refusal(
             .find(|ns| !elig.spec.namespaces.contains(ns))
         {
             return Some(Refusal::new(
-                reasons::NAMESPACE_NOT_ALLOWED,
+                reasons::NAMESPACE_OUTSIDE_SCOPE,
                 format!(
                     "namespace {bad} is not allowed by eligibility {name}, which allows {}",
                     list(&elig.spec.namespaces)

@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::controller::standing::ScanSettings;
+use crate::controller::standing_scan::ScanSettings;
 use crate::metrics::Metrics;
 use crate::notify::NotifyConfig;
 use crate::policy::standing::BreakGlass;

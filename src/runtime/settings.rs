@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::controller::standing::ScanSettings;
+use crate::controller::standing_scan::ScanSettings;
 
 use super::leader::LeaderSettings;
 

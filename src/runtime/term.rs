@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
 use crate::controller::context::{Caches, Context};
-use crate::controller::{self, bindings, eligibility, request, role, standing, sweeper};
+use crate::controller::{self, bindings, eligibility, request, role, standing_scan, sweeper};
 use crate::metrics::kind;
 use crate::notify::Notifier;
 
@@ -316,7 +316,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     );
 
     // Standing privilege (I2): its own periodic, uncached scan of all bindings.
-    let standing_loop = standing::run(ctx.clone(), settings.standing.clone(), stopped.wait());
+    let standing_loop = standing_scan::run(ctx.clone(), settings.standing.clone(), stopped.wait());
 
     tokio::join!(
         request_controller,

@@ -4,5 +4,5 @@
 //! revocation ≤ 2). Fixtures: `super::fixtures`.
 mod request;
 mod role;
-mod standing;
+mod standing_scan;
 mod sweeper;

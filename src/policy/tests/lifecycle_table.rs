@@ -579,7 +579,7 @@ fn active_is_revoked_when_the_eligibility_goes() {
         (
             "eligibility narrowed to other namespaces",
             vec![alice_eligible().namespaces(&["billing"])],
-            reasons::NAMESPACE_NOT_ALLOWED,
+            reasons::NAMESPACE_OUTSIDE_SCOPE,
         ),
         (
             "eligibility maximum lowered",

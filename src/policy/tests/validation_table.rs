@@ -133,10 +133,7 @@ fn role_scope_resolves_namespaces() {
             role: cluster_admin(),
             eligibilities: vec![alice_may("cluster-admin")],
             now,
-            want: refused(
-                reasons::NAMESPACES_NOT_ALLOWED_FOR_CLUSTER_ROLE,
-                "cluster-wide",
-            ),
+            want: refused(reasons::NAMESPACES_ON_CLUSTER_WIDE_ROLE, "cluster-wide"),
         },
         Row {
             case: "namespaced role allowing one namespace, none asked: that one",
@@ -183,7 +180,7 @@ fn role_scope_resolves_namespaces() {
             eligibilities: vec![alice_may("ops-admin")],
             now,
             want: refused(
-                reasons::NAMESPACE_NOT_ALLOWED,
+                reasons::NAMESPACE_OUTSIDE_SCOPE,
                 "namespace kube-system is not allowed by role ops-admin",
             ),
         },
@@ -204,7 +201,7 @@ fn role_scope_resolves_namespaces() {
             eligibilities: vec![alice_may("payments-db")],
             now,
             want: refused(
-                reasons::NAMESPACE_NOT_ALLOWED,
+                reasons::NAMESPACE_OUTSIDE_SCOPE,
                 "Role payments/db-admin can only be granted in payments",
             ),
         },
@@ -217,7 +214,7 @@ fn role_scope_resolves_namespaces() {
             eligibilities: vec![alice_may("payments-db")],
             now,
             want: refused(
-                reasons::NAMESPACE_NOT_ALLOWED,
+                reasons::NAMESPACE_OUTSIDE_SCOPE,
                 "cannot be granted cluster-wide",
             ),
         },
@@ -683,7 +680,7 @@ fn eligibility_narrows_namespaces_and_duration() {
             eligibilities: vec![only_billing()],
             now,
             want: refused(
-                reasons::NAMESPACE_NOT_ALLOWED,
+                reasons::NAMESPACE_OUTSIDE_SCOPE,
                 "namespace ledger is not allowed by eligibility alice-billing",
             ),
         },
@@ -693,7 +690,7 @@ fn eligibility_narrows_namespaces_and_duration() {
             role: cluster_admin(),
             eligibilities: vec![alice_may("cluster-admin").namespaces(&["payments"])],
             now,
-            want: refused(reasons::NAMESPACE_NOT_ALLOWED, "cluster-wide"),
+            want: refused(reasons::NAMESPACE_OUTSIDE_SCOPE, "cluster-wide"),
         },
         Row {
             case: "default namespace of a one-namespace role, narrowed elsewhere",
@@ -701,7 +698,7 @@ fn eligibility_narrows_namespaces_and_duration() {
             role: payments_admin(),
             eligibilities: vec![alice_may("payments-admin").namespaces(&["billing"])],
             now,
-            want: refused(reasons::NAMESPACE_NOT_ALLOWED, "namespace payments"),
+            want: refused(reasons::NAMESPACE_OUTSIDE_SCOPE, "namespace payments"),
         },
         Row {
             case: "duration within the eligibility's maximum",
@@ -818,7 +815,7 @@ fn eligibilities_are_not_combined() {
         t0(),
     )
     .unwrap_err();
-    assert_eq!(r.reason, reasons::NAMESPACE_NOT_ALLOWED);
+    assert_eq!(r.reason, reasons::NAMESPACE_OUTSIDE_SCOPE);
     assert!(r.message.contains("eligibility a-billing"), "{r}");
     let one = request("ops-admin").by(&alice()).namespaces(&["ledger"]);
     assert_eq!(
@@ -893,7 +890,7 @@ fn refusal_order_is_scope_then_duration_then_justification_then_eligibility() {
         .duration("9h")
         .without_justification();
     let r = check(&spec, &ops_admin(), &[], t0()).unwrap_err();
-    assert_eq!(r.reason, reasons::NAMESPACE_NOT_ALLOWED);
+    assert_eq!(r.reason, reasons::NAMESPACE_OUTSIDE_SCOPE);
     let spec = spec.namespaces(&["billing"]);
     assert_eq!(
         check(&spec, &ops_admin(), &[], t0()).unwrap_err().reason,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::api::{PrivilegedRole, RoleKind, RoleRef, labels};
 use crate::controller::fixtures::*;
 use crate::controller::memory::StandingCounts as Counts;
-use crate::controller::standing::{ScanOutcome, scan};
+use crate::controller::standing_scan::{ScanOutcome, scan};
 use crate::policy::reasons;
 use crate::policy::standing::BreakGlass;
 
