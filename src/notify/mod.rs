@@ -16,6 +16,7 @@ mod client;
 pub mod config;
 mod error;
 mod event;
+mod load;
 mod notifier;
 pub mod payload;
 mod raw;
