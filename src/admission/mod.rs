@@ -14,6 +14,8 @@
 //!   The controller remains the authority: when the role is not (yet) known, the request is
 //!   admitted and the controller decides.
 //!
+//! Both read requests through [`request`] (is it ours, who sent it, how to refuse).
+//!
 //! [`server`] is the HTTPS server (hyper + rustls); [`certs`] the pure certificate work (CA,
 //! serving certificate, rotation decision); [`tls`] where the serving certificate comes from at run
 //! time (a shared Secret, or mounted files) and how the CA bundle reaches the webhook
@@ -24,6 +26,7 @@
 
 pub mod certs;
 pub mod mutate;
+pub mod request;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
@@ -36,10 +39,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::UserInfo;
-
-use crate::api::Requester;
-
+pub use request::requester_from;
 pub use server::{Snapshots, Webhook};
 pub use telemetry::WebhookTelemetry;
 
@@ -244,17 +244,6 @@ impl From<rcgen::Error> for Error {
     }
 }
 
-/// The requester as the API server authenticated the caller; `None` without a username.
-pub fn requester_from(user: &UserInfo) -> Option<Requester> {
-    let username = user.username.clone().filter(|u| !u.is_empty())?;
-    Some(Requester {
-        username,
-        uid: user.uid.clone().filter(|u| !u.is_empty()),
-        groups: user.groups.clone().unwrap_or_default(),
-        extra: user.extra.clone().unwrap_or_default().into_iter().collect(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,30 +301,5 @@ mod tests {
             ..base
         };
         assert!(plain.check().unwrap_err().to_string().contains("https://"));
-    }
-
-    #[test]
-    fn requester_copies_every_attribute() {
-        let user = UserInfo {
-            username: Some("alice".into()),
-            uid: Some("u-1".into()),
-            groups: Some(vec!["sre".into(), "system:authenticated".into()]),
-            extra: Some(
-                [("amr".to_string(), vec!["mfa".to_string()])]
-                    .into_iter()
-                    .collect(),
-            ),
-        };
-        let r = requester_from(&user).unwrap();
-        assert_eq!(r.username, "alice");
-        assert_eq!(r.uid.as_deref(), Some("u-1"));
-        assert_eq!(r.groups, ["sre", "system:authenticated"]);
-        assert_eq!(r.extra["amr"], ["mfa"]);
-        assert_eq!(requester_from(&UserInfo::default()), None);
-        let empty = UserInfo {
-            username: Some(String::new()),
-            ..Default::default()
-        };
-        assert_eq!(requester_from(&empty), None);
     }
 }

@@ -25,12 +25,9 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use serde_json::{Map, Value, json};
 
-use crate::api::{FINALIZER, GROUP};
+use crate::api::FINALIZER;
 
-use super::requester_from;
-
-/// The resource this webhook is for.
-pub const RESOURCE: &str = "activationrequests";
+use super::request::{forbidden, is_activation_request, requester_from};
 
 /// What `/mutate` decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +36,6 @@ pub enum Mutation {
     Patch(Vec<Value>),
     /// Refuse, with a message for the caller.
     Deny(String),
-}
-
-/// Is this request about `activationrequests` of our group (possibly a subresource)?
-pub fn is_activation_request(req: &AdmissionRequest<DynamicObject>) -> bool {
-    req.resource.group == GROUP && req.resource.resource == RESOURCE
 }
 
 /// Decides the mutation for one admission request.
@@ -73,7 +65,7 @@ pub fn review(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Admi
                 Err(e) => response.deny(format!("kubepim webhook: cannot encode its patch: {e}")),
             }
         }
-        Mutation::Deny(message) => super::validate::forbidden(response, message),
+        Mutation::Deny(message) => forbidden(response, message),
     }
 }
 
