@@ -38,8 +38,10 @@ pub enum Mutation {
     Deny(String),
 }
 
-/// Decides the mutation for one admission request.
-pub fn decide(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Mutation {
+/// The mutation for one admission request: the caller's authenticated identity stamped into the
+/// requester or the appended approval, or a refusal when the write cannot be stamped (no
+/// username, approvals changed rather than appended).
+pub fn stamp_identities(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Mutation {
     if !is_activation_request(req) {
         // Not ours (a misconfigured rule): admit unchanged.
         return Mutation::Patch(vec![]);
@@ -51,10 +53,10 @@ pub fn decide(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Muta
     }
 }
 
-/// The admission response for one request: [`decide`], then the patch or the refusal.
+/// The admission response for one request: [`stamp_identities`], then the patch or the refusal.
 pub fn review(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
-    match decide(req, now) {
+    match stamp_identities(req, now) {
         Mutation::Patch(ops) if ops.is_empty() => response,
         Mutation::Patch(ops) => {
             match serde_json::from_value::<json_patch::Patch>(Value::Array(ops)) {

@@ -161,7 +161,7 @@ impl Handler {
                 let role = snapshots.roles.get(&ObjectRef::new(&candidate.spec.role));
                 let eligibilities = snapshots.eligibilities.state();
                 let refs: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
-                validate::decide(&candidate, role.as_deref(), &refs, now)
+                validate::check_candidate(&candidate, role.as_deref(), &refs, now)
             }
         };
         let verdict = match verdict {
@@ -215,7 +215,7 @@ impl Handler {
         match tokio::time::timeout(CONFIRM_TIMEOUT, fresh).await {
             Ok(Ok((role, eligibilities))) => {
                 let refs: Vec<&Eligibility> = eligibilities.iter().collect();
-                validate::decide(candidate, role.as_ref(), &refs, Utc::now())
+                validate::check_candidate(candidate, role.as_ref(), &refs, Utc::now())
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "could not confirm a refusal; admitting (the operator decides)");

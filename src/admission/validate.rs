@@ -57,7 +57,7 @@ pub fn candidate(req: &AdmissionRequest<DynamicObject>) -> Option<Candidate> {
 
 /// Checks a candidate against the snapshots: the role it names (`None`: unknown) and the
 /// eligibilities (any; filtered by the policy).
-pub fn decide(
+pub fn check_candidate(
     candidate: &Candidate,
     role: Option<&PrivilegedRole>,
     eligibilities: &[&Eligibility],
