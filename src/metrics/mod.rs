@@ -2,7 +2,7 @@
 //!
 //! Every label is bounded: `kind` is one of the three kinds, `category` one of
 //! [`crate::controller::Error::category`]'s values, `role` one per PrivilegedRole, `sink` one per
-//! configured notification sink, and the API-call labels are bounded by [`crate::api_calls`].
+//! configured notification sink, and the API-call labels are bounded by [`api_requests`].
 //! Request names, users and namespaces never become labels.
 //!
 //! | metric | type | what |
@@ -24,6 +24,8 @@
 //! and are absent until those caches have synced. Timestamps Kubernetes persists have whole-second
 //! precision, so `kubepim_approval_to_binding_seconds` (approval `time` and binding
 //! `creationTimestamp`, both from the API server's side) has a resolution of one second.
+pub mod api_requests;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -40,8 +42,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
+use self::api_requests::ApiCallCounter;
 use crate::api::{ActivationRequest, Decision, Phase, PrivilegedRole};
-use crate::api_calls::ApiCallCounter;
 use crate::notify::Notifier;
 use crate::time::from_k8s;
 
@@ -526,5 +528,4 @@ fn gauge(
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;
