@@ -16,7 +16,7 @@
 //!
 //! Both read requests through [`request`] (is it ours, who sent it, how to refuse).
 //!
-//! [`server`] is the HTTPS server (hyper + rustls); [`certs`] the pure certificate work (CA,
+//! [`handler`] answers one review; [`server`] is the HTTPS server (hyper + rustls); [`certs`] the pure certificate work (CA,
 //! serving certificate, rotation decision); [`tls`] where the serving certificate comes from at run
 //! time (a shared Secret, or mounted files) and how the CA bundle reaches the webhook
 //! configurations.
@@ -25,6 +25,7 @@
 //! [`crate::controller::run_operator`] when [`WebhookSettings`] are given.
 
 pub mod certs;
+pub mod handler;
 pub mod mutate;
 pub mod request;
 pub mod server;
@@ -38,8 +39,9 @@ mod fixtures;
 
 use std::net::SocketAddr;
 
+pub use handler::Snapshots;
 pub use request::requester_from;
-pub use server::{Snapshots, Webhook};
+pub use server::Webhook;
 pub use settings::{CertMode, WebhookArgs, WebhookSettings};
 pub use telemetry::WebhookTelemetry;
 
