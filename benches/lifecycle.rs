@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::client::ClientBuilder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kubepim::api::{ActivationRequest, Decision, Phase, SubjectRef, labels};
-use kubepim::api_calls::{ApiCallCounter, Verb};
+use kubepim::metrics::api_requests::{ApiCallCounter, Verb};
 use kubepim::policy::lifecycle::binding_name;
 use kubepim::runtime::{OperatorSettings, run_operator};
 use support::Env;

@@ -10,7 +10,6 @@
 
 pub mod admission;
 pub mod api;
-pub mod api_calls;
 pub mod audit;
 pub mod check;
 pub mod controller;

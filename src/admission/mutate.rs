@@ -25,12 +25,9 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use serde_json::{Map, Value, json};
 
-use crate::api::{FINALIZER, GROUP};
+use crate::api::FINALIZER;
 
-use super::requester_from;
-
-/// The resource this webhook is for.
-pub const RESOURCE: &str = "activationrequests";
+use super::request::{forbidden, is_activation_request, requester_from};
 
 /// What `/mutate` decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,13 +38,10 @@ pub enum Mutation {
     Deny(String),
 }
 
-/// Is this request about `activationrequests` of our group (possibly a subresource)?
-pub fn is_activation_request(req: &AdmissionRequest<DynamicObject>) -> bool {
-    req.resource.group == GROUP && req.resource.resource == RESOURCE
-}
-
-/// Decides the mutation for one admission request.
-pub fn decide(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Mutation {
+/// The mutation for one admission request: the caller's authenticated identity stamped into the
+/// requester or the appended approval, or a refusal when the write cannot be stamped (no
+/// username, approvals changed rather than appended).
+pub fn stamp_identities(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Mutation {
     if !is_activation_request(req) {
         // Not ours (a misconfigured rule): admit unchanged.
         return Mutation::Patch(vec![]);
@@ -59,10 +53,10 @@ pub fn decide(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Muta
     }
 }
 
-/// The admission response for one request: [`decide`], then the patch or the refusal.
+/// The admission response for one request: [`stamp_identities`], then the patch or the refusal.
 pub fn review(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
-    match decide(req, now) {
+    match stamp_identities(req, now) {
         Mutation::Patch(ops) if ops.is_empty() => response,
         Mutation::Patch(ops) => {
             match serde_json::from_value::<json_patch::Patch>(Value::Array(ops)) {
@@ -73,7 +67,7 @@ pub fn review(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Admi
                 Err(e) => response.deny(format!("kubepim webhook: cannot encode its patch: {e}")),
             }
         }
-        Mutation::Deny(message) => super::validate::forbidden(response, message),
+        Mutation::Deny(message) => forbidden(response, message),
     }
 }
 

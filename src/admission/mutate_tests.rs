@@ -60,7 +60,7 @@ const CREATE_BY_ALICE: &str = r#"{"kind":"AdmissionReview","apiVersion":"admissi
 fn create_stamps_the_requester_and_adds_the_finalizer() {
     let review: AdmissionReview<DynamicObject> = serde_json::from_str(CREATE_BY_ALICE).unwrap();
     let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    let ops = ops(decide(&req, now()));
+    let ops = ops(stamp_identities(&req, now()));
     assert_eq!(
         ops,
         vec![
@@ -77,7 +77,7 @@ fn forged_requester_is_overwritten_with_the_caller() {
     let mut s = spec();
     s["requester"] = forged;
     let req = create(alice(), request_object(s, None, None));
-    let object = applied(&req, ops(decide(&req, now())));
+    let object = applied(&req, ops(stamp_identities(&req, now())));
     assert_eq!(object["spec"]["requester"], stamped_alice());
     // Everything else the requester wrote is kept.
     assert_eq!(object["spec"]["role"], "payments-admin");
@@ -87,7 +87,7 @@ fn forged_requester_is_overwritten_with_the_caller() {
 #[test]
 fn groups_extra_and_uid_are_copied_from_user_info() {
     let req = create(alice(), request_object(spec(), None, None));
-    let object = applied(&req, ops(decide(&req, now())));
+    let object = applied(&req, ops(stamp_identities(&req, now())));
     let requester: crate::api::Requester =
         serde_json::from_value(object["spec"]["requester"].clone()).unwrap();
     assert_eq!(requester.username, "alice");
@@ -109,7 +109,7 @@ fn a_caller_without_groups_or_extra_gets_neither() {
         json!({"username": "carol"}),
         request_object(spec(), None, None),
     );
-    let object = applied(&req, ops(decide(&req, now())));
+    let object = applied(&req, ops(stamp_identities(&req, now())));
     assert_eq!(object["spec"]["requester"], json!({"username": "carol"}));
 }
 
@@ -117,7 +117,7 @@ fn a_caller_without_groups_or_extra_gets_neither() {
 fn finalizer_is_added_once() {
     // None yet: the list is created.
     let req = create(alice(), request_object(spec(), None, None));
-    let once = applied(&req, ops(decide(&req, now())));
+    let once = applied(&req, ops(stamp_identities(&req, now())));
     assert_eq!(
         once["metadata"]["finalizers"],
         json!(["kubepim.io/revoke-bindings"])
@@ -127,14 +127,14 @@ fn finalizer_is_added_once() {
         alice(),
         request_object(spec(), None, Some(json!(["example.com/keep"]))),
     );
-    let object = applied(&req, ops(decide(&req, now())));
+    let object = applied(&req, ops(stamp_identities(&req, now())));
     assert_eq!(
         object["metadata"]["finalizers"],
         json!(["example.com/keep", "kubepim.io/revoke-bindings"])
     );
     // Already there (written by the caller, or a reinvocation): not added again, nor anything else.
     let req = create(alice(), once);
-    assert_eq!(ops(decide(&req, now())), Vec::<Value>::new());
+    assert_eq!(ops(stamp_identities(&req, now())), Vec::<Value>::new());
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn create_without_a_username_is_refused() {
         json!({"groups": ["system:unauthenticated"]}),
         request_object(spec(), None, None),
     );
-    assert!(denied(decide(&req, now())).contains("no username"));
+    assert!(denied(stamp_identities(&req, now())).contains("no username"));
 }
 
 #[test]
@@ -174,11 +174,14 @@ fn other_resources_and_operations_pass_unchanged() {
         None,
     );
     review["request"]["resource"]["resource"] = json!("privilegedroles");
-    assert_eq!(ops(decide(&parse(review), now())), Vec::<Value>::new());
+    assert_eq!(
+        ops(stamp_identities(&parse(review), now())),
+        Vec::<Value>::new()
+    );
     // An UPDATE of the main resource (e.g. spec.cancel) is not stamped.
     let obj = request_object(spec(), None, None);
     let req = parse(review_json("UPDATE", None, alice(), obj.clone(), Some(obj)));
-    assert_eq!(ops(decide(&req, now())), Vec::<Value>::new());
+    assert_eq!(ops(stamp_identities(&req, now())), Vec::<Value>::new());
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ fn appended_approval_gets_approver_groups_and_time_from_the_caller() {
         json!({"decision": "Approved", "reason": "looks fine"}),
     ]);
     let req = status_update(bob(), old, new);
-    let object = applied(&req, ops(decide(&req, now())));
+    let object = applied(&req, ops(stamp_identities(&req, now())));
     assert_eq!(
         object["status"]["approvals"],
         json!([{"approver": "bob", "groups": ["sre-leads", "system:authenticated"],
@@ -223,7 +226,7 @@ fn forged_approver_groups_and_time_are_overwritten() {
                         "reason": "no", "time": "2020-01-01T00:00:00Z"});
     let new = pending(vec![carol_approved(), forged]);
     let req = status_update(bob(), old, new);
-    let ops = ops(decide(&req, now()));
+    let ops = ops(stamp_identities(&req, now()));
     // Only the appended entry is touched.
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0]["path"], "/status/approvals/1");
@@ -242,7 +245,7 @@ fn approver_without_groups_records_none() {
         json!({"decision": "Approved", "groups": ["sre-leads"]}),
     ]);
     let req = status_update(json!({"username": "dave"}), old, new);
-    let object = applied(&req, ops(decide(&req, now())));
+    let object = applied(&req, ops(stamp_identities(&req, now())));
     assert_eq!(
         object["status"]["approvals"],
         json!([{"approver": "dave", "decision": "Approved", "time": "2026-03-02T10:00:00Z"}])
@@ -259,7 +262,7 @@ fn pre_existing_entries_are_never_touched() {
         json!({"decision": "Approved"}),
     ]);
     let req = status_update(bob(), old, new);
-    let ops = ops(decide(&req, now()));
+    let ops = ops(stamp_identities(&req, now()));
     assert!(
         ops.iter().all(|op| op["path"] == "/status/approvals/2"),
         "{ops:?}"
@@ -276,11 +279,11 @@ fn controller_status_write_passes_unchanged() {
     new["status"]["phase"] = json!("Active");
     new["status"]["expiresAt"] = json!("2026-03-02T11:00:00Z");
     let req = status_update(operator(), old, new);
-    assert_eq!(ops(decide(&req, now())), Vec::<Value>::new());
+    assert_eq!(ops(stamp_identities(&req, now())), Vec::<Value>::new());
     // Also the very first status write (no status before).
     let old = request_object(spec(), None, Some(json!(["kubepim.io/revoke-bindings"])));
     let req = status_update(operator(), old, pending(vec![]));
-    assert_eq!(ops(decide(&req, now())), Vec::<Value>::new());
+    assert_eq!(ops(stamp_identities(&req, now())), Vec::<Value>::new());
 }
 
 #[test]
@@ -305,7 +308,7 @@ fn changing_removing_or_reordering_existing_approvals_is_refused() {
     ] {
         let req = status_update(bob(), old.clone(), new);
         assert!(
-            denied(decide(&req, now())).contains("append-only"),
+            denied(stamp_identities(&req, now())).contains("append-only"),
             "{what}"
         );
     }
@@ -319,7 +322,7 @@ fn two_approvals_in_one_write_are_refused() {
         json!({"decision": "Approved"}),
     ]);
     let req = status_update(bob(), old, new);
-    assert!(denied(decide(&req, now())).contains("one approval per write"));
+    assert!(denied(stamp_identities(&req, now())).contains("one approval per write"));
 }
 
 #[test]
@@ -331,13 +334,15 @@ fn a_second_decision_by_the_same_approver_is_refused() {
     ]);
     let carol = json!({"username": "carol", "groups": ["sre-leads", "payments-oncall", "system:authenticated"]});
     let req = status_update(carol, old, new);
-    assert!(denied(decide(&req, now())).contains("carol has already recorded a decision"));
+    assert!(
+        denied(stamp_identities(&req, now())).contains("carol has already recorded a decision")
+    );
 }
 
 #[test]
 fn an_approval_that_is_not_an_object_is_refused() {
     let req = status_update(bob(), pending(vec![]), pending(vec![json!("Approved")]));
-    assert!(denied(decide(&req, now())).contains("must be an object"));
+    assert!(denied(stamp_identities(&req, now())).contains("must be an object"));
 }
 
 #[test]
@@ -347,7 +352,7 @@ fn anonymous_approval_is_refused() {
         pending(vec![]),
         pending(vec![json!({"decision": "Approved"})]),
     );
-    assert!(denied(decide(&req, now())).contains("no username"));
+    assert!(denied(stamp_identities(&req, now())).contains("no username"));
 }
 
 #[test]
@@ -369,5 +374,5 @@ fn status_update_without_the_old_object_is_refused() {
         pending(vec![carol_approved()]),
         None,
     );
-    assert!(denied(decide(&parse(review), now())).contains("no old object"));
+    assert!(denied(stamp_identities(&parse(review), now())).contains("no old object"));
 }

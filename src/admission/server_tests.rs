@@ -19,6 +19,7 @@ use super::*;
 use crate::admission::certs::{self, Material};
 use crate::admission::fixtures::*;
 use crate::admission::{CertMode, WebhookSettings};
+use crate::api::{Eligibility, PrivilegedRole};
 
 fn material() -> Material {
     let names = certs::serving_names("kubepim-webhook", "kubepim-system", None);

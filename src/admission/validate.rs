@@ -22,8 +22,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use crate::api::{ActivationRequestSpec, Eligibility, PrivilegedRole, Requester};
 use crate::policy::{Refusal, validate};
 
-use super::mutate::is_activation_request;
-use super::requester_from;
+use super::request::{forbidden, is_activation_request, requester_from};
 
 /// What fast feedback needs from a CREATE: the spec and the authenticated requester.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +57,7 @@ pub fn candidate(req: &AdmissionRequest<DynamicObject>) -> Option<Candidate> {
 
 /// Checks a candidate against the snapshots: the role it names (`None`: unknown) and the
 /// eligibilities (any; filtered by the policy).
-pub fn decide(
+pub fn check_candidate(
     candidate: &Candidate,
     role: Option<&PrivilegedRole>,
     eligibilities: &[&Eligibility],
@@ -96,14 +95,6 @@ pub fn respond(req: &AdmissionRequest<DynamicObject>, verdict: &Verdict) -> Admi
         }
         Verdict::Deny(refusal) => forbidden(response, refusal.to_string()),
     }
-}
-
-/// Refuses with HTTP 403 Forbidden and `message` (the API server prefixes the webhook's name).
-pub fn forbidden(response: AdmissionResponse, message: impl ToString) -> AdmissionResponse {
-    let mut response = response.deny(message);
-    response.result.code = 403;
-    response.result.reason = "Forbidden".into();
-    response
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ fn check(
 ) -> Verdict {
     let req = create_by(user, spec);
     let candidate = candidate(&req).expect("a CREATE of an ActivationRequest");
-    decide(&candidate, role, eligibilities, now())
+    check_candidate(&candidate, role, eligibilities, now())
 }
 
 /// Refused with `reason`, and with exactly the message the controller records.

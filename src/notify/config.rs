@@ -39,15 +39,11 @@
 //! whitespace is trimmed) or an environment variable, and are read once at start-up. Header
 //! values may also be given literally with `value:` when they are not secret. TLS trusts the
 //! system roots (`SSL_CERT_FILE` points at another bundle).
-use std::path::Path;
-
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::error::NotifyError;
 use super::event::EventKind;
-use super::raw::RawConfig;
-use super::secret::{SecretUrl, scrub_urls};
+use super::secret::SecretUrl;
 
 /// Per-sink queue length when the config does not say.
 pub const DEFAULT_QUEUE_SIZE: usize = 256;
@@ -109,39 +105,6 @@ pub struct NotifyConfig {
 }
 
 impl NotifyConfig {
-    /// Reads and validates the file, resolving URLs and headers from files and the environment.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, NotifyError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| NotifyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path, &|name| std::env::var(name).ok())
-    }
-
-    /// Validates `text` as if read from `path`, looking environment variables up with `env`.
-    pub fn parse(
-        text: &str,
-        path: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, NotifyError> {
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| NotifyError::Parse {
-            path: path.to_path_buf(),
-            message: scrub_urls(&e.to_string()),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut problems = Vec::new();
-        let config = raw.validate(base, env, &mut problems);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(NotifyError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            })
-        }
-    }
-
     /// A config without sinks: every notification goes nowhere.
     pub fn empty() -> Self {
         Self {

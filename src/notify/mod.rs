@@ -16,6 +16,7 @@ mod client;
 pub mod config;
 mod error;
 mod event;
+mod load;
 mod notifier;
 pub mod payload;
 mod raw;
@@ -27,8 +28,9 @@ mod worker;
 pub use config::{Audience, NotifyConfig, SinkKind};
 pub use error::NotifyError;
 pub use event::{EventKind, Notification};
-pub use notifier::{FailureCallback, Notifier, NotifierBuilder, SinkStats};
+pub use notifier::{Notifier, NotifierBuilder, SinkStats};
 pub use retry::RetryPolicy;
+pub use worker::FailureCallback;
 
 #[cfg(test)]
 mod tests;

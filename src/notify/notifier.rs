@@ -12,13 +12,7 @@ use super::config::NotifyConfig;
 use super::error::NotifyError;
 use super::event::{EventKind, Notification};
 use super::retry::RetryPolicy;
-use super::worker::{Counters, LOG_TARGET, SinkTask, report, run};
-
-/// Called once for every notification a sink did not get: after the last failed attempt, or
-/// when it was dropped (queue full, notifier shut down). The text names the sink and the cause,
-/// never a URL. It runs on the delivery task, or inside [`Notifier::notify`] for drops, so it
-/// must return at once (spawn any async work, such as publishing a Warning Event).
-pub type FailureCallback = Arc<dyn Fn(&Notification, &str) + Send + Sync>;
+use super::worker::{FailureCallback, LOG_TARGET, SinkCounters, SinkTask, report, run};
 
 /// How often a sink's queue overflow is logged at most (the count is kept exactly).
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -62,7 +56,7 @@ impl DropLog {
 struct SinkHandle {
     name: String,
     tx: mpsc::Sender<Arc<Notification>>,
-    counters: Arc<Counters>,
+    counters: Arc<SinkCounters>,
     drops: DropLog,
 }
 
@@ -132,7 +126,7 @@ impl NotifierBuilder {
             let client = client::build(need_tls, policy.timeout)?;
             for sink in &config.sinks {
                 let (tx, rx) = mpsc::channel(config.queue_size.max(1));
-                let counters = Arc::new(Counters::default());
+                let counters = Arc::new(SinkCounters::default());
                 let task = SinkTask {
                     config: sink.clone(),
                     cluster: config.cluster.clone(),
@@ -295,7 +289,7 @@ impl Notifier {
             .collect()
     }
 
-    fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+    fn sum(&self, field: impl Fn(&SinkCounters) -> &AtomicU64) -> u64 {
         self.inner
             .sinks
             .iter()

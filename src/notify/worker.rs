@@ -9,15 +9,22 @@ use tokio::sync::{mpsc, watch};
 use super::client::{self, HttpClient};
 use super::config::SinkConfig;
 use super::event::Notification;
-use super::notifier::FailureCallback;
 use super::payload;
 use super::retry::{self, RetryPolicy, Verdict};
 
 /// Target of the module's log lines.
 pub(super) const LOG_TARGET: &str = "kubepim::notify";
 
+/// Called once for every notification a sink did not get: after the last failed attempt, or
+/// when it was dropped (queue full, notifier shut down). The text names the sink and the cause,
+/// never a URL. It runs on the delivery task, or inside
+/// [`Notifier::notify`](super::Notifier::notify) for drops, so it must return at once (spawn any
+/// async work, such as publishing a Warning Event).
+pub type FailureCallback = Arc<dyn Fn(&Notification, &str) + Send + Sync>;
+
+/// One sink's outcomes, shared by its queue's sender (the notifier) and its delivery task.
 #[derive(Default)]
-pub(super) struct Counters {
+pub(super) struct SinkCounters {
     pub(super) delivered: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) dropped: AtomicU64,
@@ -31,7 +38,7 @@ pub(super) struct SinkTask {
     pub(super) cluster: Option<String>,
     pub(super) client: HttpClient,
     pub(super) policy: RetryPolicy,
-    pub(super) counters: Arc<Counters>,
+    pub(super) counters: Arc<SinkCounters>,
     pub(super) on_failure: Option<FailureCallback>,
 }
 

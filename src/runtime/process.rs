@@ -255,7 +255,7 @@ fn notification_failed(recorder: Recorder, requests: Store<ActivationRequest>) -
 /// The operator's client, behind the counting layer that feeds `kubepim_api_requests_total`.
 async fn client_for(
     args: &RunArgs,
-    counter: &crate::api_calls::ApiCallCounter,
+    counter: &crate::metrics::api_requests::ApiCallCounter,
 ) -> Result<Client, Error> {
     let mut config = match &args.kubeconfig {
         Some(path) => {

@@ -2,7 +2,7 @@
 //!
 //! Every label is bounded: `kind` is one of the three kinds, `category` one of
 //! [`crate::controller::Error::category`]'s values, `role` one per PrivilegedRole, `sink` one per
-//! configured notification sink, and the API-call labels are bounded by [`crate::api_calls`].
+//! configured notification sink, and the API-call labels are bounded by [`api_requests`].
 //! Request names, users and namespaces never become labels.
 //!
 //! | metric | type | what |
@@ -24,26 +24,29 @@
 //! and are absent until those caches have synced. Timestamps Kubernetes persists have whole-second
 //! precision, so `kubepim_approval_to_binding_seconds` (approval `time` and binding
 //! `creationTimestamp`, both from the API server's side) has a resolution of one second.
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+pub mod api_requests;
+mod scrape;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kube::runtime::reflector::Store;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
-use crate::api::{ActivationRequest, Decision, Phase, PrivilegedRole};
-use crate::api_calls::ApiCallCounter;
+use self::api_requests::ApiCallCounter;
+use crate::api::{ActivationRequest, Decision, PrivilegedRole};
 use crate::notify::Notifier;
 use crate::time::from_k8s;
+
+use self::scrape::{Caches, ScrapeTime, Sources};
+pub use self::scrape::{grant_counts, unmanaged_by_role};
 
 /// `Content-Type` of the `/metrics` answer.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -107,24 +110,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-struct Caches {
-    requests: Store<ActivationRequest>,
-    roles: Store<PrivilegedRole>,
-    synced: watch::Receiver<bool>,
-}
-
-/// What the scrape-time collector reads: caches and counters owned elsewhere.
-#[derive(Default)]
-struct Sources {
-    /// The caches, and whether they have synced.
-    caches: RwLock<Option<Caches>>,
-    notifier: RwLock<Option<Notifier>>,
-    webhook: RwLock<Option<crate::admission::WebhookTelemetry>>,
-    api_calls: ApiCallCounter,
-    /// Failed reconciles by kind and error category (described even while there are none).
-    reconcile_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -268,7 +253,6 @@ impl Metrics {
         });
     }
 
-    /// The notifier whose counts are exported (replaces an earlier one).
     /// The webhook this replica serves: its reviews, readiness and certificate expiry.
     pub fn attach_webhook(&self, webhook: crate::admission::WebhookTelemetry) {
         *self
@@ -278,6 +262,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner()) = Some(webhook);
     }
 
+    /// The notifier whose counts are exported (replaces an earlier one).
     pub fn attach_notifier(&self, notifier: Notifier) {
         *self
             .sources
@@ -294,51 +279,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// The caches' contents once they have synced; `None` before (an empty cache proves nothing).
-fn synced(caches: &RwLock<Option<Caches>>) -> Option<CacheState> {
-    let guard = caches.read().unwrap_or_else(|e| e.into_inner());
-    let caches = guard.as_ref()?;
-    if !*caches.synced.borrow() {
-        return None;
-    }
-    Some((caches.requests.state(), caches.roles.state()))
-}
-
-type CacheState = (Vec<Arc<ActivationRequest>>, Vec<Arc<PrivilegedRole>>);
-
-/// `(active, pending)`: requests in phase Active, and waiting for approval.
-pub fn grant_counts<'a>(requests: impl IntoIterator<Item = &'a ActivationRequest>) -> (u64, u64) {
-    let (mut active, mut pending) = (0, 0);
-    for request in requests {
-        match request.phase() {
-            Some(Phase::Active) => active += 1,
-            Some(Phase::Pending) => pending += 1,
-            _ => {}
-        }
-    }
-    (active, pending)
-}
-
-/// Per PrivilegedRole, the standing bindings its status reports (`status.unmanagedBindings.count`,
-/// written by the standing-privilege scan); 0 for a role the scan has not reported on.
-pub fn unmanaged_by_role<'a>(
-    roles: impl IntoIterator<Item = &'a PrivilegedRole>,
-) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = roles
-        .into_iter()
-        .map(|role| {
-            let count = role
-                .status
-                .as_ref()
-                .and_then(|s| s.unmanaged_bindings.as_ref())
-                .map_or(0, |u| u64::from(u.count));
-            (role.metadata.name.clone().unwrap_or_default(), count)
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// When the approving write happened, by the API server's clock: the newest approval's `time`
@@ -377,154 +317,5 @@ pub fn approving_write_at(
         .max()
 }
 
-/// Computes the cache gauges and reads the counters owned elsewhere, on each scrape.
-struct ScrapeTime(Arc<Sources>);
-
-impl std::fmt::Debug for ScrapeTime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ScrapeTime")
-    }
-}
-
-impl Collector for ScrapeTime {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let sources = &self.0;
-        let errors: Vec<_> = sources
-            .reconcile_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        let mut metric = encoder.encode_descriptor(
-            "kubepim_reconcile_errors",
-            "Reconciles that failed, by kind and error category",
-            None,
-            MetricType::Counter,
-        )?;
-        for ((kind, category), count) in errors {
-            let labels = [("kind", kind), ("category", category)];
-            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
-        }
-        if let Some((requests, roles)) = synced(&sources.caches) {
-            let (active, pending) = grant_counts(requests.iter().map(AsRef::as_ref));
-            gauge(
-                &mut encoder,
-                "kubepim_active_grants",
-                "Requests in phase Active (from the request cache)",
-                active,
-            )?;
-            gauge(
-                &mut encoder,
-                "kubepim_pending_requests",
-                "Requests waiting for approval (from the request cache)",
-                pending,
-            )?;
-            let mut metric = encoder.encode_descriptor(
-                "kubepim_unmanaged_privileged_bindings",
-                "Bindings that grant a PrivilegedRole's role outside kubepim, break-glass ones not \
-                 included (status.unmanagedBindings.count)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (role, count) in unmanaged_by_role(roles.iter().map(AsRef::as_ref)) {
-                let labels = [("role", role)];
-                ConstGauge::new(count as i64).encode(metric.encode_family(&labels)?)?;
-            }
-        }
-
-        let mut api = encoder.encode_descriptor(
-            "kubepim_api_requests",
-            "Calls to the Kubernetes API server, by verb, resource and status code",
-            None,
-            MetricType::Counter,
-        )?;
-        for (key, count) in sources.api_calls.calls() {
-            let labels = [
-                ("verb", key.verb.as_str().to_string()),
-                ("resource", key.resource),
-                ("code", key.code.label()),
-            ];
-            ConstCounter::new(count).encode(api.encode_family(&labels)?)?;
-        }
-
-        let webhook = sources
-            .webhook
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(webhook) = webhook {
-            let mut reviews = encoder.encode_descriptor(
-                "kubepim_webhook_reviews",
-                "Admission reviews the webhook answered, by endpoint (mutate, validate) and result \
-                 (allowed, refused, error)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (endpoint, result, count) in webhook.reviews() {
-                let labels = [("endpoint", endpoint), ("result", result)];
-                ConstCounter::new(count).encode(reviews.encode_family(&labels)?)?;
-            }
-            gauge(
-                &mut encoder,
-                "kubepim_webhook_serving",
-                "1 when this replica's webhook has a serving certificate and answers reviews",
-                u64::from(webhook.serving()),
-            )?;
-            if let Some(at) = webhook.certificate_expiry() {
-                gauge(
-                    &mut encoder,
-                    "kubepim_webhook_certificate_expiry_timestamp_seconds",
-                    "notAfter of the webhook's serving certificate, in seconds since the epoch",
-                    u64::try_from(at.timestamp()).unwrap_or_default(),
-                )?;
-            }
-        }
-
-        let stats = sources
-            .notifier
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(Notifier::stats)
-            .unwrap_or_default();
-        let mut delivered = encoder.encode_descriptor(
-            "kubepim_notifications_delivered",
-            "Notifications a sink accepted (2xx)",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in &stats {
-            let labels = [("sink", s.name.clone())];
-            ConstCounter::new(s.delivered).encode(delivered.encode_family(&labels)?)?;
-        }
-        let mut failed = encoder.encode_descriptor(
-            "kubepim_notifications_failed",
-            "Notifications that never reached their sink: after the last attempt (delivery) or \
-             for want of queue room or time (dropped)",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in &stats {
-            for (reason, count) in [("delivery", s.failed), ("dropped", s.dropped)] {
-                let labels = [("sink", s.name.clone()), ("reason", reason.to_string())];
-                ConstCounter::new(count).encode(failed.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(value as i64).encode(metric)
-}
-
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;
