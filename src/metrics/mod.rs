@@ -30,7 +30,6 @@ mod scrape;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,9 +40,8 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
 use self::api_requests::ApiCallCounter;
-use crate::api::{ActivationRequest, Decision, PrivilegedRole};
+use crate::api::{ActivationRequest, PrivilegedRole};
 use crate::notify::Notifier;
-use crate::time::from_k8s;
 
 use self::scrape::{Caches, ScrapeTime, Sources};
 pub use self::scrape::{grant_counts, unmanaged_by_role};
@@ -279,42 +277,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// When the approving write happened, by the API server's clock: the newest approval's `time`
-/// (stamped at admission), else the newest write to the request's status by anyone but
-/// `controller_manager` (from managedFields, where the object still carries them: the operator's
-/// caches drop them, so without the webhook's stamp nothing is observed). `None` when nobody
-/// approved.
-pub fn approving_write_at(
-    request: &ActivationRequest,
-    controller_manager: &str,
-) -> Option<DateTime<Utc>> {
-    let approvals: Vec<_> = request
-        .status
-        .iter()
-        .flat_map(|s| s.approvals.iter())
-        .filter(|a| a.decision == Decision::Approved)
-        .collect();
-    if approvals.is_empty() {
-        return None;
-    }
-    if let Some(at) = approvals
-        .iter()
-        .filter_map(|a| a.time.as_ref().map(from_k8s))
-        .max()
-    {
-        return Some(at);
-    }
-    request
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|f| f.subresource.as_deref() == Some("status"))
-        .filter(|f| f.manager.as_deref() != Some(controller_manager))
-        .filter_map(|f| f.time.as_ref().map(from_k8s))
-        .max()
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Quorum: which approvals count, and whether they are enough.
 use std::collections::BTreeSet;
 
-use crate::api::{Approval, ApprovalPolicy, Decision, PrivilegedRoleSpec};
+use chrono::{DateTime, Utc};
+
+use crate::api::{ActivationRequest, Approval, ApprovalPolicy, Decision, PrivilegedRoleSpec};
+use crate::time::from_k8s;
 
 use super::identity::{is_service_account, is_service_account_group};
 
@@ -121,6 +124,42 @@ pub fn tally(approvals: &[Approval], role: &PrivilegedRoleSpec, requester: &str)
         }
     }
     out
+}
+
+/// When the approving write happened, by the API server's clock: the newest approval's `time`
+/// (stamped at admission), else the newest write to the request's status by anyone but
+/// `controller_manager` (from managedFields, where the object still carries them: the operator's
+/// caches drop them, so without the webhook's stamp nothing is observed). `None` when nobody
+/// approved.
+pub fn approving_write_at(
+    request: &ActivationRequest,
+    controller_manager: &str,
+) -> Option<DateTime<Utc>> {
+    let approvals: Vec<_> = request
+        .status
+        .iter()
+        .flat_map(|s| s.approvals.iter())
+        .filter(|a| a.decision == Decision::Approved)
+        .collect();
+    if approvals.is_empty() {
+        return None;
+    }
+    if let Some(at) = approvals
+        .iter()
+        .filter_map(|a| a.time.as_ref().map(from_k8s))
+        .max()
+    {
+        return Some(at);
+    }
+    request
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|f| f.subresource.as_deref() == Some("status"))
+        .filter(|f| f.manager.as_deref() != Some(controller_manager))
+        .filter_map(|f| f.time.as_ref().map(from_k8s))
+        .max()
 }
 
 #[cfg(test)]
@@ -326,5 +365,56 @@ mod tests {
             p.break_glass = break_glass;
             assert_eq!(unreachable_quorum(&p), expected, "{users:?} {groups:?} {n}");
         }
+    }
+
+    fn active_request() -> ActivationRequest {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubepim.io/v1alpha1",
+            "kind": "ActivationRequest",
+            "metadata": {"name": "r"},
+            "spec": {"role": "db-admin", "namespaces": ["payments"]},
+            "status": {"phase": "Active"},
+        }))
+        .expect("a request")
+    }
+
+    #[test]
+    fn approving_write_prefers_the_newest_approval_time() {
+        let mut r = active_request();
+        assert_eq!(approving_write_at(&r, "kubepim"), None, "nobody approved");
+        let status = r.status.get_or_insert_with(Default::default);
+        status.approvals = serde_json::from_value(serde_json::json!([
+            {"approver": "bob", "decision": "Approved", "time": "2026-01-01T10:00:00Z"},
+            {"approver": "carol", "decision": "Approved", "time": "2026-01-01T10:00:05Z"},
+            {"approver": "dave", "decision": "Denied", "time": "2026-01-01T10:00:09Z"},
+        ]))
+        .unwrap();
+        assert_eq!(
+            approving_write_at(&r, "kubepim").map(|t| t.to_rfc3339()),
+            Some("2026-01-01T10:00:05+00:00".into())
+        );
+    }
+
+    #[test]
+    fn approving_write_falls_back_to_the_last_status_write_by_someone_else() {
+        let mut r = active_request();
+        r.status.as_mut().unwrap().approvals = serde_json::from_value(
+            serde_json::json!([{"approver": "bob", "decision": "Approved"}]),
+        )
+        .unwrap();
+        r.metadata.managed_fields = Some(
+            serde_json::from_value(serde_json::json!([
+                {"manager": "kubectl", "operation": "Update", "subresource": "status",
+                 "time": "2026-01-01T10:00:02Z"},
+                {"manager": "kubepim", "operation": "Update", "subresource": "status",
+                 "time": "2026-01-01T10:00:03Z"},
+                {"manager": "kubectl", "operation": "Update", "time": "2026-01-01T10:00:09Z"},
+            ]))
+            .unwrap(),
+        );
+        assert_eq!(
+            approving_write_at(&r, "kubepim").map(|t| t.to_rfc3339()),
+            Some("2026-01-01T10:00:02+00:00".into())
+        );
     }
 }

@@ -86,7 +86,8 @@ pub(super) async fn apply(
             // back later, and only when someone approved.
             if matches!(step, Step::Activate { .. })
                 && let Some(created) = first_created
-                && let Some(approved) = crate::metrics::approving_write_at(request, MANAGER)
+                && let Some(approved) =
+                    crate::policy::approvals::approving_write_at(request, MANAGER)
             {
                 ctx.metrics
                     .observe_approval_to_binding(seconds(created - approved));
