@@ -18,6 +18,7 @@ pub mod crdgen;
 pub mod health;
 pub mod metrics;
 pub mod notify;
+pub mod ops;
 pub mod policy;
 pub mod telemetry;
 pub mod time;
