@@ -224,7 +224,7 @@ async fn show(client: &Client, args: ShowArgs) -> Result<u8> {
     let text = match args.output.output {
         Some(f @ (Output::Json | Output::Yaml)) => {
             let doc = json!({
-                "request": ar,
+                "request": output::for_display(&ar),
                 "timeline": timeline,
                 "events": events.as_ref().ok(),
                 "eventsError": events.as_ref().err(),

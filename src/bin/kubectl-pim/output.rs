@@ -313,8 +313,17 @@ pub fn document<T: Serialize>(value: &T, format: Output) -> Result<String, Strin
     }
 }
 
-/// A kubectl-style `List` of objects.
-pub fn list_document<T: Serialize>(items: &[T]) -> serde_json::Value {
+/// The request as `kubectl get -o yaml` shows it: without managedFields, which only tell
+/// field ownership and drown the rest.
+pub fn for_display(ar: &ActivationRequest) -> ActivationRequest {
+    let mut ar = ar.clone();
+    ar.metadata.managed_fields = None;
+    ar
+}
+
+/// A kubectl-style `List` of requests.
+pub fn list_document(items: &[ActivationRequest]) -> serde_json::Value {
+    let items: Vec<ActivationRequest> = items.iter().map(for_display).collect();
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 

@@ -263,12 +263,17 @@ fn show_text_has_fields_timeline_and_events() {
 }
 
 #[test]
-fn documents_are_json_or_yaml() {
-    let ar = request("r", None, &[]);
+fn documents_are_json_or_yaml_without_managed_fields() {
+    let mut ar = request("r", None, &[]);
+    ar.metadata.managed_fields = Some(vec![Default::default()]);
     let json = document(&list_document(std::slice::from_ref(&ar)), Output::Json).unwrap();
     let back: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(back["kind"], "List");
     assert_eq!(back["items"][0]["metadata"]["name"], "r");
+    assert!(
+        back["items"][0]["metadata"].get("managedFields").is_none(),
+        "{json}"
+    );
     let yaml = document(&ar, Output::Yaml).unwrap();
     assert!(yaml.contains("role: db"), "{yaml}");
 }
