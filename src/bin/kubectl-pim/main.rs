@@ -80,10 +80,14 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // OpsError's own text already includes its cause; anyhow's chain would repeat it.
+            // OpsError's text, and kube's, already include their causes: printing the whole
+            // chain would repeat them, so only our context and the first cause are shown.
             match e.downcast_ref::<OpsError>() {
                 Some(ops) => eprintln!("error: {ops}"),
-                None => eprintln!("error: {e:#}"),
+                None => {
+                    let chain: Vec<String> = e.chain().take(2).map(|c| c.to_string()).collect();
+                    eprintln!("error: {}", chain.join(": "));
+                }
             }
             ExitCode::from(exit_code(&e))
         }
