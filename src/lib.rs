@@ -17,6 +17,7 @@ pub mod crdgen;
 pub mod health;
 pub mod metrics;
 pub mod notify;
+pub mod ops;
 pub mod policy;
 pub mod runtime;
 pub mod telemetry;

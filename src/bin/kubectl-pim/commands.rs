@@ -1,0 +1,238 @@
+//! One function per command: read, call `kubepim::ops`, print. Formatting lives in `output.rs`.
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use anyhow::{Context as _, Result};
+use chrono::Utc;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use kubepim::api::{ActivationRequest, Decision, Eligibility, Phase, PrivilegedRole};
+use kubepim::ops::{self, NewRequest, OpsError, Refusal, RefusalKind};
+use serde_json::json;
+
+use crate::cli::{
+    ApproveArgs, Command, DenyArgs, LsArgs, NameArg, Output, OutputArgs, RequestArgs, ShowArgs,
+    exit,
+};
+use crate::output;
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    out.flush().context("writing to stdout")
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Runs a command that needs the cluster; returns the exit code.
+pub async fn run(command: Command, client: Client) -> Result<u8> {
+    match command {
+        Command::Roles(args) => roles(&client, args).await,
+        Command::Request(args) => request(&client, args).await,
+        Command::Approve(ApproveArgs { name, reason }) => {
+            decide(&client, &name, Decision::Approved, reason.as_deref()).await
+        }
+        Command::Deny(DenyArgs { name, reason }) => {
+            decide(&client, &name, Decision::Denied, Some(&reason)).await
+        }
+        Command::Cancel(NameArg { name }) => cancel(&client, &name).await,
+        Command::Ls(args) => ls(&client, args).await,
+        Command::Show(args) => show(&client, args).await,
+        // Handled in main without a cluster.
+        Command::Completion { .. } => Ok(exit::OK),
+    }
+}
+
+/// Approvals each readable role needs (break-glass roles need none). Best effort: an identity
+/// that may not list roles still gets its requests listed.
+async fn required_approvals(client: &Client) -> BTreeMap<String, u32> {
+    let roles = Api::<PrivilegedRole>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    roles
+        .iter()
+        .map(|r| {
+            let n = if r.spec.break_glass {
+                0
+            } else {
+                r.spec.approval.required_approvals
+            };
+            (r.name_any(), n)
+        })
+        .collect()
+}
+
+async fn roles(client: &Client, args: OutputArgs) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let roles = Api::<PrivilegedRole>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing PrivilegedRoles")?
+        .items;
+    let eligibilities = Api::<Eligibility>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("listing Eligibilities")?
+        .items;
+    let mine = ops::activatable(&me, &roles, &eligibilities, Utc::now());
+    let text = match args.output {
+        Some(f @ (Output::Json | Output::Yaml)) => {
+            output::document(&mine, f).map_err(anyhow::Error::msg)?
+        }
+        wide => output::roles_table(&mine, wide == Some(Output::Wide)),
+    };
+    print(&text)?;
+    Ok(exit::OK)
+}
+
+async fn request(client: &Client, args: RequestArgs) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let new = NewRequest {
+        role: args.role,
+        namespaces: args.namespaces,
+        duration: args.duration,
+        justification: args.reason,
+        ticket: args.ticket,
+        start_at: args.at.map(|at| at.resolve(Utc::now())),
+        name: args.name,
+    };
+    let created = ops::create(client, &new, &me).await?;
+    let name = created.name_any();
+    print(&format!("activationrequest.kubepim.io/{name} created\n"))?;
+    if !args.wait {
+        return Ok(exit::OK);
+    }
+    let required = required_approvals(client).await.get(&new.role).copied();
+    let mut seen = output::Seen::default();
+    let done = |ar: &ActivationRequest| {
+        ar.phase()
+            .is_some_and(|p| p == Phase::Active || p.is_terminal())
+    };
+    let report = |ar: &ActivationRequest| {
+        for line in output::progress(&mut seen, ar, required, Utc::now()) {
+            say(&line);
+        }
+    };
+    let last = ops::wait_until(client, &name, args.timeout.into(), done, report).await?;
+    match last.phase() {
+        Some(Phase::Active) => Ok(exit::OK),
+        // The progress line already said how it ended.
+        _ => Ok(exit::REFUSED),
+    }
+}
+
+async fn decide(
+    client: &Client,
+    name: &str,
+    decision: Decision,
+    reason: Option<&str>,
+) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let updated = ops::decide(client, &me, name, decision, reason).await?;
+    let verb = match decision {
+        Decision::Approved => "approved",
+        Decision::Denied => "denied",
+    };
+    print(&format!(
+        "activationrequest.kubepim.io/{} {verb}\n",
+        updated.name_any()
+    ))?;
+    Ok(exit::OK)
+}
+
+async fn cancel(client: &Client, name: &str) -> Result<u8> {
+    let current = ops::get(client, name).await?;
+    match current.phase() {
+        Some(Phase::Cancelled) => {
+            print(&format!(
+                "activationrequest.kubepim.io/{name} already cancelled\n"
+            ))?;
+            return Ok(exit::OK);
+        }
+        Some(p) if p.is_terminal() => {
+            return Err(OpsError::Refused(Refusal::local(
+                RefusalKind::Terminal,
+                format!("{name} has already ended ({p}): there is nothing to cancel."),
+            ))
+            .into());
+        }
+        _ => {}
+    }
+    ops::cancel(client, name).await?;
+    print(&format!("activationrequest.kubepim.io/{name} cancelled\n"))?;
+    Ok(exit::OK)
+}
+
+async fn ls(client: &Client, args: LsArgs) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let mut requests = ops::list(client).await?;
+    let roles: Vec<PrivilegedRole> = Api::<PrivilegedRole>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let role_of = |ar: &ActivationRequest| roles.iter().find(|r| r.name_any() == ar.spec.role);
+    requests.retain(|ar| {
+        if args.to_approve {
+            let pending = ar.phase().is_none_or(|p| p == Phase::Pending);
+            pending && ops::can_decide(&me, ar, role_of(ar)).is_ok()
+        } else {
+            (args.all || ar.requester_name() == me.username)
+                && (!args.active || ar.phase() == Some(Phase::Active))
+        }
+    });
+    requests.sort_by_key(|ar| {
+        ar.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(kubepim::time::from_k8s)
+    });
+    let text = match args.output.output {
+        Some(f @ (Output::Json | Output::Yaml)) => {
+            output::document(&output::list_document(&requests), f).map_err(anyhow::Error::msg)?
+        }
+        wide => {
+            let required = roles
+                .iter()
+                .map(|r| {
+                    (
+                        r.name_any(),
+                        if r.spec.break_glass {
+                            0
+                        } else {
+                            r.spec.approval.required_approvals
+                        },
+                    )
+                })
+                .collect();
+            output::requests_table(&requests, &required, Utc::now(), wide == Some(Output::Wide))
+        }
+    };
+    print(&text)?;
+    Ok(exit::OK)
+}
+
+async fn show(client: &Client, args: ShowArgs) -> Result<u8> {
+    let ar = ops::get(client, &args.name).await?;
+    let timeline = ops::timeline(&ar, Utc::now());
+    let events = ops::events_of(client, &ar).await;
+    let text = match args.output.output {
+        Some(f @ (Output::Json | Output::Yaml)) => {
+            let doc = json!({
+                "request": output::for_display(&ar),
+                "timeline": timeline,
+                "events": events.as_ref().ok(),
+                "eventsError": events.as_ref().err(),
+            });
+            output::document(&doc, f).map_err(anyhow::Error::msg)?
+        }
+        _ => output::show_text(&ar, &timeline, &events),
+    };
+    print(&text)?;
+    Ok(exit::OK)
+}
