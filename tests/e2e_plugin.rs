@@ -181,9 +181,9 @@ async fn cluster(test: &str) -> Option<(Env, tokio::sync::oneshot::Sender<()>)> 
     config.default_retry = false;
     let client = Client::try_from(config).expect("operator client");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(kubepim::controller::run_operator(
+    tokio::spawn(kubepim::runtime::run_operator(
         client,
-        kubepim::controller::OperatorSettings::default(),
+        kubepim::runtime::OperatorSettings::default(),
         async move {
             let _ = stopped.await;
         },

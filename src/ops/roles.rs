@@ -143,7 +143,7 @@ pub fn can_decide(
     };
     let requester = request.requester_name();
     let ignored = match role {
-        Some(role) => tally(&[mine], &role.spec.approval, requester, 1)
+        Some(role) => tally(&[mine], &role.spec, requester)
             .ignored
             .into_iter()
             .next()
