@@ -2,7 +2,7 @@
 //!
 //! * Builders that make a test read like a sentence:
 //!   `activation_request("r1").by(ALICE).approved_by(BOB)`,
-//!   `privileged_role("db-admin").approvers(&[BOB])`, `eligibility("alice-db", "db-admin").for_user(ALICE)`.
+//!   `privileged_role("db-admin").approvers(&[BOB], &[])`, `eligibility("alice-db", "db-admin").users(&[ALICE])`.
 //!   They are extension traits, not inherent methods, so they never shadow a method of the types.
 //!   Specs are built from JSON so that a new optional field does not break them.
 //! * [`Caches`]: the operator's reflector stores, filled by hand.
@@ -36,6 +36,9 @@ use crate::policy::lifecycle::binding_name;
 use crate::time::to_k8s;
 
 use super::context::Context;
+use crate::policy::tests::builders::{self, RequestExt, RequesterExt};
+/// The policy tests' builder traits, for refining the objects below.
+pub use crate::policy::tests::builders::{EligibilityExt, RoleExt};
 
 pub const ALICE: &str = "alice";
 pub const BOB: &str = "bob";
@@ -66,75 +69,30 @@ pub fn secs(n: i64) -> chrono::Duration {
 // PrivilegedRole
 
 /// `name` grants the ClusterRole of the same name through RoleBindings in `payments`; one
-/// approval by `bob`; 1h by default, 4h at most; 24h to approve; justification required.
+/// approval by `bob`; 1h by default, 4h at most; 24h to approve; justification required. Built
+/// with the policy tests' builders (one builder set); refine it with their [`RoleExt`].
 pub fn privileged_role(name: &str) -> PrivilegedRole {
-    let spec = serde_json::from_value(json!({
-        "roleRef": {"kind": "ClusterRole", "name": name},
-        "scope": {"namespaces": [NAMESPACE]},
-        "defaultDuration": "1h",
-        "maxDuration": "4h",
-        "approval": {"requiredApprovals": 1, "approvers": {"users": [BOB]}, "pendingTimeout": "24h"},
-    }))
-    .expect("a valid PrivilegedRole spec");
-    let mut role = PrivilegedRole::new(name, spec);
+    let mut role = builders::role(name)
+        .cluster_role(name)
+        .namespaces(&[NAMESPACE])
+        .approvers(&[BOB], &[])
+        .required_approvals(1)
+        .pending_timeout("24h");
     role.metadata.uid = Some(format!("uid-role-{name}"));
     role.metadata.resource_version = Some("10".into());
     role.metadata.generation = Some(1);
     role
 }
 
-pub trait RoleBuilder: Sized {
-    fn with(self, f: impl FnOnce(&mut PrivilegedRole)) -> Self;
-
-    /// No approval needed: activates as soon as it is requested.
-    fn auto_approved(self) -> Self {
-        self.with(|r| r.spec.approval.required_approvals = 0)
-    }
-    /// Granted through one ClusterRoleBinding instead of RoleBindings in `payments`.
-    fn cluster_wide(self) -> Self {
-        self.with(|r| {
-            r.spec.scope.namespaces.clear();
-            r.spec.scope.cluster_wide = true;
-        })
-    }
-    fn approvers(self, users: &[&str]) -> Self {
-        self.with(|r| {
-            r.spec.approval.approvers.users = users.iter().map(|u| u.to_string()).collect()
-        })
-    }
-}
-
-impl RoleBuilder for PrivilegedRole {
-    fn with(mut self, f: impl FnOnce(&mut PrivilegedRole)) -> Self {
-        f(&mut self);
-        self
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Eligibility
 
-/// An Eligibility for `role` that names nobody yet, without time limits.
+/// An Eligibility for `role` that names nobody yet, without time limits; name people with
+/// [`EligibilityExt::users`].
 pub fn eligibility(name: &str, role: &str) -> Eligibility {
-    let spec = serde_json::from_value(
-        json!({"role": role, "subjects": [{"kind": "User", "name": "nobody"}]}),
-    )
-    .expect("a valid Eligibility spec");
-    let mut elig = Eligibility::new(name, spec);
-    elig.spec.subjects.clear();
+    let mut elig = builders::eligibility(name, role);
     elig.metadata.uid = Some(format!("uid-elig-{name}"));
     elig
-}
-
-pub trait EligibilityBuilder: Sized {
-    fn for_user(self, user: &str) -> Self;
-}
-
-impl EligibilityBuilder for Eligibility {
-    fn for_user(mut self, user: &str) -> Self {
-        self.spec.subjects.push(crate::api::SubjectRef::user(user));
-        self
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,13 +101,10 @@ impl EligibilityBuilder for Eligibility {
 /// Request `name` by `alice` for `db-admin` in `payments`, with a justification; created a minute
 /// ago, resourceVersion 100, generation 1, no status, no finalizer.
 pub fn activation_request(name: &str) -> ActivationRequest {
-    let spec = serde_json::from_value(json!({
-        "role": ROLE,
-        "namespaces": [NAMESPACE],
-        "justification": "INC-42: payments database is stuck",
-        "requester": {"username": ALICE, "groups": ["system:authenticated"]},
-    }))
-    .expect("a valid ActivationRequest spec");
+    let spec = builders::request(ROLE)
+        .namespaces(&[NAMESPACE])
+        .justification("INC-42: payments database is stuck")
+        .by(&builders::user(ALICE).in_groups(&["system:authenticated"]));
     let mut request = ActivationRequest::new(name, spec);
     request.metadata.uid = Some(format!("uid-{name}"));
     request.metadata.resource_version = Some("100".into());
@@ -324,7 +279,7 @@ impl Caches {
 
     /// `role` and alice's eligibility for it.
     pub fn with_alice_eligible_for(role: PrivilegedRole) -> Self {
-        let elig = eligibility("alice-db", &role.name_any()).for_user(ALICE);
+        let elig = eligibility("alice-db", &role.name_any()).users(&[ALICE]);
         Self::new().role(role).eligibility(elig)
     }
 

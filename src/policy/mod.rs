@@ -24,4 +24,4 @@ pub use lifecycle::{Activation, DesiredBinding, Input, ObservedBinding, Step, de
 pub use validation::{Grant, Refusal, validate};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -90,7 +90,7 @@ fn assert_grant_for_alice(rb: &RoleBinding, request: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn auto_approved_request_is_activated_in_three_writes() {
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = activation_request("r1");
     let before = truncate_to_second(now());
 
@@ -224,7 +224,7 @@ async fn approval_by_an_authorised_approver_activates() {
 async fn self_approval_and_service_account_approval_do_not_count() {
     let robot = "system:serviceaccount:kube-system:robot";
     let caches =
-        Caches::with_alice_eligible_for(privileged_role(ROLE).approvers(&[BOB, ALICE, robot]));
+        Caches::with_alice_eligible_for(privileged_role(ROLE).approvers(&[BOB, ALICE, robot], &[]));
     let request = activation_request("r1")
         .in_phase(Phase::Pending)
         .approved_by(ALICE)
@@ -540,8 +540,9 @@ async fn denial_after_activation_revokes_at_once() {
         .active_until(until)
         .denied_by(CAROL, "not during the freeze");
     let binding = granted_role_binding(&request, until);
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).approvers(&[BOB, CAROL]))
-        .role_binding(binding.clone());
+    let caches =
+        Caches::with_alice_eligible_for(privileged_role(ROLE).approvers(&[BOB, CAROL], &[]))
+            .role_binding(binding.clone());
 
     let outcome = Scenario::new()
         .holding(&request)
@@ -571,7 +572,7 @@ async fn denial_after_activation_revokes_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn request_without_requester_fails_without_a_binding() {
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = activation_request("r1").without_requester();
     let outcome = Scenario::new()
         .holding(&request)
@@ -593,7 +594,7 @@ async fn request_without_requester_fails_without_a_binding() {
 #[tokio::test(start_paused = true)]
 async fn steady_active_grant_writes_nothing() {
     // Activate once, then reconcile what the watch would deliver: the request and its binding.
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = activation_request("r1");
     let activation = Scenario::new()
         .holding(&request)
@@ -625,7 +626,7 @@ async fn steady_active_grant_writes_nothing() {
 async fn a_decision_added_while_activating_is_never_overwritten() {
     // The cache still shows the request as created (rv 100); on the server bob has since denied
     // it (rv 101). bob is an authorised approver, so his denial denies even without a quorum.
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let cached = activation_request("r1");
     let on_server = activation_request("r1")
         .resource_version("101")
@@ -697,7 +698,7 @@ async fn a_binding_for_a_pending_request_is_removed() {
 
 #[tokio::test(start_paused = true)]
 async fn cluster_wide_grant_is_one_cluster_role_binding() {
-    let role = privileged_role(ROLE).auto_approved().cluster_wide();
+    let role = privileged_role(ROLE).no_approval_required().cluster_wide();
     let caches = Caches::with_alice_eligible_for(role);
     let request = activation_request("r1").cluster_wide();
 
@@ -771,7 +772,7 @@ async fn cancelling_an_active_grant_revokes_it() {
 
 #[tokio::test(start_paused = true)]
 async fn binding_deleted_out_of_band_is_recreated_with_the_recorded_expiry() {
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = activation_request("r1");
     let activation = Scenario::new()
         .holding(&request)
@@ -827,7 +828,7 @@ async fn request_not_approved_within_the_pending_timeout_expires() {
 async fn the_version_our_own_writes_superseded_is_not_acted_on() {
     // The watch may still deliver the version from before the activation's writes; acting on it
     // could only repeat work and meet a conflict.
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = Arc::new(activation_request("r1"));
     let outcome = Scenario::new()
         .holding(request.as_ref())
@@ -861,9 +862,9 @@ async fn the_version_our_own_writes_superseded_is_not_acted_on() {
 async fn a_resync_of_settled_requests_writes_nothing() {
     const N: usize = 40;
     let gated = privileged_role("db-reader");
-    let mut caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved())
+    let mut caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required())
         .role(gated)
-        .eligibility(eligibility("alice-reader", "db-reader").for_user(ALICE));
+        .eligibility(eligibility("alice-reader", "db-reader").users(&[ALICE]));
     let mut settled = Vec::new();
     for i in 0..N {
         let name = format!("r{i}");
@@ -923,7 +924,7 @@ async fn a_resync_of_settled_requests_writes_nothing() {
 /// named (never silent, never retried forever), and nothing stays bound.
 #[tokio::test(start_paused = true)]
 async fn a_namespace_that_does_not_exist_denies_the_request_with_the_reason() {
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = activation_request("r1");
     let outcome = Scenario::new()
         .holding(&request)
@@ -962,7 +963,7 @@ async fn a_namespace_that_does_not_exist_denies_the_request_with_the_reason() {
 /// Warning Event; the next failing reconcile writes nothing more.
 #[tokio::test(start_paused = true)]
 async fn a_persistent_error_is_shown_on_the_request_once() {
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let request = activation_request("r1");
     let squatter: RoleBinding = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "kubepim-r1", "namespace": NAMESPACE, "uid": "uid-squatter"},
@@ -996,7 +997,7 @@ async fn a_persistent_error_is_shown_on_the_request_once() {
 
     // The retry meets the same error: the request already says so, nothing more is written.
     let shown = outcome.server.objects.request("r1");
-    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).auto_approved());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE).no_approval_required());
     let again = Scenario::new()
         .holding(&shown)
         .holding(&squatter)

@@ -15,8 +15,9 @@ const DEPLOYER: &str = "payments-deployer";
 const CLEAN: &str = "view-only";
 
 fn roles() -> Vec<PrivilegedRole> {
-    let deployer = privileged_role(DEPLOYER).with(|r| {
-        r.spec.role_ref = RoleRef {
+    // A Role in `payments`, its scope unchanged.
+    let deployer = privileged_role(DEPLOYER).with(|s| {
+        s.role_ref = RoleRef {
             kind: RoleKind::Role,
             name: "deployer".into(),
             namespace: Some(NAMESPACE.into()),

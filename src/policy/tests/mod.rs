@@ -21,7 +21,7 @@ mod deps {
     pub use kube::core::Duration as KubeDuration;
 }
 
-mod builders;
+pub(crate) mod builders;
 mod legitimacy_table;
 mod lifecycle_table;
 mod transition_table;
