@@ -59,6 +59,16 @@ where
 {
     /// The feed and the future that drives its watch (run it until shutdown).
     pub fn new(api: Api<K>, config: watcher::Config) -> (Self, impl Future<Output = ()> + Send) {
+        // What the controllers never read is dropped before it is cached: managedFields and
+        // kubectl's last-applied copy are most of an object's size (issue: memory at 10k grants).
+        Self::from_events(watcher(api, config).modify(trim))
+    }
+
+    /// The feed of any stream of watch events (a watch in production, a script in tests): the
+    /// store is updated first, then every subscriber gets the touched object.
+    fn from_events(
+        events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    ) -> (Self, impl Future<Output = ()> + Send) {
         let (store, writer) = reflector::store();
         let subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<K>>>> = Arc::default();
         let feed = Self {
@@ -66,10 +76,7 @@ where
             subscribers: subscribers.clone(),
         };
         let kind = <K as Resource>::kind(&()).to_string();
-        // What the controllers never read is dropped before it is cached: managedFields and
-        // kubectl's last-applied copy are most of an object's size (issue: memory at 10k grants).
-        let trimmed = watcher(api, config).modify(trim);
-        let drive = reflector::reflector(writer, trimmed)
+        let drive = reflector::reflector(writer, events)
             .default_backoff()
             .touched_objects()
             .for_each(move |touched| {
@@ -177,7 +184,7 @@ mod tests {
         }
     }
 
-    /// A feed driven by a scripted event stream instead of a watch.
+    /// A feed driven by a scripted event stream instead of a watch (the production fan-out).
     fn scripted(
         events: Vec<Event<ConfigMap>>,
     ) -> (
@@ -185,25 +192,11 @@ mod tests {
         impl Future<Output = ()>,
         mpsc::UnboundedSender<Event<ConfigMap>>,
     ) {
-        let (store, writer) = reflector::store();
-        let subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<ConfigMap>>>> = Arc::default();
-        let feed = Feed {
-            store,
-            subscribers: subscribers.clone(),
-        };
         let (tx, rx) = mpsc::unbounded_channel();
         for e in events {
             tx.send(e).unwrap();
         }
-        let drive = reflector::reflector(writer, UnboundedReceiverStream::new(rx).map(Ok))
-            .touched_objects()
-            .for_each(move |touched| {
-                if let Ok(object) = touched {
-                    let mut subs = subscribers.lock().unwrap();
-                    subs.retain(|tx| tx.send(object.clone()).is_ok());
-                }
-                std::future::ready(())
-            });
+        let (feed, drive) = Feed::from_events(UnboundedReceiverStream::new(rx).map(Ok));
         (feed, drive, tx)
     }
 
