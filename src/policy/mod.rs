@@ -5,6 +5,7 @@
 //! here so that it can be tested exhaustively.
 
 pub mod approvals;
+pub mod binding;
 pub mod eligibility;
 pub mod identity;
 pub mod legitimacy;
