@@ -36,8 +36,8 @@ pub struct WebhookArgs {
     /// Directory with tls.crt and tls.key (cert-manager and files modes).
     #[arg(long)]
     pub webhook_cert_dir: Option<PathBuf>,
-    /// The operator's namespace (holds the webhook's TLS Secret and Service). Default: the
-    /// namespace of the pod's ServiceAccount.
+    /// The operator's namespace (holds the webhook's TLS Secret and Service, and the Lease
+    /// unless --lease-namespace says otherwise). Default: the pod's ServiceAccount namespace.
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
     /// Name of the Service in front of the webhook (the serving certificate's DNS names).
@@ -49,28 +49,26 @@ pub struct WebhookArgs {
     pub webhook_url: Option<String>,
 }
 
-/// Where the pod's namespace is mounted in a cluster.
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
 impl WebhookArgs {
-    /// The settings these flags describe; `None` when the webhook is disabled.
-    pub fn settings(&self) -> Result<Option<WebhookSettings>, Error> {
+    /// The settings these flags describe; `None` when the webhook is disabled. The webhook's
+    /// Secret and Service live in the operator's namespace, resolved once by the runtime from
+    /// `--namespace`, `POD_NAMESPACE` or the pod's ServiceAccount.
+    pub fn settings(
+        &self,
+        operator_namespace: Option<&str>,
+    ) -> Result<Option<WebhookSettings>, Error> {
         if self.webhook_port == 0 {
             return Ok(None);
         }
-        let namespace = match &self.namespace {
-            Some(ns) if !ns.is_empty() => ns.clone(),
-            _ => std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-                .map(|s| s.trim().to_string())
-                .ok()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    Error::Config(
-                        "the webhook needs the operator's namespace: set --namespace or POD_NAMESPACE"
-                            .into(),
-                    )
-                })?,
-        };
+        let namespace = operator_namespace
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Config(
+                    "the webhook needs the operator's namespace: set --namespace or POD_NAMESPACE"
+                        .into(),
+                )
+            })?;
         let settings = WebhookSettings {
             listen: SocketAddr::new(self.webhook_bind_address, self.webhook_port),
             cert_mode: self.webhook_cert_mode,

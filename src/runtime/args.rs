@@ -63,7 +63,7 @@ impl RunArgs {
             Some(path) => Some(NotifyConfig::load(path)?),
             None => None,
         };
-        let operator_namespace = namespace::resolve(None);
+        let operator_namespace = namespace::resolve(self.webhook.namespace.as_deref());
         let leader_election = self
             .leader
             .settings(operator_namespace.as_deref())
@@ -71,7 +71,7 @@ impl RunArgs {
         Ok(OperatorSettings {
             sweep_interval: self.sweep_interval,
             concurrency: self.concurrency,
-            webhook: self.webhook.settings()?,
+            webhook: self.webhook.settings(operator_namespace.as_deref())?,
             standing: ScanSettings {
                 interval: self.standing_privilege_scan_interval,
                 break_glass: BreakGlass {
@@ -86,5 +86,71 @@ impl RunArgs {
             operator_namespace,
             metrics,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<OperatorSettings, Error> {
+        let cli = Cli::try_parse_from(std::iter::once("kubepim").chain(args.iter().copied()))
+            .expect("valid flags");
+        cli.run.settings(Arc::default())
+    }
+
+    #[test]
+    fn one_namespace_serves_the_webhook_the_lease_and_the_risk_assessment() {
+        let s = settings(&[
+            "--namespace",
+            "pim",
+            "--leader-election",
+            "--webhook-port",
+            "9443",
+        ])
+        .expect("settings");
+        assert_eq!(s.operator_namespace.as_deref(), Some("pim"));
+        assert_eq!(s.webhook.expect("webhook on").namespace, "pim");
+        assert_eq!(
+            s.leader_election.expect("leader election on").namespace,
+            "pim"
+        );
+        let s = settings(&[
+            "--namespace",
+            "pim",
+            "--leader-election",
+            "--lease-namespace",
+            "locks",
+        ])
+        .expect("settings");
+        assert_eq!(s.leader_election.expect("on").namespace, "locks");
+    }
+
+    #[test]
+    fn flags_resolve_to_settings() {
+        let s = settings(&[
+            "--namespace",
+            "pim",
+            "--sweep-interval",
+            "5s",
+            "--metrics-port",
+            "0",
+            "--webhook-port",
+            "0",
+            "--break-glass-user",
+            "root",
+        ])
+        .expect("settings");
+        assert_eq!(s.sweep_interval, Duration::from_secs(5));
+        assert!(s.health.is_none() && s.webhook.is_none() && s.leader_election.is_none());
+        assert!(s.standing.break_glass.users.contains("root"));
     }
 }
