@@ -74,8 +74,10 @@ fn role() -> PrivilegedRole {
             },
             default_duration: duration("1h"),
             max_duration: duration("4h"),
+            max_continuous_duration: None,
             approval: ApprovalPolicy {
                 required_approvals: 1,
+                extension_required_approvals: None,
                 approvers: Approvers {
                     users: vec!["bob".into()],
                     groups: vec!["sre-leads".into()],
@@ -408,6 +410,7 @@ fn request() -> ActivationRequest {
             ticket: Some("INC-4211".into()),
             start_at: Some(time("2026-12-01T22:00:00Z")),
             cancel: false,
+            extends: None,
             requester: Some(Requester {
                 username: "alice".into(),
                 groups: vec!["payments-oncall".into()],
@@ -525,4 +528,58 @@ fn cancel_may_go_from_false_to_true_only() {
     accepted(cancelled.validate_cel_update(&request()));
     accepted(cancelled.validate_cel_update(&cancelled));
     refused(request().validate_cel_update(&cancelled), CANCEL_FINAL);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extensions (`spec.extends`, `maxContinuousDuration`).
+
+#[test]
+fn an_extension_starts_at_the_hand_over_never_at_a_scheduled_time() {
+    let extension = request_with(|s| {
+        s.extends = Some("alice-payments-0".into());
+        s.start_at = None;
+    });
+    accepted(extension.validate_cel());
+    refused(
+        request_with(|s| s.extends = Some("alice-payments-0".into())).validate_cel(),
+        "spec.extends cannot be combined with spec.startAt: an extension starts when the grant it extends ends",
+    );
+}
+
+#[test]
+fn what_a_request_extends_cannot_change_nor_be_added_later() {
+    let plain = request_with(|s| s.start_at = None);
+    let extension = request_with(|s| {
+        s.extends = Some("alice-payments-0".into());
+        s.start_at = None;
+    });
+    refused(extension.validate_cel_update(&plain), SPEC_IMMUTABLE);
+    let other = request_with(|s| {
+        s.extends = Some("alice-payments-9".into());
+        s.start_at = None;
+    });
+    refused(
+        other.validate_cel_update(&extension),
+        "spec.extends is immutable",
+    );
+}
+
+#[test]
+fn max_continuous_duration_between_max_duration_and_a_day() {
+    accepted(role_with(|s| s.max_continuous_duration = Some(duration("8h"))).validate_cel());
+    refused(
+        role_with(|s| s.max_continuous_duration = Some(duration("30m"))).validate_cel(),
+        "maxContinuousDuration must be at least maxDuration",
+    );
+    refused(
+        role_with(|s| s.max_continuous_duration = Some(duration("48h"))).validate_cel(),
+        "maxContinuousDuration may exceed 24h only for a breakGlass role",
+    );
+    accepted(
+        role_with(|s| {
+            break_glass(s);
+            s.max_continuous_duration = Some(duration("48h"));
+        })
+        .validate_cel(),
+    );
 }

@@ -34,6 +34,7 @@ mod deps {
         PrivilegedRoleSpec, Requester, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
         SubjectRef,
     };
+    pub use kubepim::policy::extension::Related;
     pub use kubepim::policy::lifecycle::{
         BindingKind, DesiredBinding, Input, ObservedBinding, Step, binding_name, decide,
     };

@@ -44,10 +44,12 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("has(self.duration) == has(oldSelf.duration) && has(self.justification) == has(oldSelf.justification) && has(self.ticket) == has(oldSelf.ticket) && has(self.startAt) == has(oldSelf.startAt) && has(self.requester) == has(oldSelf.requester) && has(self.namespaces) == has(oldSelf.namespaces)")
+    validation = Rule::new("has(self.duration) == has(oldSelf.duration) && has(self.justification) == has(oldSelf.justification) && has(self.ticket) == has(oldSelf.ticket) && has(self.startAt) == has(oldSelf.startAt) && has(self.requester) == has(oldSelf.requester) && has(self.namespaces) == has(oldSelf.namespaces) && has(self.extends) == has(oldSelf.extends)")
         .message("spec is immutable after creation; only cancel may change (false to true)"),
     validation = Rule::new("!(has(oldSelf.cancel) && oldSelf.cancel) || (has(self.cancel) && self.cancel)")
         .message("spec.cancel cannot be undone").field_path(".cancel"),
+    validation = Rule::new("!has(self.extends) || !has(self.startAt)")
+        .message("spec.extends cannot be combined with spec.startAt: an extension starts when the grant it extends ends").field_path(".extends"),
 )]
 pub struct ActivationRequestSpec {
     /// Name of the PrivilegedRole to activate.
@@ -88,6 +90,13 @@ pub struct ActivationRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.startAt is immutable"))]
     pub start_at: Option<Time>,
+    /// Name of the requester's own Active request for the same role that this one extends: once
+    /// approved, this grant runs on from that one's expiry without a gap (its namespaces a subset
+    /// of the original's). Refused when the original has ended by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.extends is immutable"))]
+    pub extends: Option<String>,
     /// Set to true by the requester to end the request or grant early.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
@@ -225,6 +234,10 @@ pub struct ActivationRequestStatus {
     /// Fixed at activation (activatedAt + duration); never extended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// For an extension: since when the requester has held the role without a gap (the start of
+    /// the first grant in the chain); the role's maxContinuousDuration counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous_since: Option<Time>,
     /// Bindings created for this request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]

@@ -70,6 +70,10 @@ fn default_true() -> bool {
 #[x_kube(
     validation = Rule::new("duration(self.defaultDuration) <= duration(self.maxDuration)")
         .message("defaultDuration must not exceed maxDuration").field_path(".defaultDuration"),
+    validation = Rule::new("!has(self.maxContinuousDuration) || duration(self.maxContinuousDuration) >= duration(self.maxDuration)")
+        .message("maxContinuousDuration must be at least maxDuration").field_path(".maxContinuousDuration"),
+    validation = Rule::new("self.breakGlass || !has(self.maxContinuousDuration) || duration(self.maxContinuousDuration) <= duration('24h')")
+        .message("maxContinuousDuration may exceed 24h only for a breakGlass role").field_path(".maxContinuousDuration"),
     validation = Rule::new("self.breakGlass || duration(self.maxDuration) <= duration('24h')")
         .message("maxDuration may exceed 24h only for a breakGlass role").field_path(".maxDuration"),
     validation = Rule::new("!has(self.scope.clusterWide) || !self.scope.clusterWide || self.roleRef.kind == 'ClusterRole'")
@@ -106,6 +110,15 @@ pub struct PrivilegedRoleSpec {
         length(max = 32)
     )]
     pub max_duration: Duration,
+    /// Longest time a requester may hold the role without a gap through extensions
+    /// (`spec.extends`). Default: three times maxDuration, at most 24h; above 24h only with
+    /// `breakGlass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    pub max_continuous_duration: Option<Duration>,
     /// Who must approve, and how long a request may wait.
     #[serde(default)]
     pub approval: ApprovalPolicy,
@@ -200,6 +213,11 @@ pub struct ApprovalPolicy {
     /// Who may approve. The requester never counts, nor does a ServiceAccount.
     #[serde(default)]
     pub approvers: Approvers,
+    /// Distinct approvals needed for a request that extends an active grant (`spec.extends`);
+    /// default: requiredApprovals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub extension_required_approvals: Option<u32>,
     /// An unapproved request expires after this long.
     #[serde(default = "default_pending_timeout")]
     #[schemars(
@@ -214,6 +232,7 @@ impl Default for ApprovalPolicy {
         Self {
             required_approvals: default_required_approvals(),
             approvers: Approvers::default(),
+            extension_required_approvals: None,
             pending_timeout: default_pending_timeout(),
         }
     }

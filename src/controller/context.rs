@@ -170,6 +170,17 @@ impl Context {
         self.roles.get(&ObjectRef::new(name))
     }
 
+    /// An Active request that extends `request` (the newest, should there be several): once it
+    /// is Active its bindings exist and `request` hands over.
+    pub fn active_extension_of(&self, request: &str) -> Option<Arc<ActivationRequest>> {
+        self.requests
+            .state()
+            .into_iter()
+            .filter(|r| r.spec.extends.as_deref() == Some(request))
+            .filter(|r| r.phase() == Some(crate::api::Phase::Active))
+            .max_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    }
+
     /// Eligibilities that name this role (filtering by subject is the policy's job).
     pub fn eligibilities_for(&self, role: &str) -> Vec<Arc<Eligibility>> {
         self.eligibilities

@@ -87,6 +87,7 @@ pub fn build(new: &NewRequest, me: &Requester) -> ActivationRequest {
             ticket: new.ticket.clone(),
             start_at: new.start_at.map(crate::time::to_k8s),
             cancel: false,
+            extends: None,
             requester: Some(me.clone()),
         },
         status: None,

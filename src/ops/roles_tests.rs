@@ -40,8 +40,10 @@ fn role(
             },
             default_duration: "1h".parse().unwrap(),
             max_duration: max.parse().unwrap(),
+            max_continuous_duration: None,
             approval: ApprovalPolicy {
                 required_approvals: 1,
+                extension_required_approvals: None,
                 approvers: Approvers {
                     users: approvers.iter().map(|s| s.to_string()).collect(),
                     groups: groups.iter().map(|s| s.to_string()).collect(),
@@ -135,6 +137,7 @@ fn request_by(requester: &str, approvals: Vec<Approval>) -> ActivationRequest {
             ticket: None,
             start_at: None,
             cancel: false,
+            extends: None,
             requester: Some(who(requester, &[])),
         },
     );

@@ -22,6 +22,7 @@ fn request() -> ActivationRequest {
             ticket: Some("INC-7".into()),
             start_at: None,
             cancel: false,
+            extends: None,
             requester: Some(Requester {
                 username: "alice".into(),
                 ..Default::default()

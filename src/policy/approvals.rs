@@ -3,7 +3,10 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::{ActivationRequest, Approval, ApprovalPolicy, Decision, PrivilegedRoleSpec};
+use crate::api::{
+    ActivationRequest, ActivationRequestSpec, Approval, ApprovalPolicy, Decision,
+    PrivilegedRoleSpec,
+};
 use crate::time::from_k8s;
 
 use super::identity::{is_service_account, is_service_account_group};
@@ -46,13 +49,39 @@ fn is_authorised(approval: &Approval, policy: &ApprovalPolicy) -> bool {
             .any(|g| policy.approvers.groups.contains(g))
 }
 
-/// How many approvals a role's requests need: none for a break-glass role, whatever its
+/// What a request asks for: a fresh activation, or to extend an active grant (`spec.extends`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Activation,
+    Extension,
+}
+
+impl Purpose {
+    pub fn of(request: &ActivationRequestSpec) -> Self {
+        if request.extends.is_some() {
+            Purpose::Extension
+        } else {
+            Purpose::Activation
+        }
+    }
+}
+
+/// How many approvals a role's activations need: none for a break-glass role, whatever its
 /// `requiredApprovals` says.
 pub fn required(role: &PrivilegedRoleSpec) -> u32 {
-    if role.break_glass {
-        0
-    } else {
-        role.approval.required_approvals
+    required_for(role, Purpose::Activation)
+}
+
+/// How many approvals a request for `purpose` needs: an extension counts
+/// `extensionRequiredApprovals` where the role sets it; break-glass needs none.
+pub fn required_for(role: &PrivilegedRoleSpec, purpose: Purpose) -> u32 {
+    match (role.break_glass, purpose) {
+        (true, _) => 0,
+        (false, Purpose::Activation) => role.approval.required_approvals,
+        (false, Purpose::Extension) => role
+            .approval
+            .extension_required_approvals
+            .unwrap_or(role.approval.required_approvals),
     }
 }
 
@@ -93,8 +122,18 @@ pub fn unreachable_quorum(role: &PrivilegedRoleSpec) -> Option<UnreachableQuorum
 /// human approvers other than the requester. An authorised denial denies, even where no approval
 /// is required.
 pub fn tally(approvals: &[Approval], role: &PrivilegedRoleSpec, requester: &str) -> ApprovalTally {
+    tally_for(approvals, role, Purpose::Activation, requester)
+}
+
+/// [`tally`] for a request of the given [`Purpose`].
+pub fn tally_for(
+    approvals: &[Approval],
+    role: &PrivilegedRoleSpec,
+    purpose: Purpose,
+    requester: &str,
+) -> ApprovalTally {
     let policy = &role.approval;
-    let required = required(role);
+    let required = required_for(role, purpose);
     let mut seen = BTreeSet::new();
     let mut out = ApprovalTally {
         required,

@@ -7,7 +7,8 @@ use crate::api::{
 };
 use crate::time::{duration_from_k8s, from_k8s, truncate_to_second};
 
-use super::approvals::{ApprovalTally, Ignored, tally};
+use super::approvals::{ApprovalTally, Ignored, Purpose, tally_for};
+use super::extension::{self, Related};
 use super::identity::requester_subject;
 use super::reasons;
 use super::validation::{Grant, Refusal, validate};
@@ -34,6 +35,10 @@ pub struct Input<'a> {
     pub eligibilities: &'a [&'a Eligibility],
     /// Managed bindings that carry this request's label and UID.
     pub observed: &'a [ObservedBinding],
+    /// For an extension (`spec.extends`): the request it names, if it exists.
+    pub original: Option<Related<'a>>,
+    /// An Active extension of this request, if there is one: the grant has been handed over.
+    pub successor: Option<Related<'a>>,
     pub now: DateTime<Utc>,
 }
 
@@ -57,6 +62,8 @@ pub enum Step {
         tally: ApprovalTally,
         grant: Grant,
         reason: &'static str,
+        /// For an extension: since when the requester has held the role without a gap.
+        continuous_since: Option<DateTime<Utc>>,
     },
     /// Keep exactly `bindings` in place until `wake` (the expiry or an eligibility change).
     KeepActive {
@@ -328,7 +335,12 @@ pub fn decide(input: &Input<'_>) -> Step {
             },
         );
     };
-    let tally = tally(&input.status.approvals, &role.spec, &requester.username);
+    let tally = tally_for(
+        &input.status.approvals,
+        &role.spec,
+        Purpose::of(input.spec),
+        &requester.username,
+    );
     if let Some((approver, why)) = &tally.denied_by {
         let why = why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
         return Step::End {
@@ -341,6 +353,17 @@ pub fn decide(input: &Input<'_>) -> Step {
     if let Some(activation) = recorded {
         if input.now >= activation.expires_at {
             return elapsed(activation.expires_at);
+        }
+        // An extension is Active, so its bindings exist: this grant hands over and ends.
+        if let Some((successor, until)) =
+            extension::handed_over(input.request_name, input.spec, input.successor)
+        {
+            let until = until.map(|t| format!(" until {}", t.to_rfc3339()));
+            return Step::End {
+                phase: Phase::Expired,
+                reason: reasons::EXTENDED,
+                message: format!("extended by {successor}{}", until.unwrap_or_default()),
+            };
         }
         // Everything a grant rests on must still hold, every time: eligibility, role, approvals.
         let grant = match validate(input.spec, requester, role, input.eligibilities, input.now) {
@@ -386,6 +409,25 @@ pub fn decide(input: &Input<'_>) -> Step {
     };
     let subject = requester_subject(requester);
     let bindings = desired_bindings(input, role, &grant, &subject);
+    // An extension is judged against its original on every pass until it activates: an
+    // original that ends first leaves nothing to extend.
+    let handover = match input.spec.extends {
+        Some(_) => {
+            match extension::judge(input.spec, &requester.username, input.original, input.now) {
+                Ok(handover) => Some(handover),
+                Err(refusal) => return end(refused_phase, refusal),
+            }
+        }
+        None => None,
+    };
+    if let Some(handover) = &handover {
+        let projected = handover.runs_from + grant.duration;
+        if let Err(refusal) =
+            extension::check_continuous(&input.spec.role, &role.spec, handover, projected)
+        {
+            return end(refused_phase, refusal);
+        }
+    }
 
     if !tally.quorum_met() {
         let deadline = truncate_to_second(
@@ -445,7 +487,7 @@ pub fn decide(input: &Input<'_>) -> Step {
         };
     }
     let activated_at = truncate_to_second(input.now);
-    let until = activated_at + grant.duration;
+    let until = handover.map_or(activated_at, |h| h.runs_from) + grant.duration;
     let expires_at = [Some(until), grant.eligible_until, fixed_expiry(input)]
         .into_iter()
         .flatten()
@@ -472,6 +514,7 @@ pub fn decide(input: &Input<'_>) -> Step {
         tally,
         grant,
         reason: approved_reason,
+        continuous_since: handover.map(|h| h.continuous_since),
     }
 }
 

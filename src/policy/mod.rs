@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod binding;
 pub mod eligibility;
+pub mod extension;
 pub mod identity;
 pub mod legitimacy;
 pub mod lifecycle;

@@ -56,3 +56,13 @@ pub const ILLEGITIMATE_BINDING_REMOVED: &str = "IllegitimateBindingRemoved";
 // Standing privilege (Events on the PrivilegedRole).
 pub const UNMANAGED_BINDINGS: &str = "UnmanagedBindings";
 pub const UNMANAGED_BINDINGS_GONE: &str = "UnmanagedBindingsGone";
+
+// Extensions (`spec.extends`).
+/// The grant ended because an extension took over without a gap.
+pub const EXTENDED: &str = "Extended";
+/// The request an extension names does not exist or is no longer active.
+pub const NOTHING_TO_EXTEND: &str = "NothingToExtend";
+/// The extension does not fit its original (another requester, role or namespaces).
+pub const EXTENSION_NOT_ALLOWED: &str = "ExtensionNotAllowed";
+/// The extension would keep the requester elevated longer than maxContinuousDuration.
+pub const CONTINUOUS_DURATION_TOO_LONG: &str = "ContinuousDurationTooLong";

@@ -195,8 +195,10 @@ pub fn request_status(
             bindings,
             tally,
             reason,
+            continuous_since,
             ..
         } => {
+            status.continuous_since = continuous_since.map(crate::time::to_k8s);
             active(
                 &mut status,
                 activation,

@@ -212,6 +212,7 @@ pub fn of_status_change(
         Phase::Denied => (AuditDecision::Denied, Severity::Warning, "Denied", "Deny"),
         Phase::Failed => (AuditDecision::Failed, Severity::Warning, "Failed", "Fail"),
     };
+    let notified = decision != AuditDecision::Scheduled && status_reason != reasons::EXTENDED;
     let audit_reason = if break_glass {
         reasons::BREAK_GLASS.to_string()
     } else {
@@ -225,8 +226,9 @@ pub fn of_status_change(
         until,
         approvers,
         break_glass,
-        // Scheduling is not news to anyone; the approval before it was.
-        notified: decision != AuditDecision::Scheduled,
+        // Scheduling is not news to anyone (the approval before it was), nor is a grant handing
+        // over to its extension (the extension's activation is).
+        notified,
     });
     happened
 }

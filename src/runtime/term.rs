@@ -225,6 +225,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     };
     let for_role = by_role(feeds.requests.store());
     let for_eligibility = by_role(feeds.requests.store());
+    let extensions = feeds.requests.store();
     let request_of = |name: Option<String>| name.map(|n| ObjectRef::<ActivationRequest>::new(&n));
 
     // A new leader reconciles every request once, as a fresh start would.
@@ -237,6 +238,13 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .watches_stream(
                 feeds.eligibilities.subscribe(false),
                 move |e: Eligibility| for_eligibility(e.spec.role.clone()),
+            )
+            // Extensions: a change of one side of a hand-over is news to the other (the original
+            // ends once its extension is Active; a pending extension is refused once its original
+            // has ended).
+            .watches_stream(
+                feeds.requests.subscribe(false),
+                move |r: ActivationRequest| related_requests(&extensions, &r),
             )
             .watches_stream(
                 feeds.role_bindings.subscribe(false),
@@ -326,4 +334,27 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         binding_guard,
         standing_loop,
     );
+}
+
+/// The requests on the other side of a hand-over from `request`: the one it extends, and those
+/// that extend it.
+fn related_requests(
+    requests: &Store<ActivationRequest>,
+    request: &ActivationRequest,
+) -> Vec<ObjectRef<ActivationRequest>> {
+    let name = request.name_any();
+    let mut related: Vec<_> = request
+        .spec
+        .extends
+        .iter()
+        .map(|original| ObjectRef::new(original))
+        .collect();
+    related.extend(
+        requests
+            .state()
+            .into_iter()
+            .filter(|r| r.spec.extends.as_deref() == Some(name.as_str()))
+            .map(|r| ObjectRef::from_obj(r.as_ref())),
+    );
+    related
 }

@@ -53,8 +53,10 @@ pub fn pod_reader(env: &Env, base: &str, namespaces: &[&str]) -> PrivilegedRole 
             },
             default_duration: dur("10m"),
             max_duration: dur("1h"),
+            max_continuous_duration: None,
             approval: ApprovalPolicy {
                 required_approvals: 0,
+                extension_required_approvals: None,
                 approvers: Approvers::default(),
                 pending_timeout: dur("1h"),
             },
@@ -160,6 +162,7 @@ pub fn request(
             ticket: None,
             start_at: None,
             cancel: false,
+            extends: None,
             requester: Some(env.requester(user)),
         },
     );
@@ -333,6 +336,18 @@ pub async fn can(
     resource: &str,
     namespace: Option<&str>,
 ) -> bool {
+    can_with(&env.admin(), user, verb, resource, namespace).await
+}
+
+/// [`can`], asked through `admin` (a client that may create SubjectAccessReviews), for use
+/// from a task that does not hold the `Env`.
+pub async fn can_with(
+    admin: &Client,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
     let sar = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.into()),
@@ -348,7 +363,7 @@ pub async fn can(
         },
         ..Default::default()
     };
-    let created = Api::<SubjectAccessReview>::all(env.admin())
+    let created = Api::<SubjectAccessReview>::all(admin.clone())
         .create(&PostParams::default(), &sar)
         .await
         .expect("SubjectAccessReview");

@@ -18,6 +18,7 @@ fn request(name: &str, phase: Option<Phase>, approvals: &[(&str, Decision)]) -> 
             ticket: Some("INC-1".into()),
             start_at: None,
             cancel: false,
+            extends: None,
             requester: Some(Requester {
                 username: "alice".into(),
                 ..Default::default()

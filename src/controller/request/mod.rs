@@ -7,8 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 
+use crate::api::ActivationRequestStatus;
 use crate::api::{ActivationRequest, Eligibility, Phase};
+use crate::policy::extension::Related;
 use crate::policy::lifecycle::{Input, ObservedBinding, decide, namespace_missing};
 use crate::policy::status::request_status;
 use crate::policy::transition;
@@ -68,7 +71,18 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         .as_ref()
         .map(from_k8s)
         .unwrap_or(now);
+    // Extensions: the request this one extends, and an Active extension of this one.
+    let original = request
+        .spec
+        .extends
+        .as_deref()
+        .and_then(|name| ctx.requests.get(&ObjectRef::new(name)));
+    let successor = ctx.active_extension_of(&name);
+    let original_parts = original.as_deref().map(Parts::of);
+    let successor_parts = successor.as_deref().map(Parts::of);
     let mut step = decide(&Input {
+        original: original_parts.as_ref().map(Parts::related),
+        successor: successor_parts.as_ref().map(Parts::related),
         request_name: &name,
         spec: &request.spec,
         status: &old_status,
@@ -108,6 +122,31 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         }
     }
     Ok(requeue_at(step.wake_at(), now))
+}
+
+/// Another request as the decision sees it (name and status owned; the spec borrowed).
+struct Parts<'a> {
+    name: String,
+    spec: &'a crate::api::ActivationRequestSpec,
+    status: ActivationRequestStatus,
+}
+
+impl<'a> Parts<'a> {
+    fn of(request: &'a ActivationRequest) -> Self {
+        Self {
+            name: request.name_any(),
+            spec: &request.spec,
+            status: request.status.clone().unwrap_or_default(),
+        }
+    }
+
+    fn related(&self) -> Related<'_> {
+        Related {
+            name: &self.name,
+            spec: self.spec,
+            status: &self.status,
+        }
+    }
 }
 
 /// Requeue at the persisted instant the policy named; watch events never postpone it because

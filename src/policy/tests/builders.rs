@@ -70,6 +70,7 @@ pub fn role(name: &str) -> PrivilegedRole {
             },
             default_duration: k8s_duration("1h"),
             max_duration: k8s_duration("4h"),
+            max_continuous_duration: None,
             approval: ApprovalPolicy::default(),
             require_justification: true,
             ticket_pattern: None,
@@ -322,6 +323,7 @@ pub fn request(role: &str) -> ActivationRequestSpec {
         ticket: None,
         start_at: None,
         cancel: false,
+        extends: None,
         requester: None,
     }
 }
@@ -335,6 +337,11 @@ pub trait RequestExt: Sized {
     }
     fn namespaces(self, namespaces: &[&str]) -> Self {
         self.with(|s| s.namespaces = strings(namespaces))
+    }
+    /// Extends the request `original` (`spec.extends`).
+    fn extends(self, original: &str) -> Self {
+        let original = original.to_string();
+        self.with(|s| s.extends = Some(original))
     }
     fn duration(self, d: &str) -> Self {
         self.with(|s| s.duration = Some(k8s_duration(d)))
@@ -486,6 +493,10 @@ pub struct World {
     pub role: Option<PrivilegedRole>,
     pub eligibilities: Vec<Eligibility>,
     pub observed: Vec<ObservedBinding>,
+    /// (name, spec, status) of the request this one extends, as the cache holds it.
+    pub original: Option<(String, ActivationRequestSpec, ActivationRequestStatus)>,
+    /// (name, spec, status) of an Active extension of this request.
+    pub successor: Option<(String, ActivationRequestSpec, ActivationRequestStatus)>,
 }
 
 /// A request named `name`, created at `t0`, with its role and eligibilities, and nothing observed.
@@ -503,6 +514,8 @@ pub fn world(
         role: Some(role),
         eligibilities: eligibilities.to_vec(),
         observed: vec![],
+        original: None,
+        successor: None,
     }
 }
 
@@ -523,9 +536,37 @@ impl World {
         self.eligibilities = eligibilities.to_vec();
         self
     }
+    /// The request this one extends exists, as `(name, spec, status)`.
+    pub fn original(
+        mut self,
+        name: &str,
+        spec: ActivationRequestSpec,
+        status: ActivationRequestStatus,
+    ) -> Self {
+        self.original = Some((name.into(), spec, status));
+        self
+    }
+    /// An extension of this request exists, as `(name, spec, status)`.
+    pub fn successor(
+        mut self,
+        name: &str,
+        spec: ActivationRequestSpec,
+        status: ActivationRequestStatus,
+    ) -> Self {
+        self.successor = Some((name.into(), spec, status));
+        self
+    }
     pub fn decide_at(&self, now: DateTime<Utc>) -> Step {
         let eligibilities: Vec<&Eligibility> = self.eligibilities.iter().collect();
+        fn related(
+            r: &Option<(String, ActivationRequestSpec, ActivationRequestStatus)>,
+        ) -> Option<Related<'_>> {
+            r.as_ref()
+                .map(|(name, spec, status)| Related { name, spec, status })
+        }
         decide(&Input {
+            original: related(&self.original),
+            successor: related(&self.successor),
             request_name: &self.request_name,
             spec: &self.spec,
             status: &self.status,

@@ -878,6 +878,7 @@ fn a_missing_namespace_denies_an_activation_and_ends_a_running_grant() {
             recheck_at: None,
         },
         reason: reasons::APPROVED,
+        continuous_since: None,
     };
     let Step::End {
         phase,

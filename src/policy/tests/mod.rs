@@ -10,6 +10,7 @@ mod deps {
         PrivilegedRoleSpec, Requester, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
         SubjectRef,
     };
+    pub use crate::policy::extension::Related;
     pub use crate::policy::lifecycle::{
         BindingKind, DesiredBinding, Input, ObservedBinding, Step, binding_name, decide,
     };
@@ -22,6 +23,7 @@ mod deps {
 }
 
 pub(crate) mod builders;
+mod extension_table;
 mod legitimacy_table;
 mod lifecycle_table;
 mod transition_table;
