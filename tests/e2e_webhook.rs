@@ -616,6 +616,28 @@ async fn webhook_stamps_identities_and_gives_fast_feedback() {
         .await
         .expect("admitted: the namespace exists");
 
+    // An extension of nothing is refused at create, with the controller's reason.
+    let mut orphan = fixtures::request(
+        &env,
+        "orphan",
+        "alice",
+        &anywhere.name_any(),
+        &[&apps],
+        "10m",
+    );
+    orphan.spec.extends = Some(env.name("never-was"));
+    let err = Api::<ActivationRequest>::all(env.client("alice"))
+        .create(&PostParams::default(), &orphan)
+        .await
+        .expect_err("refused at create: nothing to extend");
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert!(
+        status.message.contains("NothingToExtend") && status.message.contains("does not exist"),
+        "{:?}",
+        status.message
+    );
     env.check_operator();
     let outcome = env.stop_operator().await;
     assert!(outcome.starts_with("Ok"), "{outcome}");

@@ -15,7 +15,8 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::Instrument;
 
-use crate::api::{Eligibility, PrivilegedRole};
+use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::policy::extension::{self, Related};
 
 use super::telemetry::ReviewCounts;
 use super::validate::{self, Candidate, Verdict};
@@ -140,7 +141,10 @@ impl Handler {
                 Some(namespace) => {
                     Verdict::Deny(crate::policy::validation::namespace_not_found(&namespace))
                 }
-                None => allow,
+                None => match self.misfit_extension(&candidate).await {
+                    Some(refusal) => Verdict::Deny(refusal),
+                    None => allow,
+                },
             },
         };
         validate::respond(req, &verdict)
@@ -165,6 +169,39 @@ impl Handler {
             }
         }
         None
+    }
+
+    /// Why an extension (`spec.extends`) can never be granted, judged on a fresh read of the
+    /// request it names: missing, someone else's, another role, more namespaces, or not active.
+    /// Anything short of a clear answer admits: the controller judges it again at approval.
+    async fn misfit_extension(&self, candidate: &Candidate) -> Option<crate::policy::Refusal> {
+        let name = candidate.spec.extends.as_deref()?;
+        let client = self.client.as_ref()?;
+        let requests: Api<ActivationRequest> = Api::all(client.clone());
+        let original = match tokio::time::timeout(CONFIRM_TIMEOUT, requests.get_opt(name)).await {
+            Ok(Ok(original)) => original,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, original = name, "could not read the original; admitting");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let status = original
+            .as_ref()
+            .and_then(|o| o.status.clone())
+            .unwrap_or_default();
+        let related = original.as_ref().map(|o| Related {
+            name,
+            spec: &o.spec,
+            status: &status,
+        });
+        extension::judge(
+            &candidate.spec,
+            &candidate.requester.username,
+            related,
+            Utc::now(),
+        )
+        .err()
     }
 
     /// A refusal from the caches is sent only if a fresh read refuses too; when the fresh read
