@@ -13,7 +13,7 @@ pub mod timeline;
 
 pub use identity::who_am_i;
 pub use refusal::{Refusal, RefusalKind};
-pub use requests::{NewRequest, cancel, create, decide, get, list, wait_until};
+pub use requests::{NewRequest, cancel, create, decide, extension_of, get, list, wait_until};
 pub use roles::{Activatable, activatable, can_decide};
 pub use timeline::{Entry, events_of, timeline};
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, core::Duration as KubeDuration};
+use kube::{Client, ResourceExt, core::Duration as KubeDuration};
 use serde_json::{Value, json};
 
 use crate::api::{ActivationRequest, ActivationRequestSpec, Decision, PrivilegedRole, Requester};
@@ -21,6 +21,8 @@ pub struct NewRequest {
     pub justification: String,
     pub ticket: Option<String>,
     pub start_at: Option<DateTime<Utc>>,
+    /// The Active request this one extends (`spec.extends`).
+    pub extends: Option<String>,
     /// `None`: the API server generates one from [`name_prefix`].
     pub name: Option<String>,
 }
@@ -87,10 +89,30 @@ pub fn build(new: &NewRequest, me: &Requester) -> ActivationRequest {
             ticket: new.ticket.clone(),
             start_at: new.start_at.map(crate::time::to_k8s),
             cancel: false,
-            extends: None,
+            extends: new.extends.clone(),
             requester: Some(me.clone()),
         },
         status: None,
+    }
+}
+
+/// The extension of `original`: the same role and namespaces, its own duration and
+/// justification; it runs on from the original's expiry once approved.
+pub fn extension_of(
+    original: &ActivationRequest,
+    duration: Option<KubeDuration>,
+    justification: String,
+    ticket: Option<String>,
+) -> NewRequest {
+    NewRequest {
+        role: original.spec.role.clone(),
+        namespaces: original.spec.namespaces.clone(),
+        duration,
+        justification,
+        ticket,
+        start_at: None,
+        extends: Some(original.name_any()),
+        name: None,
     }
 }
 

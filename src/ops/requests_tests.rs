@@ -68,6 +68,7 @@ fn build_carries_my_identity_and_a_generated_name() {
         justification: "INC-1".into(),
         ticket: Some("INC-1".into()),
         start_at: None,
+        extends: None,
         name: None,
     };
     let ar = build(&new, &me());
@@ -112,6 +113,7 @@ fn with_status(status: Option<ActivationRequestStatus>) -> ActivationRequest {
             justification: "x".into(),
             ticket: None,
             start_at: None,
+            extends: None,
             name: Some("r".into()),
         },
         &me(),
@@ -178,4 +180,40 @@ fn only_a_plain_422_is_a_lost_race() {
         "ValidatingAdmissionPolicy 'x' denied request"
     )));
     assert!(!lost_race(&api(403, "forbidden")));
+}
+
+#[test]
+fn an_extension_keeps_the_role_and_namespaces_of_its_original() {
+    let mut original = build(
+        &NewRequest {
+            role: "db".into(),
+            namespaces: vec!["payments".into()],
+            duration: None,
+            justification: "INC-1".into(),
+            ticket: None,
+            start_at: None,
+            extends: None,
+            name: Some("db-alice-1".into()),
+        },
+        &me(),
+    );
+    original.metadata.resource_version = Some("7".into());
+    let new = extension_of(
+        &original,
+        Some("30m".parse().unwrap()),
+        "still on it".into(),
+        None,
+    );
+    assert_eq!(new.extends.as_deref(), Some("db-alice-1"));
+    assert_eq!(
+        (new.role.as_str(), new.namespaces.clone()),
+        ("db", vec!["payments".to_string()])
+    );
+    let ar = build(&new, &me());
+    assert_eq!(ar.spec.extends.as_deref(), Some("db-alice-1"));
+    assert_eq!(
+        ar.spec.start_at, None,
+        "an extension starts at the hand-over"
+    );
+    assert_eq!(ar.metadata.generate_name.as_deref(), Some("db-alice-"));
 }

@@ -313,3 +313,75 @@ async fn deny_timeout_and_not_eligible() {
         completion.text()
     );
 }
+
+/// alice extends her active grant with `kubectl pim extend --wait`; bob approves the extension;
+/// the wait exits 0, the original ends `Extended`, and alice keeps access throughout.
+#[tokio::test]
+async fn extend_hands_over() {
+    let Some((env, _operator)) = cluster("plugin-extend").await else {
+        return;
+    };
+    let (role, ns) = role_for_alice(&env).await;
+    let (wait, first) = request_and_wait(
+        &env,
+        "alice",
+        &[
+            "request", &role, "-n", &ns, "--for", "20m", "--reason", "INC-2", "--wait",
+        ],
+    )
+    .await;
+    expect(&env, "bob", &["approve", &first], 0).await;
+    assert_eq!(finished(wait).await.code, 0);
+
+    let (wait, second) = request_and_wait(
+        &env,
+        "alice",
+        &[
+            "extend",
+            &first,
+            "--for",
+            "10m",
+            "--reason",
+            "INC-2 still open",
+            "--wait",
+            "--timeout",
+            "2m",
+        ],
+    )
+    .await;
+    assert!(second.starts_with(&format!("{role}-alice-")), "{second}");
+    let bob_todo = expect(&env, "bob", &["ls", "--to-approve"], 0).await;
+    assert!(bob_todo.stdout.contains(&second), "{}", bob_todo.text());
+    expect(&env, "bob", &["approve", &second], 0).await;
+    let done = finished(wait).await;
+    assert_eq!(done.code, 0, "{}", done.text());
+    phase_becomes(&env, &first, Phase::Expired).await;
+    let original = Api::<ActivationRequest>::all(env.admin())
+        .get(&first)
+        .await
+        .expect("the original");
+    assert_eq!(
+        original.status.as_ref().and_then(|s| s.reason.as_deref()),
+        Some(kubepim::policy::reasons::EXTENDED)
+    );
+    assert!(fixtures::can(&env, "alice", "list", "pods", Some(&ns)).await);
+
+    // Extending someone else's grant ends Denied (here without the webhook, so the controller
+    // says it: mallory is not even eligible), and --wait exits 3 with the reason.
+    let theirs = expect(
+        &env,
+        "mallory",
+        &[
+            "extend",
+            &second,
+            "--reason",
+            "mine now",
+            "--wait",
+            "--timeout",
+            "1m",
+        ],
+        3,
+    )
+    .await;
+    assert!(theirs.stderr.contains("Denied"), "{}", theirs.text());
+}

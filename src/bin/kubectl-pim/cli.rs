@@ -74,6 +74,12 @@ pub enum Command {
     Deny(DenyArgs),
     /// Cancel your own request, or end your active grant early.
     Cancel(NameArg),
+    /// Extend your active grant without a gap: a new request for the same role and namespaces
+    /// that, once approved, runs on from the grant's expiry (and ends it).
+    #[command(
+        after_help = "Examples:\n  kubectl pim extend db-admin-alice-x7k2p --for 30m --reason 'INC-1 still open' --wait"
+    )]
+    Extend(ExtendArgs),
     /// List requests: mine by default.
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -136,6 +142,27 @@ pub struct RequestArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Wait until the request is Active (exit 0), ends otherwise (exit 3) or times out (exit 4).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "wait")]
+    pub timeout: KubeDuration,
+}
+
+#[derive(Args, Debug)]
+pub struct ExtendArgs {
+    /// Your Active request to extend.
+    pub name: String,
+    /// How much longer, from the grant's current expiry (e.g. 30m); default: the role's.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<KubeDuration>,
+    /// Why you need it longer (the extension's justification).
+    #[arg(long)]
+    pub reason: String,
+    /// Incident or change ticket.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Wait until the extension is Active (exit 0), ends otherwise (exit 3) or times out (exit 4).
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.

@@ -10,9 +10,11 @@ use kubepim::api::{ActivationRequest, Decision, Eligibility, Phase, PrivilegedRo
 use kubepim::ops::{self, NewRequest, OpsError, Refusal, RefusalKind};
 use serde_json::json;
 
+use kubepim::policy::approvals::{Purpose, required, required_for};
+
 use crate::cli::{
-    ApproveArgs, Command, DenyArgs, LsArgs, NameArg, Output, OutputArgs, RequestArgs, ShowArgs,
-    exit,
+    ApproveArgs, Command, DenyArgs, ExtendArgs, LsArgs, NameArg, Output, OutputArgs, RequestArgs,
+    ShowArgs, exit,
 };
 use crate::output;
 
@@ -39,6 +41,7 @@ pub async fn run(command: Command, client: Client) -> Result<u8> {
             decide(&client, &name, Decision::Denied, Some(&reason)).await
         }
         Command::Cancel(NameArg { name }) => cancel(&client, &name).await,
+        Command::Extend(args) => extend(&client, args).await,
         Command::Ls(args) => ls(&client, args).await,
         Command::Show(args) => show(&client, args).await,
         // Handled in main without a cluster.
@@ -46,9 +49,9 @@ pub async fn run(command: Command, client: Client) -> Result<u8> {
     }
 }
 
-/// Approvals each readable role needs (break-glass roles need none). Best effort: an identity
-/// that may not list roles still gets its requests listed.
-async fn required_approvals(client: &Client) -> BTreeMap<String, u32> {
+/// Approvals a request for `purpose` needs, per readable role. Best effort: an identity that may
+/// not list roles still gets its requests listed.
+async fn required_approvals(client: &Client, purpose: Purpose) -> BTreeMap<String, u32> {
     let roles = Api::<PrivilegedRole>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -56,14 +59,7 @@ async fn required_approvals(client: &Client) -> BTreeMap<String, u32> {
         .unwrap_or_default();
     roles
         .iter()
-        .map(|r| {
-            let n = if r.spec.break_glass {
-                0
-            } else {
-                r.spec.approval.required_approvals
-            };
-            (r.name_any(), n)
-        })
+        .map(|r| (r.name_any(), required_for(&r.spec, purpose)))
         .collect()
 }
 
@@ -99,15 +95,38 @@ async fn request(client: &Client, args: RequestArgs) -> Result<u8> {
         justification: args.reason,
         ticket: args.ticket,
         start_at: args.at.map(|at| at.resolve(Utc::now())),
+        extends: None,
         name: args.name,
     };
-    let created = ops::create(client, &new, &me).await?;
+    create_and_follow(client, &new, &me, args.wait.then_some(args.timeout)).await
+}
+
+async fn extend(client: &Client, args: ExtendArgs) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let original = ops::get(client, &args.name).await?;
+    let new = ops::extension_of(&original, args.duration, args.reason, args.ticket);
+    create_and_follow(client, &new, &me, args.wait.then_some(args.timeout)).await
+}
+
+/// Creates the request; with `wait`, shows its progress until it is Active (0), ends (3) or the
+/// wait times out (4).
+async fn create_and_follow(
+    client: &Client,
+    new: &NewRequest,
+    me: &kubepim::api::Requester,
+    wait: Option<kube::core::Duration>,
+) -> Result<u8> {
+    let created = ops::create(client, new, me).await?;
     let name = created.name_any();
     print(&format!("activationrequest.kubepim.io/{name} created\n"))?;
-    if !args.wait {
+    let Some(timeout) = wait else {
         return Ok(exit::OK);
-    }
-    let required = required_approvals(client).await.get(&new.role).copied();
+    };
+    let purpose = Purpose::of(&created.spec);
+    let required = required_approvals(client, purpose)
+        .await
+        .get(&new.role)
+        .copied();
     let mut seen = output::Seen::default();
     let done = |ar: &ActivationRequest| {
         ar.phase()
@@ -118,7 +137,7 @@ async fn request(client: &Client, args: RequestArgs) -> Result<u8> {
             say(&line);
         }
     };
-    let last = ops::wait_until(client, &name, args.timeout.into(), done, report).await?;
+    let last = ops::wait_until(client, &name, timeout.into(), done, report).await?;
     match last.phase() {
         Some(Phase::Active) => Ok(exit::OK),
         // The progress line already said how it ended.
@@ -199,16 +218,7 @@ async fn ls(client: &Client, args: LsArgs) -> Result<u8> {
         wide => {
             let required = roles
                 .iter()
-                .map(|r| {
-                    (
-                        r.name_any(),
-                        if r.spec.break_glass {
-                            0
-                        } else {
-                            r.spec.approval.required_approvals
-                        },
-                    )
-                })
+                .map(|r| (r.name_any(), required(&r.spec)))
                 .collect();
             output::requests_table(&requests, &required, Utc::now(), wide == Some(Output::Wide))
         }
