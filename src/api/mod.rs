@@ -54,4 +54,6 @@ pub mod conditions {
     pub const ACTIVE: &str = "Active";
     /// PrivilegedRole: the referenced role's reach was assessed (reason `Low` or `Elevated`).
     pub const RISK_ASSESSED: &str = "RiskAssessed";
+    /// ActivationRequest, at a grant's end: objects made while it ran that keep giving access.
+    pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";
 }

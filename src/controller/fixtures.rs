@@ -686,6 +686,33 @@ pub mod expect {
         })
     }
 
+    /// The foothold scan of a grant that ends in `namespace`: RoleBindings, Roles and
+    /// ServiceAccounts there, each one empty page of 500.
+    pub fn foothold_scan(namespace: &str) -> Vec<Expectation> {
+        [
+            "apis/rbac.authorization.k8s.io/v1",
+            "apis/rbac.authorization.k8s.io/v1",
+            "api/v1",
+        ]
+        .into_iter()
+        .zip(["rolebindings", "roles", "serviceaccounts"])
+        .map(|(group, resource)| {
+            call(
+                Method::GET,
+                format!("/{group}/namespaces/{namespace}/{resource}"),
+            )
+            .checking(|c| {
+                assert_eq!(
+                    c.query.get("limit").map(String::as_str),
+                    Some("500"),
+                    "{c}: unpaginated"
+                )
+            })
+            .replies_page::<Value>(&[], None)
+        })
+        .collect()
+    }
+
     /// One page of every binding not managed by kubepim (the standing-privilege scan): all
     /// namespaces, `managed-by!=kubepim`, 500 at a time.
     pub fn unmanaged_role_bindings_listed(continue_token: Option<&str>) -> Expectation {
@@ -1005,6 +1032,12 @@ impl Scenario {
     /// The next call the code under test must make.
     pub fn then(mut self, expectation: Expectation) -> Self {
         self.expected.push_back(expectation);
+        self
+    }
+
+    /// Several expectations in order (e.g. [`expect::foothold_scan`]).
+    pub fn then_all(mut self, expectations: Vec<Expectation>) -> Self {
+        self.expected.extend(expectations);
         self
     }
 

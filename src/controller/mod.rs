@@ -9,6 +9,7 @@ pub mod eligibility;
 mod error;
 #[cfg(test)]
 mod fixtures;
+mod footholds;
 pub mod memory;
 mod record;
 pub mod request;

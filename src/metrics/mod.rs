@@ -84,6 +84,12 @@ struct RemovedLabels {
     class: &'static str,
 }
 
+/// A foothold found at a grant's end, by kind of object (bounded: five kinds).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FootholdLabels {
+    kind: &'static str,
+}
+
 /// The operator's metrics; one per process, shared (`Arc`) by everything that records.
 pub struct Metrics {
     registry: Registry,
@@ -92,6 +98,7 @@ pub struct Metrics {
     approval_to_binding: Histogram,
     revocation_lateness: Histogram,
     bindings_removed: Family<RemovedLabels, Counter>,
+    footholds: Family<FootholdLabels, Counter>,
     is_leader: Gauge,
     sources: Arc<Sources>,
 }
@@ -120,6 +127,7 @@ impl Metrics {
         let revocation_lateness = Histogram::new(LATENESS_BUCKETS);
         let is_leader = Gauge::default();
         let bindings_removed = Family::<RemovedLabels, Counter>::default();
+        let footholds = Family::<FootholdLabels, Counter>::default();
         // Every kind from the start, so rates are defined before the first reconcile.
         for kind in kind::ALL {
             let _ = reconciles.get_or_create(&KindLabels { kind });
@@ -157,6 +165,13 @@ impl Metrics {
             bindings_removed.clone(),
         );
         registry.register(
+            "kubepim_footholds_found",
+            "Objects made while a grant ran that keep giving access after it (RBAC bindings to \
+             the requester, their groups or new ServiceAccounts; new ServiceAccounts and Roles), \
+             found at the grant's end, by kind",
+            footholds.clone(),
+        );
+        registry.register(
             "kubepim_is_leader",
             "1 when this replica runs the controllers (always 1 without leader election)",
             is_leader.clone(),
@@ -170,6 +185,7 @@ impl Metrics {
             approval_to_binding,
             revocation_lateness,
             bindings_removed,
+            footholds,
             is_leader,
             sources,
         }
@@ -221,6 +237,10 @@ impl Metrics {
         self.bindings_removed
             .get_or_create(&RemovedLabels { reason, class })
             .inc();
+    }
+
+    pub fn observe_foothold(&self, kind: &'static str) {
+        self.footholds.get_or_create(&FootholdLabels { kind }).inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -79,7 +79,7 @@ impl Audience {
             | EventKind::Cancelled
             | EventKind::Revoked
             | EventKind::Failed => &[Audience::Audit],
-            EventKind::BreakGlass => &[Audience::Security, Audience::Audit],
+            EventKind::BreakGlass | EventKind::Footholds => &[Audience::Security, Audience::Audit],
         }
     }
 }

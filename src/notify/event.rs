@@ -27,10 +27,12 @@ pub enum EventKind {
     Failed,
     /// A role was activated through break-glass, without approval.
     BreakGlass,
+    /// A grant left footholds behind: objects made while it ran that keep giving access.
+    Footholds,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Requested,
         EventKind::Approved,
         EventKind::Denied,
@@ -40,6 +42,7 @@ impl EventKind {
         EventKind::Revoked,
         EventKind::Failed,
         EventKind::BreakGlass,
+        EventKind::Footholds,
     ];
 
     /// The name used in the config, the payloads and the logs.
@@ -54,6 +57,7 @@ impl EventKind {
             EventKind::Revoked => "revoked",
             EventKind::Failed => "failed",
             EventKind::BreakGlass => "breakGlass",
+            EventKind::Footholds => "footholds",
         }
     }
 
@@ -75,6 +79,7 @@ impl EventKind {
             AuditDecision::Cancelled => EventKind::Cancelled,
             AuditDecision::Revoked | AuditDecision::Deleted => EventKind::Revoked,
             AuditDecision::Failed => EventKind::Failed,
+            AuditDecision::FootholdsFound => EventKind::Footholds,
             AuditDecision::Scheduled
             | AuditDecision::Stuck
             | AuditDecision::Swept

@@ -117,6 +117,10 @@ pub fn summary(n: &Notification, cluster: Option<&str>) -> String {
             "BREAK-GLASS: {who} activated {what} without approval{}",
             until(n)
         ),
+        EventKind::Footholds => format!(
+            "{who}'s grant of {what} left objects that keep giving access: {}",
+            n.message
+        ),
     };
     match cluster {
         Some(c) => format!("[{c}] {sentence}"),
@@ -135,6 +139,7 @@ fn emoji(kind: EventKind) -> &'static str {
         EventKind::Revoked => ":lock:",
         EventKind::Failed => ":x:",
         EventKind::BreakGlass => ":rotating_light:",
+        EventKind::Footholds => ":warning:",
     }
 }
 
@@ -149,6 +154,7 @@ fn title(kind: EventKind) -> &'static str {
         EventKind::Revoked => "Access revoked",
         EventKind::Failed => "Request failed",
         EventKind::BreakGlass => "Break-glass activation",
+        EventKind::Footholds => "Footholds left by a grant",
     }
 }
 

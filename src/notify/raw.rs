@@ -91,6 +91,7 @@ pub(super) struct RawRoutes {
     revoked: Option<Vec<String>>,
     failed: Option<Vec<String>>,
     break_glass: Option<Vec<String>>,
+    footholds: Option<Vec<String>>,
 }
 
 impl RawRoutes {
@@ -105,6 +106,7 @@ impl RawRoutes {
             EventKind::Revoked => self.revoked.as_ref(),
             EventKind::Failed => self.failed.as_ref(),
             EventKind::BreakGlass => self.break_glass.as_ref(),
+            EventKind::Footholds => self.footholds.as_ref(),
         }
     }
 }

@@ -129,7 +129,7 @@ pub fn active_condition(
     window: &EligibilityWindow,
     role: &str,
     role_exists: bool,
-) -> super::role_readiness::RoleCondition {
+) -> super::role_readiness::ConditionState {
     use super::reasons;
     let (status, reason, message) = match window {
         _ if !role_exists => (
@@ -158,7 +158,7 @@ pub fn active_condition(
             "valid without end".to_string(),
         ),
     };
-    super::role_readiness::RoleCondition {
+    super::role_readiness::ConditionState {
         status,
         reason,
         message,

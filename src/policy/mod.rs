@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod binding;
 pub mod eligibility;
 pub mod extension;
+pub mod footholds;
 pub mod identity;
 pub mod legitimacy;
 pub mod lifecycle;

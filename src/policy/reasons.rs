@@ -66,3 +66,7 @@ pub const NOTHING_TO_EXTEND: &str = "NothingToExtend";
 pub const EXTENSION_NOT_ALLOWED: &str = "ExtensionNotAllowed";
 /// The extension would keep the requester elevated longer than maxContinuousDuration.
 pub const CONTINUOUS_DURATION_TOO_LONG: &str = "ContinuousDurationTooLong";
+
+// Footholds at a grant's end.
+pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";
+pub const NO_FOOTHOLDS_FOUND: &str = "NoFootholdsFound";

@@ -29,14 +29,14 @@ pub enum Bindability {
 
 /// A condition as the role reconciler writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleCondition {
+pub struct ConditionState {
     pub status: bool,
     pub reason: &'static str,
     pub message: String,
 }
 
-fn condition(status: bool, reason: &'static str, message: String) -> RoleCondition {
-    RoleCondition {
+fn condition(status: bool, reason: &'static str, message: String) -> ConditionState {
+    ConditionState {
         status,
         reason,
         message,
@@ -46,7 +46,7 @@ fn condition(status: bool, reason: &'static str, message: String) -> RoleConditi
 /// The `RiskAssessed` condition and the flags for `status.riskFlags`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RiskAssessment {
-    pub condition: RoleCondition,
+    pub condition: ConditionState,
     pub flags: Vec<String>,
 }
 
@@ -55,7 +55,7 @@ pub fn readiness(
     role: &PrivilegedRole,
     exists: bool,
     bindable: Option<&Bindability>,
-) -> RoleCondition {
+) -> ConditionState {
     let role_ref = &role.spec.role_ref;
     let kind = format!("{:?}", role_ref.kind);
     let named = match &role_ref.namespace {
@@ -173,7 +173,7 @@ mod tests {
             json!({"kind": "ClusterRole", "name": "admin"}),
             json!({"namespaces": ["payments"]}),
         );
-        let RoleCondition {
+        let ConditionState {
             status: ok,
             reason,
             message,
@@ -187,7 +187,7 @@ mod tests {
         let not = Bindability::NotBindable {
             namespace: Some("payments".into()),
         };
-        let RoleCondition {
+        let ConditionState {
             status: ok,
             reason,
             message,
@@ -202,7 +202,7 @@ mod tests {
             "{message}"
         );
 
-        let RoleCondition {
+        let ConditionState {
             status: ok, reason, ..
         } = readiness(&admin, true, Some(&Bindability::Bindable));
         assert_eq!((ok, reason), (true, reasons::ROLE_BINDABLE));

@@ -34,6 +34,8 @@ pub enum AuditDecision {
     Swept,
     /// A managed-labelled binding no request accounts for, removed.
     RemovedIllegitimateBinding,
+    /// At a grant's end: objects made while it ran that keep giving access.
+    FootholdsFound,
 }
 
 impl AuditDecision {
@@ -53,6 +55,7 @@ impl AuditDecision {
             AuditDecision::Stuck => "stuck",
             AuditDecision::Swept => "swept",
             AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
+            AuditDecision::FootholdsFound => "footholds-found",
         }
     }
 }
@@ -275,5 +278,24 @@ pub fn binding_removed(
         )),
         until,
         ..Occurrence::plain(AuditDecision::RemovedIllegitimateBinding, reason, message)
+    }
+}
+
+/// Footholds found at a grant's end (`message` lists them): a Warning Event, an audit line, and
+/// the security audience's notification.
+pub fn footholds_found(message: &str) -> Occurrence {
+    Occurrence {
+        event: Some(event(
+            Severity::Warning,
+            reasons::FOOTHOLDS_FOUND,
+            "Review",
+            message,
+        )),
+        notified: true,
+        ..Occurrence::plain(
+            AuditDecision::FootholdsFound,
+            reasons::FOOTHOLDS_FOUND,
+            message,
+        )
     }
 }

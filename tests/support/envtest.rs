@@ -536,6 +536,7 @@ pub fn operator_cluster_role() -> ClusterRole {
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
             // The webhook's fast feedback reads a requested namespace.
             rule(&[""], &["namespaces"], &["get"]),
+            rule(&[""], &["serviceaccounts"], &["list"]),
         ]),
         ..Default::default()
     }

@@ -4,6 +4,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::{ActivationRequest, ActivationRequestStatus};
+use crate::policy::footholds::Foothold;
 use crate::policy::lifecycle::Step;
 use crate::policy::status::stuck_status;
 use crate::policy::transition::{self, Occurrence};
@@ -84,4 +85,15 @@ pub(super) async fn report_stuck(
     }
     tracing::warn!(request = %name, reason, "{message}");
     happened(ctx, &latest, &transition::stuck(reason, message));
+}
+
+/// What a grant left behind: a Warning Event, an audit line, the security audience's
+/// notification, and the metric per object.
+pub(super) fn footholds(ctx: &Context, request: &ActivationRequest, found: &[Foothold]) {
+    for foothold in found {
+        ctx.metrics.observe_foothold(foothold.found.kind.as_str());
+    }
+    let message = crate::policy::footholds::summary(found);
+    tracing::warn!(request = %request.name_any(), count = found.len(), "{message}");
+    happened(ctx, request, &transition::footholds_found(&message));
 }

@@ -276,6 +276,7 @@ async fn expired_grant_is_revoked_in_two_writes() {
             "kubepim-r1",
             "uid-rb-r1",
         ))
+        .then_all(expect::foothold_scan(NAMESPACE))
         .then(
             expect::status_patched("r1")
                 .on_resource_version("100")
@@ -320,6 +321,7 @@ async fn binding_already_gone_counts_as_revoked() {
         .then(
             expect::role_binding_deleted(NAMESPACE, "kubepim-r1", "uid-rb-r1").replies_not_found(),
         )
+        .then_all(expect::foothold_scan(NAMESPACE))
         .then(
             expect::status_patched("r1")
                 .with_status(|s, _| assert_eq!(s.phase, Some(Phase::Expired))),
@@ -385,6 +387,7 @@ async fn unavailable_api_during_revocation_fails_the_reconcile_and_the_retry_rev
             "kubepim-r1",
             "uid-rb-r1",
         ))
+        .then_all(expect::foothold_scan(NAMESPACE))
         .then(
             expect::status_patched("r1")
                 .with_status(|s, _| assert_eq!(s.phase, Some(Phase::Expired))),
@@ -476,6 +479,7 @@ async fn restart_with_an_overdue_grant_revokes_at_once_even_before_the_cache_has
             "kubepim-r1",
             "uid-rb-r1",
         ))
+        .then_all(expect::foothold_scan(NAMESPACE))
         .then(expect::status_patched("r1").with_status(|s, _| {
             assert_eq!(s.phase, Some(Phase::Expired));
             assert_eq!(s.reason.as_deref(), Some(reasons::DURATION_ELAPSED));
@@ -551,6 +555,7 @@ async fn denial_after_activation_revokes_at_once() {
             "kubepim-r1",
             "uid-rb-r1",
         ))
+        .then_all(expect::foothold_scan(NAMESPACE))
         .then(expect::status_patched("r1").with_status(|s, _| {
             assert_eq!(s.phase, Some(Phase::Denied));
             assert_eq!(s.reason.as_deref(), Some(reasons::DENIED_BY_APPROVER));
@@ -759,6 +764,7 @@ async fn cancelling_an_active_grant_revokes_it() {
             "kubepim-r1",
             "uid-rb-r1",
         ))
+        .then_all(expect::foothold_scan(NAMESPACE))
         .then(expect::status_patched("r1").with_status(|s, _| {
             assert_eq!(s.phase, Some(Phase::Cancelled));
             assert_eq!(s.reason.as_deref(), Some(reasons::CANCELLED_BY_REQUESTER));

@@ -140,7 +140,7 @@ routes:
     for kind in EventKind::ALL {
         h.notifier.notify(notification(kind));
     }
-    eventually("10 deliveries", || h.notifier.delivered() == 10).await;
+    eventually("12 deliveries", || h.notifier.delivered() == 12).await;
     assert!(h.notifier.stats().iter().all(|s| s.queued == 0));
 
     let events = |path: &str| -> Vec<String> {
@@ -154,10 +154,17 @@ routes:
     assert_eq!(events("/r"), ["approved", "denied"]);
     assert_eq!(
         events("/au"),
-        ["activated", "expired", "cancelled", "revoked", "breakGlass"]
+        [
+            "activated",
+            "expired",
+            "cancelled",
+            "revoked",
+            "breakGlass",
+            "footholds"
+        ]
     );
-    assert_eq!(events("/s"), ["failed", "breakGlass"]);
-    assert_eq!(rx.hits().len(), 10);
+    assert_eq!(events("/s"), ["failed", "breakGlass", "footholds"]);
+    assert_eq!(rx.hits().len(), 12);
     let stats = h.notifier.stats();
     let delivered: Vec<(&str, u64)> = stats
         .iter()
@@ -168,8 +175,8 @@ routes:
         [
             ("approvers", 1),
             ("requester", 2),
-            ("audit", 5),
-            ("security", 2)
+            ("audit", 6),
+            ("security", 3)
         ]
     );
 }

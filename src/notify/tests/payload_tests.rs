@@ -162,7 +162,8 @@ fn event_kinds_are_named_as_in_the_config() {
             "cancelled",
             "revoked",
             "failed",
-            "breakGlass"
+            "breakGlass",
+            "footholds"
         ]
     );
     for k in EventKind::ALL {

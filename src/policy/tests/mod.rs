@@ -24,6 +24,7 @@ mod deps {
 
 pub(crate) mod builders;
 mod extension_table;
+mod footholds_table;
 mod legitimacy_table;
 mod lifecycle_table;
 mod transition_table;

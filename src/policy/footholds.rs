@@ -1,0 +1,179 @@
+//! Footholds: what a requester could leave behind that keeps giving access after the grant ends
+//! (a RoleBinding to themselves, a ServiceAccount with a binding and a token). Judged at the
+//! grant's end from the objects the scan found in the granted scope, created inside the grant's
+//! window. Without the API server's audit record nobody can say who created an object, so a scan
+//! finding is "created while the grant ran, where it reached" — less precise than an audit
+//! trail, and said so.
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::Subject;
+
+use super::identity::service_account_parts;
+
+/// An object the scan found, reduced to what the judgement needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub kind: FoundKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// For bindings: who they bind.
+    pub subjects: Vec<Subject>,
+    /// Carries kubepim's managed label (the binding guard's business, never a foothold).
+    pub managed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FoundKind {
+    RoleBinding,
+    ClusterRoleBinding,
+    Role,
+    ServiceAccount,
+    /// A Secret of type `kubernetes.io/service-account-token`.
+    TokenSecret,
+}
+
+impl FoundKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundKind::RoleBinding => "RoleBinding",
+            FoundKind::ClusterRoleBinding => "ClusterRoleBinding",
+            FoundKind::Role => "Role",
+            FoundKind::ServiceAccount => "ServiceAccount",
+            FoundKind::TokenSecret => "Secret",
+        }
+    }
+}
+
+/// One foothold, with why it counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Foothold {
+    pub found: Found,
+    pub why: &'static str,
+}
+
+impl Foothold {
+    /// `RoleBinding payments/edit-me`.
+    pub fn describe(&self) -> String {
+        let f = &self.found;
+        match &f.namespace {
+            Some(ns) => format!("{} {ns}/{}", f.kind.as_str(), f.name),
+            None => format!("{} {}", f.kind.as_str(), f.name),
+        }
+    }
+}
+
+/// The grant whose end is judged.
+#[derive(Debug, Clone)]
+pub struct GrantWindow<'a> {
+    pub requester: &'a str,
+    pub groups: &'a [String],
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl GrantWindow<'_> {
+    /// Created while the grant ran (a second of slack: creation timestamps are whole seconds).
+    fn covers(&self, at: Option<DateTime<Utc>>) -> bool {
+        at.is_some_and(|at| {
+            at >= self.from - chrono::Duration::seconds(1)
+                && at <= self.until + chrono::Duration::seconds(1)
+        })
+    }
+}
+
+/// The footholds among `found`: bindings made during the grant to the requester, one of their
+/// groups, or a ServiceAccount made during the grant; those ServiceAccounts and their token
+/// Secrets; Roles made during the grant. kubepim's own bindings never count.
+pub fn judge(found: &[Found], grant: &GrantWindow<'_>) -> Vec<Foothold> {
+    let new: Vec<&Found> = found
+        .iter()
+        .filter(|f| !f.managed && grant.covers(f.created_at))
+        .collect();
+    let new_service_account = |namespace: &str, name: &str| {
+        new.iter().any(|f| {
+            f.kind == FoundKind::ServiceAccount
+                && f.namespace.as_deref() == Some(namespace)
+                && f.name == name
+        })
+    };
+    let mut footholds = Vec::new();
+    for f in &new {
+        let why = match f.kind {
+            FoundKind::RoleBinding | FoundKind::ClusterRoleBinding => {
+                f.subjects.iter().find_map(|s| match s.kind.as_str() {
+                    "User" if s.name == grant.requester => Some("binds the requester"),
+                    "Group" if grant.groups.contains(&s.name) => {
+                        Some("binds a group of the requester")
+                    }
+                    "ServiceAccount"
+                        if s.namespace
+                            .as_deref()
+                            .is_some_and(|ns| new_service_account(ns, &s.name)) =>
+                    {
+                        Some("binds a ServiceAccount created during the grant")
+                    }
+                    "User" => service_account_parts(&s.name)
+                        .filter(|(ns, name)| new_service_account(ns, name))
+                        .map(|_| "binds a ServiceAccount created during the grant"),
+                    _ => None,
+                })
+            }
+            FoundKind::ServiceAccount => Some("created during the grant"),
+            FoundKind::TokenSecret => Some("a long-lived token created during the grant"),
+            FoundKind::Role => Some("created during the grant"),
+        };
+        if let Some(why) = why {
+            footholds.push(Foothold {
+                found: (*f).clone(),
+                why,
+            });
+        }
+    }
+    footholds.sort_by(|a, b| {
+        (a.found.kind, &a.found.namespace, &a.found.name).cmp(&(
+            b.found.kind,
+            &b.found.namespace,
+            &b.found.name,
+        ))
+    });
+    footholds
+}
+
+/// The `FootholdsFound` condition's message: the objects, bounded.
+pub fn summary(footholds: &[Foothold]) -> String {
+    const SHOWN: usize = 10;
+    let mut listed: Vec<String> = footholds
+        .iter()
+        .take(SHOWN)
+        .map(|f| format!("{} ({})", f.describe(), f.why))
+        .collect();
+    if footholds.len() > SHOWN {
+        listed.push(format!("and {} more", footholds.len() - SHOWN));
+    }
+    format!(
+        "{} object(s) made while the grant ran may keep giving access (found by a scan of the \
+         granted scope: the creator is not known without the audit record): {}",
+        footholds.len(),
+        listed.join(", ")
+    )
+}
+
+/// The `FootholdsFound` condition once the scan is done: True with the objects, or False.
+pub fn condition(footholds: &[Foothold]) -> super::role_readiness::ConditionState {
+    if footholds.is_empty() {
+        return super::role_readiness::ConditionState {
+            status: false,
+            reason: super::reasons::NO_FOOTHOLDS_FOUND,
+            message: "nothing made while the grant ran keeps giving access (a scan of the \
+                      granted scope; the creator of an object is not known without the audit \
+                      record)"
+                .into(),
+        };
+    }
+    super::role_readiness::ConditionState {
+        status: true,
+        reason: super::reasons::FOOTHOLDS_FOUND,
+        message: summary(footholds),
+    }
+}

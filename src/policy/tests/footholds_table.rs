@@ -1,0 +1,128 @@
+//! What a grant left behind: `footholds::judge` over the objects a scan found, fixed clock.
+use k8s_openapi::api::rbac::v1::Subject;
+
+use super::builders::*;
+use crate::policy::footholds::{Found, FoundKind, GrantWindow, condition, judge};
+use crate::policy::reasons;
+
+fn object(kind: FoundKind, name: &str, created_min: i64) -> Found {
+    Found {
+        kind,
+        namespace: Some("payments".into()),
+        name: name.into(),
+        uid: None,
+        created_at: Some(at(created_min)),
+        subjects: vec![],
+        managed: false,
+    }
+}
+
+fn binding(name: &str, created_min: i64, kind: &str, who: &str, ns: Option<&str>) -> Found {
+    Found {
+        subjects: vec![Subject {
+            kind: kind.into(),
+            name: who.into(),
+            namespace: ns.map(Into::into),
+            api_group: None,
+        }],
+        ..object(FoundKind::RoleBinding, name, created_min)
+    }
+}
+
+/// alice held the grant from t0+10m to t0+70m.
+fn alices_grant(groups: &[String]) -> GrantWindow<'_> {
+    GrantWindow {
+        requester: "alice",
+        groups,
+        from: at(10),
+        until: at(70),
+    }
+}
+
+#[test]
+fn what_counts_as_a_foothold() {
+    let groups = vec!["payments-oncall".to_string()];
+    let found = vec![
+        binding("edit-for-alice", 20, "User", "alice", None),
+        binding("edit-for-oncall", 21, "Group", "payments-oncall", None),
+        binding("for-bob", 22, "User", "bob", None),
+        object(FoundKind::ServiceAccount, "backdoor", 23),
+        binding(
+            "backdoor-admin",
+            24,
+            "ServiceAccount",
+            "backdoor",
+            Some("payments"),
+        ),
+        binding(
+            "backdoor-as-user",
+            25,
+            "User",
+            "system:serviceaccount:payments:backdoor",
+            None,
+        ),
+        binding("old-sa", 26, "ServiceAccount", "ci", Some("payments")),
+        object(FoundKind::Role, "writer", 27),
+        object(FoundKind::TokenSecret, "backdoor-token", 28),
+        // Before and after the grant; and kubepim's own binding.
+        binding("before", 5, "User", "alice", None),
+        binding("after", 75, "User", "alice", None),
+        Found {
+            managed: true,
+            ..binding("kubepim-r1", 10, "User", "alice", None)
+        },
+    ];
+    let footholds = judge(&found, &alices_grant(&groups));
+    let got: Vec<(&str, &str)> = footholds
+        .iter()
+        .map(|f| (f.found.name.as_str(), f.why))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "backdoor-admin",
+                "binds a ServiceAccount created during the grant"
+            ),
+            (
+                "backdoor-as-user",
+                "binds a ServiceAccount created during the grant"
+            ),
+            ("edit-for-alice", "binds the requester"),
+            ("edit-for-oncall", "binds a group of the requester"),
+            ("writer", "created during the grant"),
+            ("backdoor", "created during the grant"),
+            (
+                "backdoor-token",
+                "a long-lived token created during the grant"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_condition_says_what_was_found_and_how_precisely() {
+    let none = condition(&[]);
+    assert_eq!(
+        (none.status, none.reason),
+        (false, reasons::NO_FOOTHOLDS_FOUND)
+    );
+    let groups = vec![];
+    let found = judge(
+        &[binding("edit-for-alice", 20, "User", "alice", None)],
+        &alices_grant(&groups),
+    );
+    let some = condition(&found);
+    assert_eq!((some.status, some.reason), (true, reasons::FOOTHOLDS_FOUND));
+    assert!(
+        some.message
+            .contains("RoleBinding payments/edit-for-alice (binds the requester)"),
+        "{}",
+        some.message
+    );
+    assert!(
+        some.message.contains("not known without the audit record"),
+        "{}",
+        some.message
+    );
+}
