@@ -7,6 +7,9 @@ use crate::policy::transition::AuditDecision;
 /// Target of every audit line (`RUST_LOG=kubepim::audit=info`).
 pub const TARGET: &str = "kubepim::audit";
 
+/// The version of the audit lines' fields (`docs/audit.md`); bumped on any incompatible change.
+pub const SCHEMA: &str = "kubepim.io/audit/v1";
+
 /// One decision about a request.
 #[derive(Debug, Clone)]
 pub struct AuditRecord<'a> {
@@ -31,14 +34,14 @@ pub fn record(r: &AuditRecord<'_>) {
     if r.break_glass {
         tracing::warn!(
             target: TARGET,
-            decision = r.decision.as_str(), request = r.request, requester = r.requester, role = r.role,
+            schema = SCHEMA, decision = r.decision.as_str(), request = r.request, requester = r.requester, role = r.role,
             namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
             break_glass = true, "{}", r.message
         );
     } else {
         tracing::info!(
             target: TARGET,
-            decision = r.decision.as_str(), request = r.request, requester = r.requester, role = r.role,
+            schema = SCHEMA, decision = r.decision.as_str(), request = r.request, requester = r.requester, role = r.role,
             namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
             break_glass = false, "{}", r.message
         );

@@ -238,4 +238,12 @@ fn every_decision_has_its_own_audit_word() {
     ];
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
     assert_eq!(words.len(), all.len());
+    // The documented schema lists every one (docs/audit.md is what a SIEM integrator reads).
+    let documented = include_str!("../../../docs/audit.md");
+    for word in words {
+        assert!(
+            documented.contains(&format!("| `{word}` |")),
+            "docs/audit.md does not document the decision {word:?}"
+        );
+    }
 }
