@@ -23,7 +23,7 @@
 //!   deleted best-effort when the test ends.
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -124,11 +124,28 @@ fn say(line: &str) {
 // The control plane
 // ------------------------------------------------------------------------------------------------
 
+/// How a control plane differs from the default (loopback, no pods).
+#[derive(Clone, Debug, Default)]
+pub struct ControlPlaneOptions {
+    /// The address kube-apiserver listens on and is reached at (also in its serving certificate).
+    /// `None`: 127.0.0.1. Pods on a node reach the API server on a host address, not loopback.
+    pub address: Option<IpAddr>,
+    /// Run pods as a cluster does: the ServiceAccount admission plugin on (token volumes),
+    /// NodeRestriction, authorization `Node,RBAC` (kubelets as `system:node:<name>`), and
+    /// `--enable-aggregator-routing` (webhook Services reached at their endpoints: no kube-proxy).
+    pub nodes: bool,
+    /// More token users: name and groups (e.g. a kubelet's `system:node:<name>`).
+    pub extra_users: Vec<(String, Vec<String>)>,
+}
+
 /// etcd + kube-apiserver on loopback, with their own PKI and token file.
 pub struct ControlPlane {
     pub url: String,
+    /// The address and port kube-apiserver listens on.
+    pub address: IpAddr,
+    pub port: u16,
     ca_der: Vec<u8>,
-    tokens: BTreeMap<&'static str, String>,
+    tokens: BTreeMap<String, String>,
     pub dir: PathBuf,
     keep: bool,
     etcd: Child,
@@ -147,7 +164,7 @@ struct Pki {
     sa_pub_pem: String,
 }
 
-fn pki() -> Result<Pki> {
+fn pki(address: IpAddr) -> Result<Pki> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
@@ -166,11 +183,15 @@ fn pki() -> Result<Pki> {
     let issuer = Issuer::new(ca, ca_key);
 
     let serving_key = KeyPair::generate()?;
-    let mut serving = CertificateParams::new(vec![
+    let mut names = vec![
         "127.0.0.1".to_string(),
         "localhost".to_string(),
         "kubernetes.default.svc".to_string(),
-    ])?;
+    ];
+    if !address.is_loopback() {
+        names.push(address.to_string());
+    }
+    let mut serving = CertificateParams::new(names)?;
     serving
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
@@ -220,9 +241,14 @@ kill -9 "$@" 2>/dev/null
 impl ControlPlane {
     /// Starts etcd and kube-apiserver from `assets` and waits for `/readyz`.
     pub async fn start(assets: &Path) -> Result<Self> {
+        Self::start_with(assets, &ControlPlaneOptions::default()).await
+    }
+
+    /// Like [`ControlPlane::start`], with `options`.
+    pub async fn start_with(assets: &Path, options: &ControlPlaneOptions) -> Result<Self> {
         let mut last = None;
         for _ in 0..3 {
-            match Self::start_once(assets).await {
+            match Self::start_once(assets, options).await {
                 Ok(cp) => return Ok(cp),
                 // Most likely a port taken between picking and binding it: try other ports.
                 Err(e) => last = Some(e),
@@ -231,7 +257,8 @@ impl ControlPlane {
         Err(last.expect("three attempts"))
     }
 
-    async fn start_once(assets: &Path) -> Result<Self> {
+    async fn start_once(assets: &Path, options: &ControlPlaneOptions) -> Result<Self> {
+        let address = options.address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let etcd_bin = assets.join("etcd");
         let apiserver_bin = assets.join("kube-apiserver");
         for bin in [&etcd_bin, &apiserver_bin] {
@@ -252,7 +279,7 @@ impl ControlPlane {
             .keep();
         let keep = std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0");
 
-        let pki = pki()?;
+        let pki = pki(address)?;
         let write = |name: &str, data: &str| -> Result<PathBuf> {
             let p = dir.join(name);
             std::fs::write(&p, data).with_context(|| format!("writing {}", p.display()))?;
@@ -265,20 +292,39 @@ impl ControlPlane {
         let sa_pub = write("sa.pub", &pki.sa_pub_pem)?;
         let mut tokens = BTreeMap::new();
         let mut token_csv = String::new();
-        for u in USERS {
+        let users = USERS
+            .iter()
+            .map(|u| {
+                let groups = u.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+                (u.name.to_string(), groups)
+            })
+            .chain(options.extra_users.iter().cloned());
+        for (name, groups) in users {
             let token = random_hex(24);
             token_csv.push_str(&format!(
-                "{token},{},uid-{},\"{}\"\n",
-                u.name,
-                u.name,
-                u.groups.join(",")
+                "{token},{name},uid-{name},\"{}\"\n",
+                groups.join(",")
             ));
-            tokens.insert(u.name, token);
+            tokens.insert(name, token);
         }
         let token_file = write("tokens.csv", &token_csv)?;
 
         let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
-        let url = format!("https://127.0.0.1:{api_port}");
+        let url = match address {
+            IpAddr::V6(a) => format!("https://[{a}]:{api_port}"),
+            IpAddr::V4(a) => format!("https://{a}:{api_port}"),
+        };
+        let address_arg = address.to_string();
+        // The default: no pods (no token volumes to add, no kubelets to authorize).
+        let mut pod_args = vec!["--disable-admission-plugins", "ServiceAccount"];
+        if options.nodes {
+            pod_args = vec![
+                "--enable-admission-plugins",
+                "NodeRestriction",
+                "--enable-aggregator-routing=true",
+            ];
+        }
+        let authorization = if options.nodes { "Node,RBAC" } else { "RBAC" };
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log =
@@ -312,9 +358,9 @@ impl ControlPlane {
             .args(["--etcd-servers", &etcd_url])
             .args([
                 "--bind-address",
-                "127.0.0.1",
+                &address_arg,
                 "--advertise-address",
-                "127.0.0.1",
+                &address_arg,
             ])
             .args(["--secure-port", &api_port.to_string()])
             .args(["--cert-dir", dir.join("certs").to_str().unwrap()])
@@ -322,7 +368,7 @@ impl ControlPlane {
             .args(["--tls-private-key-file", key_file.to_str().unwrap()])
             .args(["--client-ca-file", ca_file.to_str().unwrap()])
             .args(["--token-auth-file", token_file.to_str().unwrap()])
-            .args(["--authorization-mode", "RBAC"])
+            .args(["--authorization-mode", authorization])
             .args(["--service-account-issuer", "https://kubernetes.default.svc"])
             .args(["--service-account-key-file", sa_pub.to_str().unwrap()])
             .args([
@@ -330,7 +376,7 @@ impl ControlPlane {
                 sa_key.to_str().unwrap(),
             ])
             .args(["--service-cluster-ip-range", "10.0.0.0/24"])
-            .args(["--disable-admission-plugins", "ServiceAccount"])
+            .args(&pod_args)
             .args(["--endpoint-reconciler-type", "none"])
             .args(["--profiling=false"])
             .stdin(Stdio::null())
@@ -358,6 +404,8 @@ impl ControlPlane {
 
         let mut cp = ControlPlane {
             url,
+            address,
+            port: api_port,
             ca_der: pki.ca_der,
             tokens,
             dir: dir.clone(),
@@ -385,7 +433,7 @@ impl ControlPlane {
                 );
             }
             // Not before the port is open: the client logs every refused connection as an error.
-            if std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
+            if std::net::TcpStream::connect((address, api_port)).is_err() {
                 if Instant::now() > deadline {
                     bail!(
                         "kube-apiserver not listening after 90s:\n{}",
@@ -412,19 +460,29 @@ impl ControlPlane {
     }
 
     fn write_kubeconfigs(&self, ca_file: &Path) -> Result<()> {
-        for u in USERS {
+        for u in self.tokens.keys() {
             let yaml = format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {}\n    \
                  certificate-authority: {}\nusers:\n- name: {u}\n  user:\n    token: {}\ncontexts:\n- name: {u}\n  \
                  context:\n    cluster: envtest\n    user: {u}\ncurrent-context: {u}\n",
                 self.url,
                 ca_file.display(),
-                self.tokens[u.name],
-                u = u.name,
+                self.tokens[u],
             );
-            std::fs::write(self.kubeconfig(u.name), yaml)?;
+            std::fs::write(self.kubeconfig(u), yaml)?;
         }
         Ok(())
+    }
+
+    /// The CA of the API server's serving certificate (what `kube-root-ca.crt` should carry).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The key the API server signs ServiceAccount tokens with (kube-controller-manager's
+    /// `--service-account-private-key-file`).
+    pub fn service_account_key_file(&self) -> PathBuf {
+        self.dir.join("sa.key")
     }
 
     /// Path of a kubeconfig for `user` (`kubectl --kubeconfig …`).
@@ -832,6 +890,8 @@ pub struct Env {
 enum Want {
     Shared,
     Isolated,
+    /// A control plane of this test's own with these options; never an external cluster.
+    Local(ControlPlaneOptions),
 }
 
 impl Env {
@@ -843,6 +903,20 @@ impl Env {
     /// A control plane of this test's own (or exclusive use of the external cluster).
     pub async fn isolated(test: &str) -> Option<Self> {
         Self::new(test, Want::Isolated).await
+    }
+
+    /// A control plane of this test's own, started with `options` (from `$KUBEBUILDER_ASSETS`
+    /// only: `None`, after the SKIPPED line, without it).
+    pub async fn local(test: &str, options: ControlPlaneOptions) -> Option<Self> {
+        Self::new(test, Want::Local(options)).await
+    }
+
+    /// The local control plane (`None` on an external cluster).
+    pub fn control_plane(&self) -> Option<&ControlPlane> {
+        match &self.cluster {
+            Cluster::Local(cp) => Some(cp),
+            Cluster::External(_) => None,
+        }
     }
 
     async fn new(test: &str, want: Want) -> Option<Self> {
@@ -860,6 +934,7 @@ impl Env {
         let id = unique_id(test);
         let external = std::env::var_os(KUBECONFIG_ENV).filter(|v| !v.is_empty());
         let assets = std::env::var_os(ASSETS_ENV).filter(|v| !v.is_empty());
+        let external = external.filter(|_| !matches!(want, Want::Local(_)));
         let (cluster, serial) = if let Some(path) = external {
             let ext = EXTERNAL
                 .get_or_try_init(|| async {
@@ -871,7 +946,7 @@ impl Env {
                 .unwrap_or_else(|e| panic!("external cluster from ${KUBECONFIG_ENV}: {e:#}"))
                 .clone();
             let serial = match want {
-                Want::Isolated => Some(EXTERNAL_SERIAL.lock().await),
+                Want::Isolated | Want::Local(_) => Some(EXTERNAL_SERIAL.lock().await),
                 Want::Shared => None,
             };
             (Cluster::External(ext), serial)
@@ -879,14 +954,20 @@ impl Env {
             let cp = match want {
                 Want::Shared => SHARED_LOCAL
                     .get_or_try_init(|| async {
-                        let cp = start_and_bootstrap(Path::new(&assets)).await?;
+                        let cp =
+                            start_and_bootstrap(Path::new(&assets), &Default::default()).await?;
                         anyhow::Ok(Arc::new(cp))
                     })
                     .await
                     .unwrap_or_else(|e| panic!("control plane: {e:#}"))
                     .clone(),
                 Want::Isolated => Arc::new(
-                    start_and_bootstrap(Path::new(&assets))
+                    start_and_bootstrap(Path::new(&assets), &Default::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("control plane: {e:#}")),
+                ),
+                Want::Local(options) => Arc::new(
+                    start_and_bootstrap(Path::new(&assets), &options)
                         .await
                         .unwrap_or_else(|e| panic!("control plane: {e:#}")),
                 ),
@@ -1038,8 +1119,8 @@ impl Env {
     }
 }
 
-async fn start_and_bootstrap(assets: &Path) -> Result<ControlPlane> {
-    let cp = ControlPlane::start(assets).await?;
+async fn start_and_bootstrap(assets: &Path, options: &ControlPlaneOptions) -> Result<ControlPlane> {
+    let cp = ControlPlane::start_with(assets, options).await?;
     let admin = Client::try_from(cp.config("admin"))?;
     bootstrap(&admin)
         .await
