@@ -1511,3 +1511,79 @@ async fn a_request_for_a_namespace_that_does_not_exist_is_denied_and_says_why() 
     );
     finish(env).await;
 }
+
+/// The counts in a role's and an eligibility's status follow the grants as they happen, so that
+/// once the last grant has ended nothing is left to write: the idle cluster of docs/targets.md
+/// (0 writes a minute) for the objects kubepim writes. Watched for longer than the 60 s re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cluster_writes_nothing_once_the_last_grant_has_ended() {
+    let Some(env) = Env::isolated("idle").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    env.start_operator(settings());
+    let role = role_for_alice(&env, fixtures::pod_reader(&env, "pods", &[&ns])).await;
+    let roles: Api<kubepim::api::PrivilegedRole> = Api::all(env.admin());
+    let eligibilities: Api<Eligibility> = Api::all(env.admin());
+    let requests: Api<ActivationRequest> = Api::all(env.admin());
+    let elig = env.name("alice-eligible");
+    // Well within the re-check: only a refresh triggered by the request passes this.
+    let promptly = Duration::from_secs(5);
+    let counts = || async {
+        let r = roles.get(&role).await.map_err(|e| e.to_string())?;
+        let e = eligibilities.get(&elig).await.map_err(|e| e.to_string())?;
+        let active = r.status.map(|s| s.active_grants).unwrap_or_default();
+        let activations = e.status.map(|s| s.activations).unwrap_or_default();
+        Ok::<_, String>((active, activations))
+    };
+
+    let req = fixtures::request(&env, "brief", "alice", &role, &[&ns], "6s");
+    let name = submit(&env, "alice", &req).await.name_any();
+    wait::phase(&env, &name, Phase::Active).await;
+    until(&env, "activeGrants 1, activations 1", promptly, || async {
+        match counts().await? {
+            (1, 1) => Ok(()),
+            seen => Err(format!("(activeGrants, activations) = {seen:?}")),
+        }
+    })
+    .await;
+    wait::phase_within(&env, &name, Phase::Expired, TIMEOUT).await;
+    no_bindings(&env, &name).await;
+    until(
+        &env,
+        "activeGrants 0 after the expiry",
+        promptly,
+        || async {
+            match counts().await? {
+                (0, 1) => Ok(()),
+                seen => Err(format!("(activeGrants, activations) = {seen:?}")),
+            }
+        },
+    )
+    .await;
+
+    // Settled. Any write to these objects would change their resourceVersion.
+    let versions = || async {
+        (
+            roles.get(&role).await.expect("role").resource_version(),
+            eligibilities
+                .get(&elig)
+                .await
+                .expect("eligibility")
+                .resource_version(),
+            requests
+                .get(&name)
+                .await
+                .expect("request")
+                .resource_version(),
+        )
+    };
+    let before = versions().await;
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    assert_eq!(
+        versions().await,
+        before,
+        "(role, eligibility, request) written in the idle minute"
+    );
+    finish(env).await;
+}

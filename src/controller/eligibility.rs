@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::api::conditions::ACTIVE;
-use crate::api::{Eligibility, EligibilityStatus};
+use crate::api::{ActivationRequest, Eligibility, EligibilityStatus, Phase};
 use crate::policy::eligibility::{active_condition, window_state};
 use crate::policy::identity::subject_matches;
 use crate::policy::status::set_condition;
@@ -16,8 +17,40 @@ use super::Error;
 use super::calls;
 use super::context::Context;
 
-/// Activation counts are derived from requests: refresh them this often.
+/// Roles can appear or vanish without an event we watch: look again this often. (Activation
+/// counts do not wait for it: request changes trigger a refresh, see [`affected_by`].)
 const RECHECK: Duration = Duration::from_secs(60);
+
+/// Whether an activation of `request` may have rested on `elig`: the same role, and one of its
+/// subjects names the requester. Such activations are what `status.activations` counts.
+pub fn counts(elig: &Eligibility, request: &ActivationRequest) -> bool {
+    request.spec.role == elig.spec.role
+        && request
+            .spec
+            .requester
+            .as_ref()
+            .is_some_and(|req| elig.spec.subjects.iter().any(|s| subject_matches(s, req)))
+}
+
+/// The Eligibilities whose status a change of `request` can change: none until it was activated
+/// (only activations are counted), then those it [`counts`] for.
+pub fn affected_by(
+    eligibilities: &[Arc<Eligibility>],
+    request: &ActivationRequest,
+) -> Vec<ObjectRef<Eligibility>> {
+    let activated = request
+        .status
+        .as_ref()
+        .is_some_and(|s| s.activated_at.is_some() || s.phase == Some(Phase::Active));
+    if !activated {
+        return Vec::new();
+    }
+    eligibilities
+        .iter()
+        .filter(|elig| counts(elig, request))
+        .map(|elig| ObjectRef::from_obj(elig.as_ref()))
+        .collect()
+}
 
 pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = elig.name_any();
@@ -31,13 +64,7 @@ pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Acti
         .requests
         .state()
         .into_iter()
-        .filter(|r| r.spec.role == elig.spec.role)
-        .filter(|r| {
-            r.spec
-                .requester
-                .as_ref()
-                .is_some_and(|req| elig.spec.subjects.iter().any(|s| subject_matches(s, req)))
-        })
+        .filter(|r| counts(&elig, r))
         .filter_map(|r| {
             r.status
                 .as_ref()

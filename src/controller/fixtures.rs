@@ -301,6 +301,11 @@ impl Caches {
     }
 
     pub fn context(&self, client: Client) -> Arc<Context> {
+        self.context_at(client, now())
+    }
+
+    /// The context with its clock at `at`: a later pass sees a later time, as a re-check does.
+    pub fn context_at(&self, client: Client, at: DateTime<Utc>) -> Arc<Context> {
         let caches = super::context::Caches {
             requests: self.requests.0.clone(),
             roles: self.roles.0.clone(),
@@ -310,7 +315,7 @@ impl Caches {
         };
         Arc::new(
             Context::builder(client, caches)
-                .clock(crate::time::Clock::fixed(now()))
+                .clock(crate::time::Clock::fixed(at))
                 .build(),
         )
     }
@@ -641,6 +646,15 @@ pub mod expect {
         let mut e = call(
             Method::PATCH,
             format!("/apis/kubepim.io/v1alpha1/privilegedroles/{name}/status"),
+        );
+        e.content_type = Some(MERGE_PATCH);
+        e
+    }
+
+    pub fn eligibility_status_patched(name: &str) -> Expectation {
+        let mut e = call(
+            Method::PATCH,
+            format!("/apis/kubepim.io/v1alpha1/eligibilities/{name}/status"),
         );
         e.content_type = Some(MERGE_PATCH);
         e

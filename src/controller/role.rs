@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::api::conditions::{READY, RISK_ASSESSED};
-use crate::api::{Phase, PrivilegedRole, PrivilegedRoleStatus};
+use crate::api::{ActivationRequest, Phase, PrivilegedRole, PrivilegedRoleStatus};
 use crate::policy::role_readiness::{readiness, risk_assessment};
 use crate::policy::status::set_condition;
 
@@ -16,8 +17,19 @@ use super::calls;
 use super::context::Context;
 use super::role_checks;
 
-/// Roles can appear or vanish without an event we watch: look again this often.
+/// Roles can appear or vanish without an event we watch: look again this often. (`activeGrants`
+/// does not wait for it: request changes trigger a refresh, see [`affected_by`].)
 const RECHECK: Duration = Duration::from_secs(60);
+
+/// The PrivilegedRole whose `activeGrants` a change of `request` can change: its role, once the
+/// request was activated (before that it is not counted, and it cannot be again after).
+pub fn affected_by(request: &ActivationRequest) -> Option<ObjectRef<PrivilegedRole>> {
+    let activated = request
+        .status
+        .as_ref()
+        .is_some_and(|s| s.activated_at.is_some() || s.phase == Some(Phase::Active));
+    activated.then(|| ObjectRef::new(&request.spec.role))
+}
 
 pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = role.name_any();

@@ -16,6 +16,7 @@ mod namespace;
 mod process;
 mod settings;
 mod term;
+mod throttle;
 
 pub use args::RunArgs;
 pub use error::Error;

@@ -23,9 +23,14 @@ use crate::notify::Notifier;
 use super::Error;
 use super::OperatorSettings;
 use super::feeds::Feed;
+use super::throttle::throttle;
 
 /// Retry of a failed reconcile: capped well below the library's minutes.
 const ERROR_REQUEUE: Duration = Duration::from_secs(2);
+/// How often request changes may refresh one PrivilegedRole's or Eligibility's status: a burst
+/// of activations costs about one status write per period, and the status settles within one
+/// period of the last change (see [`super::throttle`]).
+const STATUS_REFRESH: Duration = Duration::from_millis(500);
 /// At a graceful stop, reconciles in flight get this long before they are cut off (each API call
 /// is bounded by [`crate::controller::calls::CALL_TIMEOUT`]).
 const DRAIN: Duration = Duration::from_secs(5);
@@ -266,8 +271,31 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 }
             });
 
+    // The counts in a role's and an eligibility's status follow the requests as they change,
+    // rather than waiting for the next re-check: once the last grant has ended, nothing is left
+    // to write.
+    let role_refresh = throttle(
+        feeds
+            .requests
+            .subscribe(false)
+            .filter_map(|r| future::ready(r.ok().as_ref().and_then(role::affected_by))),
+        STATUS_REFRESH,
+    );
+    let eligibilities = feeds.eligibilities.store();
+    let eligibility_refresh = throttle(
+        feeds.requests.subscribe(false).flat_map(move |r| {
+            let affected = r
+                .ok()
+                .map(|r| eligibility::affected_by(&eligibilities.state(), &r))
+                .unwrap_or_default();
+            futures::stream::iter(affected)
+        }),
+        STATUS_REFRESH,
+    );
+
     let role_controller = Controller::for_stream(feeds.roles.subscribe(true), feeds.roles.store())
         .with_config(ControllerConfig::default().concurrency(2))
+        .reconcile_on(role_refresh)
         .graceful_shutdown_on(stopped.wait())
         .run(
             |r, ctx| measured(kind::ROLE, ctx.clone(), role::reconcile(r, ctx)),
@@ -280,6 +308,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         feeds.eligibilities.store(),
     )
     .with_config(ControllerConfig::default().concurrency(2))
+    .reconcile_on(eligibility_refresh)
     .graceful_shutdown_on(stopped.wait())
     .run(
         |e, ctx| {

@@ -148,8 +148,14 @@ pub struct ControlPlane {
     tokens: BTreeMap<String, String>,
     pub dir: PathBuf,
     keep: bool,
-    etcd: Child,
-    apiserver: Child,
+    /// The processes; behind locks so that a test holding a shared `Env` can restart them.
+    etcd: Mutex<Child>,
+    apiserver: Mutex<Child>,
+    etcd_spawn: Spawn,
+    apiserver_spawn: Spawn,
+    /// Where kube-apiserver listens (what a fault-injecting proxy forwards to).
+    pub api_addr: std::net::SocketAddr,
+    etcd_addr: std::net::SocketAddr,
     watchdog: Option<(Child, ChildStdin)>,
     /// Wall time from spawning etcd to `/readyz` answering ok.
     pub startup: Duration,
@@ -232,11 +238,51 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// Kills etcd and kube-apiserver when this process goes away without dropping the control plane.
+/// Their pids are read from `$DIR/pids` at that moment: a restart writes the new ones there.
 const WATCHDOG: &str = r#"cat >/dev/null
-kill "$@" 2>/dev/null
+pids=$(cat "$DIR/pids" 2>/dev/null)
+kill $pids 2>/dev/null
 sleep 1
-kill -9 "$@" 2>/dev/null
+kill -9 $pids 2>/dev/null
 [ -n "$KEEP" ] || rm -rf "$DIR""#;
+
+/// How to start etcd or kube-apiserver (again): binary, arguments, log (appended to).
+struct Spawn {
+    what: &'static str,
+    bin: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Spawn {
+    fn new(what: &'static str, bin: PathBuf, log: PathBuf) -> Self {
+        Self {
+            what,
+            bin,
+            args: Vec::new(),
+            log,
+        }
+    }
+
+    fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    fn spawn(&self) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        Command::new(&self.bin)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.what))
+    }
+}
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver from `assets` and waits for `/readyz`.
@@ -327,13 +373,11 @@ impl ControlPlane {
         let authorization = if options.nodes { "Node,RBAC" } else { "RBAC" };
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log =
-            |name: &str| -> Result<Stdio> { Ok(std::fs::File::create(dir.join(name))?.into()) };
-
         let started = Instant::now();
         let etcd_log = dir.join("etcd.log");
-        let etcd = Command::new(&etcd_bin)
-            .args(["--data-dir", dir.join("etcd").to_str().unwrap()])
+        let data_dir = dir.join("etcd");
+        let etcd_spawn = Spawn::new("etcd", etcd_bin, etcd_log.clone())
+            .args(["--data-dir", data_dir.to_str().unwrap()])
             .args([
                 "--listen-client-urls",
                 &etcd_url,
@@ -347,14 +391,11 @@ impl ControlPlane {
                 &peer_url,
             ])
             .args(["--initial-cluster", &format!("default={peer_url}")])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(log("etcd.log")?)
-            .stderr(log("etcd.log")?)
-            .spawn()
-            .context("spawning etcd")?;
+            .args(["--logger", "zap", "--log-level", "warn"]);
+        let etcd = etcd_spawn.spawn()?;
         let apiserver_log = dir.join("kube-apiserver.log");
-        let apiserver = Command::new(&apiserver_bin)
+        let cert_dir = dir.join("certs");
+        let apiserver_spawn = Spawn::new("kube-apiserver", apiserver_bin, apiserver_log.clone())
             .args(["--etcd-servers", &etcd_url])
             .args([
                 "--bind-address",
@@ -363,7 +404,7 @@ impl ControlPlane {
                 &address_arg,
             ])
             .args(["--secure-port", &api_port.to_string()])
-            .args(["--cert-dir", dir.join("certs").to_str().unwrap()])
+            .args(["--cert-dir", cert_dir.to_str().unwrap()])
             .args(["--tls-cert-file", cert_file.to_str().unwrap()])
             .args(["--tls-private-key-file", key_file.to_str().unwrap()])
             .args(["--client-ca-file", ca_file.to_str().unwrap()])
@@ -378,18 +419,16 @@ impl ControlPlane {
             .args(["--service-cluster-ip-range", "10.0.0.0/24"])
             .args(&pod_args)
             .args(["--endpoint-reconciler-type", "none"])
-            .args(["--profiling=false"])
-            .stdin(Stdio::null())
-            .stdout(log("kube-apiserver.log")?)
-            .stderr(log("kube-apiserver.log")?)
-            .spawn()
-            .context("spawning kube-apiserver")?;
+            .args(["--profiling=false"]);
+        let apiserver = apiserver_spawn.spawn()?;
+        std::fs::write(
+            dir.join("pids"),
+            format!("{} {}", etcd.id(), apiserver.id()),
+        )?;
         let watchdog = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
             .arg("kubepim-e2e-watchdog")
-            .arg(etcd.id().to_string())
-            .arg(apiserver.id().to_string())
             .env("DIR", &dir)
             .env("KEEP", if keep { "1" } else { "" })
             .stdin(Stdio::piped())
@@ -410,25 +449,38 @@ impl ControlPlane {
             tokens,
             dir: dir.clone(),
             keep,
-            etcd,
-            apiserver,
+            etcd: Mutex::new(etcd),
+            apiserver: Mutex::new(apiserver),
+            etcd_spawn,
+            apiserver_spawn,
+            api_addr: ([127, 0, 0, 1], api_port).into(),
+            etcd_addr: ([127, 0, 0, 1], etcd_port).into(),
             watchdog,
             startup: Duration::ZERO,
         };
         cp.write_kubeconfigs(&ca_file)?;
 
-        let admin = Client::try_from(cp.config("admin"))?;
-        let deadline = started + Duration::from_secs(90);
+        cp.wait_ready(started + Duration::from_secs(90)).await?;
+        cp.startup = started.elapsed();
+        Ok(cp)
+    }
+
+    /// Waits for `/readyz` to answer ok (etcd included); fails if a process exits meanwhile.
+    async fn wait_ready(&self, deadline: Instant) -> Result<()> {
+        let admin = Client::try_from(self.config("admin"))?;
+        let etcd_log = self.etcd_spawn.log.clone();
+        let apiserver_log = self.apiserver_spawn.log.clone();
+        let api_port = self.api_addr.port();
         loop {
-            if let Some(status) = cp.etcd.try_wait()? {
+            if let Some(status) = self.etcd.lock().unwrap().try_wait()? {
                 bail!(
-                    "etcd exited ({status}) during start-up:\n{}",
+                    "etcd exited ({status}) before it was ready:\n{}",
                     tail(&etcd_log, 20)
                 );
             }
-            if let Some(status) = cp.apiserver.try_wait()? {
+            if let Some(status) = self.apiserver.lock().unwrap().try_wait()? {
                 bail!(
-                    "kube-apiserver exited ({status}) during start-up:\n{}",
+                    "kube-apiserver exited ({status}) before it was ready:\n{}",
                     tail(&apiserver_log, 30)
                 );
             }
@@ -436,7 +488,7 @@ impl ControlPlane {
             if std::net::TcpStream::connect((address, api_port)).is_err() {
                 if Instant::now() > deadline {
                     bail!(
-                        "kube-apiserver not listening after 90s:\n{}",
+                        "kube-apiserver not listening in time:\n{}",
                         tail(&apiserver_log, 30)
                     );
                 }
@@ -448,15 +500,80 @@ impl ControlPlane {
                 Ok(body) if body.trim() == "ok" => break,
                 _ if Instant::now() > deadline => {
                     bail!(
-                        "kube-apiserver not ready after 90s:\n{}",
+                        "kube-apiserver not ready in time:\n{}",
                         tail(&apiserver_log, 30)
                     )
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        cp.startup = started.elapsed();
-        Ok(cp)
+        Ok(())
+    }
+
+    /// Kills kube-apiserver (SIGKILL: a crash, every connection reset), leaves it down for
+    /// `down`, starts it again on the same port and waits until it is ready. Returns how long
+    /// the API was unreachable.
+    pub async fn restart_apiserver(&self, down: Duration) -> Result<Duration> {
+        self.restart(&self.apiserver, &self.apiserver_spawn, down)
+            .await
+    }
+
+    /// Kills etcd (SIGKILL), leaves it down for `down`, starts it again on its data and waits
+    /// until kube-apiserver is ready again. Returns how long storage was unreachable.
+    pub async fn restart_etcd(&self, down: Duration) -> Result<Duration> {
+        self.restart(&self.etcd, &self.etcd_spawn, down).await
+    }
+
+    /// Whether etcd answers its health check (kube-apiserver's `/readyz` can still say ok for a
+    /// moment after etcd went away, so it does not tell that etcd is back).
+    fn etcd_healthy(&self) -> bool {
+        use std::io::Read as _;
+        let Ok(mut stream) =
+            std::net::TcpStream::connect_timeout(&self.etcd_addr, Duration::from_millis(500))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = String::new();
+        stream
+            .write_all(b"GET /health HTTP/1.0\r\n\r\n")
+            .and_then(|_| stream.read_to_string(&mut answer))
+            .is_ok()
+            && answer.contains(r#""health":"true""#)
+    }
+
+    async fn restart(
+        &self,
+        child: &Mutex<Child>,
+        spawn: &Spawn,
+        down: Duration,
+    ) -> Result<Duration> {
+        let killed = Instant::now();
+        {
+            let mut child = child.lock().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        tokio::time::sleep(down).await;
+        let fresh = spawn.spawn()?;
+        *child.lock().unwrap() = fresh;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.etcd_healthy() {
+            if Instant::now() > deadline {
+                bail!("etcd not healthy 60s after {} restarted", spawn.what);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pids = format!(
+            "{} {}",
+            self.etcd.lock().unwrap().id(),
+            self.apiserver.lock().unwrap().id()
+        );
+        std::fs::write(self.dir.join("pids"), pids)?;
+        self.wait_ready(Instant::now() + Duration::from_secs(90))
+            .await
+            .with_context(|| format!("{} after a restart", spawn.what))?;
+        Ok(killed.elapsed())
     }
 
     fn write_kubeconfigs(&self, ca_file: &Path) -> Result<()> {
@@ -510,6 +627,7 @@ impl Drop for ControlPlane {
             drop(stdin);
         }
         for child in [&mut self.apiserver, &mut self.etcd] {
+            let child = child.get_mut().unwrap_or_else(|e| e.into_inner());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -1073,15 +1191,29 @@ impl Env {
         }
     }
 
+    /// The local control plane (`None` on an external cluster): its address, and restarts of
+    /// kube-apiserver and etcd.
+    pub fn control_plane(&self) -> Option<Arc<ControlPlane>> {
+        match &self.cluster {
+            Cluster::Local(cp) => Some(cp.clone()),
+            Cluster::External(_) => None,
+        }
+    }
+
     /// Starts the in-process operator (the previous one must have been stopped).
     pub fn start_operator(&self, settings: OperatorSettings) {
+        self.start_operator_with(settings, self.config("operator"));
+    }
+
+    /// Starts the in-process operator with this client configuration (e.g. the `operator` user's
+    /// through a proxy).
+    pub fn start_operator_with(&self, settings: OperatorSettings, mut config: Config) {
         let mut slot = self.operator.lock().unwrap();
         assert!(
             slot.is_none(),
             "an operator is already running in this test"
         );
         // As `kubepim run` does: no library retries of minutes; the reconcilers retry themselves.
-        let mut config = self.config("operator");
         config.default_retry = false;
         let client = Client::try_from(config).expect("operator client");
         *slot = Some(Operator::start(client, settings));

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod envtest;
+pub mod faults;
 pub mod fixtures;
 pub mod invariants;
 pub mod wait;

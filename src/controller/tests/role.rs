@@ -202,3 +202,105 @@ fn persisted_writes(server: &Transcript) -> usize {
         .filter(|c| c.is_write() && !c.path.ends_with("accessreviews"))
         .count()
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_grant_count_follows_the_requests_and_a_settled_pass_writes_nothing() {
+    use crate::api::Phase;
+    let role = privileged_role(ROLE).cluster_wide();
+    let target = cluster_role(
+        ROLE,
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+    );
+    // The status as the pass during two grants wrote it; both grants have ended since.
+    let first = Scenario::new()
+        .holding(&role)
+        .holding(&target)
+        .then(expect::cluster_role_read(ROLE))
+        .then(expect::bind_reviewed("clusterroles", ROLE, None, true))
+        .then(expect::privileged_role_status_patched(ROLE))
+        .run(|client| {
+            let caches = Caches::new()
+                .role(role.clone())
+                .request(activation_request("a").active_until(now() + secs(60)))
+                .request(activation_request("b").active_until(now() + secs(90)));
+            reconcile(Arc::new(role.clone()), caches.context(client))
+        })
+        .await;
+    first.result.expect("the role reconcile succeeds");
+    let during: PrivilegedRole = first
+        .server
+        .objects
+        .get(&format!("/apis/kubepim.io/v1alpha1/privilegedroles/{ROLE}"))
+        .expect("the server holds the role");
+    assert_eq!(during.status.as_ref().map(|s| s.active_grants), Some(2));
+
+    let ended = Caches::new()
+        .role(during.clone())
+        .request(
+            activation_request("a")
+                .active_until(now())
+                .in_phase(Phase::Expired),
+        )
+        .request(
+            activation_request("b")
+                .active_until(now())
+                .in_phase(Phase::Expired),
+        );
+    let after = Scenario::new()
+        .holding(&during)
+        .holding(&target)
+        .then(expect::cluster_role_read(ROLE))
+        .then(expect::bind_reviewed("clusterroles", ROLE, None, true))
+        .then(
+            expect::privileged_role_status_patched(ROLE)
+                .checking(|c| assert_eq!(c.body["status"]["activeGrants"], 0)),
+        )
+        .run(|client| reconcile(Arc::new(during), ended.context(client)))
+        .await;
+    after.result.expect("the role reconcile succeeds");
+    assert_eq!(persisted_writes(&after.server), 1);
+
+    // Settled: the next pass (the 60 s re-check) on what the server holds writes nothing.
+    let settled: PrivilegedRole = after
+        .server
+        .objects
+        .get(&format!("/apis/kubepim.io/v1alpha1/privilegedroles/{ROLE}"))
+        .expect("the server holds the role");
+    let again = Scenario::new()
+        .holding(&target)
+        .then(expect::cluster_role_read(ROLE))
+        .then(expect::bind_reviewed("clusterroles", ROLE, None, true))
+        .run(|client| {
+            reconcile(
+                Arc::new(settled),
+                ended.context_at(client, now() + secs(60)),
+            )
+        })
+        .await;
+    again.result.expect("the role reconcile succeeds");
+    assert_eq!(
+        persisted_writes(&again.server),
+        0,
+        "a settled role is not written again"
+    );
+}
+
+#[test]
+fn a_request_refreshes_its_role_once_activated() {
+    use crate::api::Phase;
+    use crate::controller::role::affected_by;
+    use kube::runtime::reflector::ObjectRef;
+    let pending = activation_request("r").in_phase(Phase::Pending);
+    assert_eq!(affected_by(&pending), None, "not counted before activation");
+    let active = activation_request("r").active_until(now() + secs(60));
+    assert_eq!(
+        affected_by(&active),
+        Some(ObjectRef::<PrivilegedRole>::new(ROLE))
+    );
+    // Its end is what brings `activeGrants` down.
+    let expired = active.in_phase(Phase::Expired);
+    assert_eq!(
+        affected_by(&expired),
+        Some(ObjectRef::<PrivilegedRole>::new(ROLE))
+    );
+}
