@@ -329,7 +329,7 @@ async fn operator_in_a_pod_installed_by_the_chart() {
     };
     let cp = env.control_plane().expect("a local control plane");
     let api = (cp.address, cp.port);
-    let mut node = node::Node::start(cp, &pre)
+    let mut node = node::Node::start(&cp, &pre)
         .await
         .unwrap_or_else(|e| panic!("starting the node: {e:#}"));
 

@@ -264,8 +264,9 @@ impl Spawn {
         }
     }
 
-    fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
-        self.args.extend(args.iter().map(|a| a.to_string()));
+    fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
         self
     }
 
@@ -453,7 +454,7 @@ impl ControlPlane {
             apiserver: Mutex::new(apiserver),
             etcd_spawn,
             apiserver_spawn,
-            api_addr: ([127, 0, 0, 1], api_port).into(),
+            api_addr: (address, api_port).into(),
             etcd_addr: ([127, 0, 0, 1], etcd_port).into(),
             watchdog,
             startup: Duration::ZERO,
@@ -470,7 +471,6 @@ impl ControlPlane {
         let admin = Client::try_from(self.config("admin"))?;
         let etcd_log = self.etcd_spawn.log.clone();
         let apiserver_log = self.apiserver_spawn.log.clone();
-        let api_port = self.api_addr.port();
         loop {
             if let Some(status) = self.etcd.lock().unwrap().try_wait()? {
                 bail!(
@@ -485,7 +485,7 @@ impl ControlPlane {
                 );
             }
             // Not before the port is open: the client logs every refused connection as an error.
-            if std::net::TcpStream::connect((address, api_port)).is_err() {
+            if std::net::TcpStream::connect(self.api_addr).is_err() {
                 if Instant::now() > deadline {
                     bail!(
                         "kube-apiserver not listening in time:\n{}",
@@ -1027,14 +1027,6 @@ impl Env {
     /// only: `None`, after the SKIPPED line, without it).
     pub async fn local(test: &str, options: ControlPlaneOptions) -> Option<Self> {
         Self::new(test, Want::Local(options)).await
-    }
-
-    /// The local control plane (`None` on an external cluster).
-    pub fn control_plane(&self) -> Option<&ControlPlane> {
-        match &self.cluster {
-            Cluster::Local(cp) => Some(cp),
-            Cluster::External(_) => None,
-        }
     }
 
     async fn new(test: &str, want: Want) -> Option<Self> {
