@@ -76,14 +76,23 @@ fn role_ref(desired: &DesiredBinding) -> RoleRef {
     }
 }
 
-/// Creates one desired binding; an existing identical one counts as success. Returns the new
-/// binding's `creationTimestamp` when this call created it (`None`: it was there already).
+/// What a create came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// This call created it (with the server's `creationTimestamp`, when it gave one).
+    Now(Option<DateTime<Utc>>),
+    /// This request's binding was there already: an earlier attempt made it, with that attempt's
+    /// expiry annotation.
+    Earlier,
+}
+
+/// Creates one desired binding; this request's own binding already there counts as success.
 pub async fn create(
     client: &Client,
     desired: &DesiredBinding,
     request: &ActivationRequest,
     expires_at: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, Error> {
+) -> Result<Created, Error> {
     let meta = metadata(desired, request, expires_at);
     let subjects = Some(vec![desired.subject.clone()]);
     let result = match (desired.kind, &desired.namespace) {
@@ -99,7 +108,7 @@ pub async fn create(
                 api.create(&PostParams::default(), &obj),
             )
             .await
-            .map(|created| created_at(&created))
+            .map(|created| Created::Now(created_at(&created)))
         }
         (BindingKind::RoleBinding, Some(ns)) => {
             let api: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
@@ -113,7 +122,7 @@ pub async fn create(
                 api.create(&PostParams::default(), &obj),
             )
             .await
-            .map(|created| created_at(&created))
+            .map(|created| Created::Now(created_at(&created)))
         }
         (BindingKind::RoleBinding, None) => {
             return Err(Error::Invariant("RoleBinding without namespace"));
@@ -132,7 +141,7 @@ pub async fn create(
             )
             .await?
             {
-                Some(_) => Ok(None),
+                Some(_) => Ok(Created::Earlier),
                 None => Err(Error::NameTaken {
                     kind: desired.kind.as_str(),
                     namespace: desired.namespace.clone(),

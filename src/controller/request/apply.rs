@@ -7,9 +7,10 @@ use crate::api::{ActivationRequest, FINALIZER, Phase};
 use crate::policy::lifecycle::{BindingKind, DesiredBinding, Step, step_bindings};
 use crate::time::from_k8s;
 
+use super::super::Error;
+use super::super::bindings::{self, Created};
 use super::super::calls::{self, MANAGER, Refusal};
 use super::super::context::{Context, FoundBinding};
-use super::super::{Error, bindings};
 
 /// What carrying out a step came to.
 #[derive(Debug)]
@@ -64,12 +65,14 @@ pub(super) async fn apply(
                 delete_found(ctx, extra).await?;
             }
             let mut first_created = None;
+            let mut met_unobserved = false;
             for missing in desired
                 .iter()
                 .filter(|d| !ours().any(|f| d.is_satisfied_by(&f.observed)))
             {
                 match bindings::create(&ctx.client, missing, request, activation.expires_at).await {
-                    Ok(created) => first_created = first_created.or(created),
+                    Ok(Created::Now(at)) => first_created = first_created.or(at),
+                    Ok(Created::Earlier) => met_unobserved = true,
                     Err(error) => match missing_namespace(&error, missing) {
                         Some(namespace) => {
                             undo(ctx, step).await?;
@@ -81,6 +84,13 @@ pub(super) async fn apply(
                         None => return Err(error),
                     },
                 }
+            }
+            // Our binding from an earlier attempt whose answer was lost (a timeout, a crash) is
+            // annotated with that attempt's expiry, which this decision could not see. Recording
+            // this decision's later expiry would promise access the binding will not give; decide
+            // again once the cache shows the binding, so the expiry fixed on it is the one kept.
+            if met_unobserved && matches!(step, Step::Activate { .. }) {
+                return Ok(Applied::Stale);
             }
             // Approving write → binding: only for the activation itself, not for a binding put
             // back later, and only when someone approved.

@@ -459,6 +459,67 @@ async fn crash_between_binding_and_status_only_writes_the_status_with_the_bindin
     assert_requeued_after(&action, fixed - now());
 }
 
+/// A create whose answer was lost (a timeout) while the API server made the binding anyway: the
+/// retry, deciding afresh, meets our own binding annotated with the first attempt's earlier
+/// expiry. Recording the retry's later expiry would promise access the binding does not give (the
+/// grant would end early and expiresAt move back), so nothing is recorded until the cache shows the
+/// binding; then the expiry fixed on it is the one recorded.
+#[tokio::test(start_paused = true)]
+async fn create_meeting_our_unobserved_binding_records_only_the_expiry_fixed_on_it() {
+    let first_attempt = truncate_to_second(now()) + secs(1800 - 7);
+    let request = activation_request("r1")
+        .finalized()
+        .in_phase(Phase::Pending)
+        .approved_by(BOB);
+    let binding = granted_role_binding(&request, first_attempt);
+
+    let retry = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_created(NAMESPACE))
+        .then(expect::role_binding_read(NAMESPACE, "kubepim-r1"))
+        .run(|client| {
+            let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+            reconcile(Arc::new(request.clone()), caches.context(client))
+        })
+        .await;
+    let action = retry
+        .result
+        .expect("meeting our own binding is not an error");
+    assert_eq!(action, Action::requeue(STALE_REQUEUE));
+    assert_eq!(
+        retry.server.writes(),
+        1,
+        "the create only: no status written"
+    );
+    assert_eq!(
+        annotation(
+            &retry.server.objects.role_binding(NAMESPACE, "kubepim-r1"),
+            labels::EXPIRES_AT
+        ),
+        annotation(&binding, labels::EXPIRES_AT),
+        "the binding keeps the first attempt's expiry"
+    );
+
+    // The watch delivers the binding: the activation is recorded with its expiry, nothing else.
+    let seen = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::status_patched("r1").with_status(move |s, _| {
+            assert_eq!(s.phase, Some(Phase::Active));
+            assert_eq!(expires_at(&s), first_attempt);
+        }))
+        .run(|client| {
+            let caches = Caches::with_alice_eligible_for(privileged_role(ROLE))
+                .role_binding(binding.clone());
+            reconcile(Arc::new(request.clone()), caches.context(client))
+        })
+        .await;
+    let action = seen.result.expect("recording the activation succeeds");
+    assert_eq!(seen.server.writes(), 1);
+    assert_requeued_after(&action, first_attempt - now());
+}
+
 #[tokio::test(start_paused = true)]
 async fn restart_with_an_overdue_grant_revokes_at_once_even_before_the_cache_has_the_binding() {
     let until = truncate_to_second(now()) - secs(600);
@@ -860,6 +921,49 @@ async fn the_version_our_own_writes_superseded_is_not_acted_on() {
         3,
         "the stale version caused no call"
     );
+}
+
+/// After an API-server restart the request watch may be backing off while our own last write (a
+/// stuck condition) is newer than the cache. An overdue grant is revoked on the cached version all
+/// the same; only its status write waits for the newer one.
+#[tokio::test(start_paused = true)]
+async fn an_overdue_grant_is_revoked_even_on_a_version_our_writes_superseded() {
+    let until = truncate_to_second(now()) - secs(3);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until);
+    let binding = granted_role_binding(&request, until);
+    let caches =
+        Caches::with_alice_eligible_for(privileged_role(ROLE)).role_binding(binding.clone());
+    let outcome = Scenario::new()
+        .holding(&request)
+        .holding(&binding)
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "kubepim-r1",
+            "uid-rb-r1",
+        ))
+        .then_all(expect::foothold_scan(NAMESPACE))
+        .then(expect::status_patched("r1").replies_conflict())
+        .run(|client| {
+            let ctx = caches.context(client);
+            ctx.note_written("r1", Some("999"));
+            reconcile(Arc::new(request.clone()), ctx)
+        })
+        .await;
+    assert_eq!(
+        outcome.result.expect("a conflict is not an error"),
+        Action::requeue(STALE_REQUEUE)
+    );
+    assert!(
+        !outcome
+            .server
+            .objects
+            .has_role_binding(NAMESPACE, "kubepim-r1"),
+        "revoked without waiting for the watch"
+    );
+    assert_eq!(outcome.server.writes(), 2);
 }
 
 /// The CI guard of the "idle cluster: 0 writes" budget: a resync (a re-list, a new leader) of many
