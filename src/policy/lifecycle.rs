@@ -293,6 +293,17 @@ fn end(phase: Phase, refusal: Refusal) -> Step {
     }
 }
 
+/// Is the grant recorded in `status` past its expiry? Revoking it needs no fresher view of the
+/// request than this one: deleting a binding never grants anything, so a cache that lags (a watch
+/// backing off after an API-server restart) must not hold a revocation back.
+pub fn is_overdue(status: &ActivationRequestStatus, now: DateTime<Utc>) -> bool {
+    status.phase == Some(Phase::Active)
+        && status
+            .expires_at
+            .as_ref()
+            .is_some_and(|at| from_k8s(at) <= now)
+}
+
 /// Decides the next step for a request. Pure: the same input always yields the same step.
 pub fn decide(input: &Input<'_>) -> Step {
     let status_phase = input.status.phase;

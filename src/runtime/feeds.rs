@@ -23,6 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_stream_shim::UnboundedReceiverStream;
 
+use super::backoff::WatchBackoff;
+
 /// One cache and its subscribers.
 pub struct Feed<K>
 where
@@ -77,7 +79,7 @@ where
         };
         let kind = <K as Resource>::kind(&()).to_string();
         let drive = reflector::reflector(writer, events)
-            .default_backoff()
+            .backoff(WatchBackoff::default())
             .touched_objects()
             .for_each(move |touched| {
                 match touched {

@@ -34,6 +34,8 @@ use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseManagerBuilder, Lea
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::backoff::WatchBackoff;
+
 /// The smallest lease duration accepted (the grace must be at least a second and shorter).
 pub const MIN_DURATION: Duration = Duration::from_secs(2);
 /// How long a graceful release may take before it is given up (the lease then runs out).
@@ -198,7 +200,7 @@ async fn observe(api: Api<Lease>, name: String, tx: &watch::Sender<Option<Holder
     let config = watcher::Config::default()
         .fields(&format!("metadata.name={name}"))
         .timeout(LEASE_WATCH_TIMEOUT_SECS);
-    let mut stream = pin!(watch_stream(api, config).default_backoff());
+    let mut stream = pin!(watch_stream(api, config).backoff(WatchBackoff::default()));
     let set = |new: Option<Holder>| {
         tx.send_if_modified(|current| {
             let changed = *current != new;

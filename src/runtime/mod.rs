@@ -9,6 +9,7 @@
 //! standing-privilege scan.
 
 mod args;
+mod backoff;
 mod error;
 pub mod feeds;
 pub mod leader;

@@ -13,7 +13,7 @@ use crate::api::ActivationRequestStatus;
 use crate::api::conditions::FOOTHOLDS_FOUND;
 use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::extension::Related;
-use crate::policy::lifecycle::{Input, ObservedBinding, decide, namespace_missing};
+use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
 use crate::policy::status::{request_status, set_condition};
 use crate::policy::transition;
 use crate::time::from_k8s;
@@ -46,9 +46,14 @@ pub async fn reconcile(
 
 async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result<Action, Error> {
     let name = request.name_any();
+    let now = ctx.now();
+    let old_status = request.status.clone().unwrap_or_default();
     // Our own write of a moment ago may not be in the cache yet: acting on the older version
-    // would only repeat work and meet a conflict. The watch delivers the newer one.
-    if ctx.is_superseded(&name, request.resource_version().as_deref()) {
+    // would only repeat work and meet a conflict. The watch delivers the newer one, unless the
+    // grant is overdue: its revocation does not wait for the watch.
+    if ctx.is_superseded(&name, request.resource_version().as_deref())
+        && !is_overdue(&old_status, now)
+    {
         return Ok(Action::requeue(STALE_REQUEUE));
     }
     let role = ctx.role(&request.spec.role);
@@ -58,7 +63,6 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     }
 
     // Observe and decide.
-    let now = ctx.now();
     let eligibilities = ctx.eligibilities_for(&request.spec.role);
     let eligibility_refs: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
     let observed: Vec<ObservedBinding> = found
@@ -66,7 +70,6 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         .filter(|f| !f.foreign)
         .map(|f| f.observed.clone())
         .collect();
-    let old_status = request.status.clone().unwrap_or_default();
     let created_at = request
         .metadata
         .creation_timestamp

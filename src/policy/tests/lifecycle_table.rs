@@ -918,3 +918,15 @@ fn a_missing_namespace_denies_an_activation_and_ends_a_running_grant() {
         Step::Settled
     );
 }
+
+#[test]
+fn only_an_active_grant_past_its_expiry_is_overdue() {
+    use crate::policy::lifecycle::is_overdue;
+    let active = approved().active(at(5), at(65));
+    assert!(!is_overdue(&active, at(64)));
+    assert!(is_overdue(&active, at(65)), "due at the expiry itself");
+    assert!(is_overdue(&active, at(90)));
+    assert!(!is_overdue(&approved(), at(90)), "pending: nothing granted");
+    let ended = approved().active(at(5), at(65)).phase(Phase::Expired);
+    assert!(!is_overdue(&ended, at(90)), "already ended");
+}
