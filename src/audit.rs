@@ -47,3 +47,18 @@ pub fn record(r: &AuditRecord<'_>) {
         );
     }
 }
+
+/// Exports an ended request's whole record (see [`crate::policy::retention::export_record`]) as
+/// one line with the usual fields plus `record`, before history retention deletes the request.
+/// Written synchronously: the deletion is only attempted after this returns.
+pub fn export(r: &AuditRecord<'_>, record: &serde_json::Value) {
+    let until = r.until.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let namespaces = r.namespaces.join(",");
+    let approvers = r.approvers.join(",");
+    tracing::info!(
+        target: TARGET,
+        schema = SCHEMA, decision = AuditDecision::HistoryExported.as_str(), request = r.request, requester = r.requester, role = r.role,
+        namespaces = %namespaces, until = %until, approvers = %approvers, reason = r.reason,
+        break_glass = r.break_glass, record = %record, "{}", r.message
+    );
+}

@@ -600,6 +600,20 @@ pub mod expect {
         call(Method::DELETE, cluster_role_binding_path(name)).with_uid_precondition(uid)
     }
 
+    /// DELETE of a request, conditional on the uid and resourceVersion it was exported at.
+    pub fn request_deleted(name: &str, uid: &str, resource_version: &str) -> Expectation {
+        let rv = resource_version.to_string();
+        call(Method::DELETE, request_path(name))
+            .with_uid_precondition(uid)
+            .checking(move |c| {
+                assert_eq!(
+                    c.body["preconditions"]["resourceVersion"], rv,
+                    "{c}: delete without the exported version's precondition: {:#}",
+                    c.body
+                )
+            })
+    }
+
     pub fn request_read(name: &str) -> Expectation {
         call(Method::GET, request_path(name))
     }
@@ -931,6 +945,14 @@ impl Objects {
                 let uid = &call.body["preconditions"]["uid"];
                 if !uid.is_null() && uid != &current["metadata"]["uid"] {
                     return failure(409, "Conflict", "Precondition failed: UID in precondition");
+                }
+                let rv = &call.body["preconditions"]["resourceVersion"];
+                if !rv.is_null() && rv != &current["metadata"]["resourceVersion"] {
+                    return failure(
+                        409,
+                        "Conflict",
+                        "Precondition failed: ResourceVersion in precondition",
+                    );
                 }
                 self.by_path.remove(&path);
                 (

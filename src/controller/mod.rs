@@ -13,6 +13,7 @@ mod footholds;
 pub mod memory;
 mod record;
 pub mod request;
+pub mod retention;
 pub mod role;
 pub mod role_checks;
 pub mod standing_scan;

@@ -99,6 +99,7 @@ pub struct Metrics {
     revocation_lateness: Histogram,
     bindings_removed: Family<RemovedLabels, Counter>,
     footholds: Family<FootholdLabels, Counter>,
+    history_deleted: Counter,
     is_leader: Gauge,
     sources: Arc<Sources>,
 }
@@ -128,6 +129,7 @@ impl Metrics {
         let is_leader = Gauge::default();
         let bindings_removed = Family::<RemovedLabels, Counter>::default();
         let footholds = Family::<FootholdLabels, Counter>::default();
+        let history_deleted = Counter::default();
         // Every kind from the start, so rates are defined before the first reconcile.
         for kind in kind::ALL {
             let _ = reconciles.get_or_create(&KindLabels { kind });
@@ -172,6 +174,12 @@ impl Metrics {
             footholds.clone(),
         );
         registry.register(
+            "kubepim_history_deleted",
+            "Ended requests deleted by history retention, each after its record was exported to \
+             the audit stream",
+            history_deleted.clone(),
+        );
+        registry.register(
             "kubepim_is_leader",
             "1 when this replica runs the controllers (always 1 without leader election)",
             is_leader.clone(),
@@ -186,6 +194,7 @@ impl Metrics {
             revocation_lateness,
             bindings_removed,
             footholds,
+            history_deleted,
             is_leader,
             sources,
         }
@@ -241,6 +250,10 @@ impl Metrics {
 
     pub fn observe_foothold(&self, kind: &'static str) {
         self.footholds.get_or_create(&FootholdLabels { kind }).inc();
+    }
+
+    pub fn observe_history_deleted(&self) {
+        self.history_deleted.inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

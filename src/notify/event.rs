@@ -83,7 +83,8 @@ impl EventKind {
             AuditDecision::Scheduled
             | AuditDecision::Stuck
             | AuditDecision::Swept
-            | AuditDecision::RemovedIllegitimateBinding => return None,
+            | AuditDecision::RemovedIllegitimateBinding
+            | AuditDecision::HistoryExported => return None,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod legitimacy;
 pub mod lifecycle;
 pub mod reasons;
+pub mod retention;
 pub mod risk;
 pub mod role_readiness;
 pub mod standing;

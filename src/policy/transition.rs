@@ -36,6 +36,8 @@ pub enum AuditDecision {
     RemovedIllegitimateBinding,
     /// At a grant's end: objects made while it ran that keep giving access.
     FootholdsFound,
+    /// An ended request's whole record, exported before history retention deletes it.
+    HistoryExported,
 }
 
 impl AuditDecision {
@@ -56,6 +58,7 @@ impl AuditDecision {
             AuditDecision::Swept => "swept",
             AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
             AuditDecision::FootholdsFound => "footholds-found",
+            AuditDecision::HistoryExported => "history-exported",
         }
     }
 }

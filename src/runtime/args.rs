@@ -3,6 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::controller::retention::RetentionSettings;
 use crate::controller::standing_scan::ScanSettings;
 use crate::metrics::Metrics;
 use crate::notify::NotifyConfig;
@@ -22,6 +23,14 @@ pub struct RunArgs {
     /// How often the sweeper looks for managed bindings whose request is gone, terminal or expired.
     #[arg(long, default_value = "30s", value_parser = crate::time::parse_duration)]
     pub sweep_interval: Duration,
+    /// How long ended requests are kept before they are deleted, each after its whole record
+    /// went to the audit stream (`decision=history-exported`). `0s` keeps them forever. Budgets
+    /// and reviews see back this far. Default 90 days.
+    #[arg(long, default_value = "2160h", value_parser = crate::time::parse_duration)]
+    pub history_retention: Duration,
+    /// How often ended requests are looked at for deletion (see --history-retention).
+    #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
+    pub history_prune_interval: Duration,
     /// Requests reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -70,6 +79,10 @@ impl RunArgs {
             .map_err(Error::LeaderElection)?;
         Ok(OperatorSettings {
             sweep_interval: self.sweep_interval,
+            retention: RetentionSettings {
+                keep_for: (!self.history_retention.is_zero()).then_some(self.history_retention),
+                interval: self.history_prune_interval,
+            },
             concurrency: self.concurrency,
             webhook: self.webhook.settings(operator_namespace.as_deref())?,
             standing: ScanSettings {

@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::controller::retention::RetentionSettings;
 use crate::controller::standing_scan::ScanSettings;
 
 use super::leader::LeaderSettings;
@@ -12,6 +13,8 @@ use super::leader::LeaderSettings;
 #[derive(Debug, Clone)]
 pub struct OperatorSettings {
     pub sweep_interval: Duration,
+    /// How long ended requests are kept (history retention).
+    pub retention: RetentionSettings,
     pub concurrency: u16,
     /// The admission webhook, served alongside the controllers (`None`: not served).
     pub webhook: Option<crate::admission::WebhookSettings>,
@@ -34,6 +37,7 @@ impl Default for OperatorSettings {
     fn default() -> Self {
         Self {
             sweep_interval: Duration::from_secs(30),
+            retention: RetentionSettings::default(),
             concurrency: 16,
             webhook: None,
             standing: ScanSettings::default(),

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
 use crate::controller::context::{Caches, Context};
+use crate::controller::retention::{self, RetentionSettings};
 use crate::controller::{self, bindings, eligibility, request, role, standing_scan, sweeper};
 use crate::metrics::kind;
 use crate::notify::Notifier;
@@ -352,6 +353,9 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .take_until(stopped.wait()),
     );
 
+    // History retention: ended requests exported, then deleted.
+    let retention_loop = retention_loop(ctx.clone(), settings.retention, stopped.wait());
+
     // Standing privilege (I2): its own periodic, uncached scan of all bindings.
     let standing_loop = standing_scan::run(ctx.clone(), settings.standing.clone(), stopped.wait());
 
@@ -362,7 +366,36 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         sweeper_loop,
         binding_guard,
         standing_loop,
+        retention_loop,
     );
+}
+
+/// Prunes history every `settings.interval` (the first pass after one interval: a new leader's
+/// first minutes belong to revocations and activations).
+async fn retention_loop(
+    ctx: Arc<Context>,
+    settings: RetentionSettings,
+    stop: impl Future<Output = ()>,
+) {
+    let Some(keep_for) = settings.keep_for else {
+        return;
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            // Never a busy loop, whatever the flag says.
+            _ = tokio::time::sleep(settings.interval.max(Duration::from_secs(1))) => {}
+            _ = &mut stop => return,
+        }
+        match retention::prune(&ctx, keep_for).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(
+                deleted,
+                "history retention: ended requests exported and deleted"
+            ),
+            Err(error) => tracing::warn!(%error, "history retention pass failed"),
+        }
+    }
 }
 
 /// The requests on the other side of a hand-over from `request`: the one it extends, and those

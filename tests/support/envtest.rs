@@ -695,6 +695,8 @@ pub fn operator_cluster_role() -> ClusterRole {
                 &["activationrequests/finalizers"],
                 &["update"],
             ),
+            // History retention deletes ended requests.
+            rule(&["kubepim.io"], &["activationrequests"], &["delete"]),
             // The grants themselves.
             rule(
                 &["rbac.authorization.k8s.io"],

@@ -88,6 +88,8 @@ accept yet, each behind the value that switches it on (see the chart README):
 - --log-format={{ .Values.operator.logFormat }}
 - --sweep-interval={{ .Values.operator.sweepInterval }}
 - --concurrency={{ .Values.operator.concurrency }}
+- --history-retention={{ .Values.operator.historyRetention }}
+- --history-prune-interval={{ .Values.operator.historyPruneInterval }}
 - --standing-privilege-scan-interval={{ .Values.standingPrivilege.scanInterval }}
 {{- range .Values.breakGlass.users }}
 - {{ printf "--break-glass-user=%s" . | quote }}

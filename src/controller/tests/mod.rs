@@ -4,6 +4,7 @@
 //! revocation ≤ 2). Fixtures: `super::fixtures`.
 mod eligibility;
 mod request;
+mod retention;
 mod role;
 mod standing_scan;
 mod sweeper;

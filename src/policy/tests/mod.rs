@@ -27,5 +27,6 @@ mod extension_table;
 mod footholds_table;
 mod legitimacy_table;
 mod lifecycle_table;
+mod retention_table;
 mod transition_table;
 mod validation_table;

@@ -235,7 +235,29 @@ fn every_decision_has_its_own_audit_word() {
         Stuck,
         Swept,
         RemovedIllegitimateBinding,
+        FootholdsFound,
+        HistoryExported,
     ];
+    // A decision added to the enum does not compile here until it is listed above too.
+    for decision in all {
+        match decision {
+            Requested
+            | Approved
+            | Scheduled
+            | Activated
+            | Expired
+            | Cancelled
+            | Revoked
+            | Denied
+            | Failed
+            | Deleted
+            | Stuck
+            | Swept
+            | RemovedIllegitimateBinding
+            | FootholdsFound
+            | HistoryExported => {}
+        }
+    }
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
     assert_eq!(words.len(), all.len());
     // The documented schema lists every one (docs/audit.md is what a SIEM integrator reads).
