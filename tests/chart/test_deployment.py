@@ -67,6 +67,8 @@ def test_defaults():
         "--log-format=json",
         "--sweep-interval=30s",
         "--concurrency=16",
+        "--history-retention=2160h",
+        "--history-prune-interval=1h",
         "--standing-privilege-scan-interval=30s",
         "--metrics-port=8080",
         "--webhook-port=8443",

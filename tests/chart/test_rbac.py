@@ -126,3 +126,14 @@ def test_operator_never_writes_policy_objects():
     for rule in rules(operator):
         if {"privilegedroles", "eligibilities"} & set(rule["resources"]):
             assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+
+
+def test_operator_deletes_requests_only_for_history_retention():
+    # Retention deletes ended requests after exporting them; deletecollection would let one call
+    # remove history wholesale, and policy objects are never the operator's to remove.
+    operator = render().one("ClusterRole", "kubepim-operator")
+    deleting = [rule for rule in rules(operator) if set(rule["verbs"]) & {"delete", "deletecollection"}]
+    on_requests = [rule for rule in deleting if "kubepim.io" in rule["apiGroups"]]
+    assert on_requests == [
+        {"apiGroups": ["kubepim.io"], "resources": ["activationrequests"], "verbs": ["patch", "delete"]}
+    ], on_requests
