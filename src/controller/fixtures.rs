@@ -917,6 +917,10 @@ impl Objects {
             .unwrap_or_else(|| panic!("the server holds no request {name}"))
     }
 
+    pub fn has_request(&self, name: &str) -> bool {
+        self.get::<ActivationRequest>(&request_path(name)).is_some()
+    }
+
     pub fn has_role_binding(&self, namespace: &str, name: &str) -> bool {
         self.by_path
             .contains_key(&role_binding_path(namespace, name))

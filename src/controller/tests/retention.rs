@@ -49,17 +49,9 @@ async fn only_ended_requests_past_the_retention_are_exported_and_deleted() {
         .await;
     assert_eq!(outcome.result.expect("the pass succeeds"), 1);
     assert_eq!(outcome.server.writes(), 1);
-    let kept = |name: &str| {
-        outcome
-            .server
-            .objects
-            .get::<ActivationRequest>(&format!(
-                "/apis/kubepim.io/v1alpha1/activationrequests/{name}"
-            ))
-            .is_some()
-    };
-    assert!(!kept("r-old"));
-    assert!(kept("r-recent") && kept("r-active"));
+    let objects = &outcome.server.objects;
+    assert!(!objects.has_request("r-old"));
+    assert!(objects.has_request("r-recent") && objects.has_request("r-active"));
 }
 
 /// The cached version is what was exported: a request changed since (the server holds a newer
@@ -76,13 +68,7 @@ async fn a_request_changed_since_its_export_is_kept() {
         .run(|client| async move { prune(&caches.context(client), NINETY_DAYS).await })
         .await;
     assert_eq!(outcome.result.expect("a conflict is not an error"), 0);
-    assert!(
-        outcome
-            .server
-            .objects
-            .get::<ActivationRequest>("/apis/kubepim.io/v1alpha1/activationrequests/r-old")
-            .is_some()
-    );
+    assert!(outcome.server.objects.has_request("r-old"));
 }
 
 /// One failing delete does not stop the pass; the error is returned after it.
@@ -99,14 +85,6 @@ async fn a_failed_deletion_keeps_the_request_and_the_pass_goes_on() {
         .run(|client| async move { prune(&caches.context(client), NINETY_DAYS).await })
         .await;
     assert!(outcome.result.is_err(), "the pass reports the failure");
-    let held = |name: &str| {
-        outcome
-            .server
-            .objects
-            .get::<ActivationRequest>(&format!(
-                "/apis/kubepim.io/v1alpha1/activationrequests/{name}"
-            ))
-            .is_some()
-    };
-    assert!(held("r-1") && !held("r-2"));
+    let objects = &outcome.server.objects;
+    assert!(objects.has_request("r-1") && !objects.has_request("r-2"));
 }
