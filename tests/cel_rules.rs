@@ -88,6 +88,7 @@ fn role() -> PrivilegedRole {
             ticket_pattern: None,
             break_glass: false,
             require_requester_attributes: None,
+            budget: None,
         },
     )
 }
@@ -302,6 +303,7 @@ fn eligibility_with(change: impl FnOnce(&mut EligibilitySpec)) -> Eligibility {
         max_duration: None,
         not_before: None,
         not_after: None,
+        budget: None,
     };
     change(&mut spec);
     Eligibility::new("alice-payments-admin", spec)

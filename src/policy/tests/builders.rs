@@ -84,6 +84,7 @@ pub trait RoleExt: Sized {
     fn with(self, f: impl FnOnce(&mut PrivilegedRoleSpec)) -> Self;
 
     /// Grants the ClusterRole `name` (scope unchanged).
+            budget: None,
     fn cluster_role(self, name: &str) -> Self {
         self.with(|s| {
             s.role_ref = RoleRef {
@@ -205,6 +206,7 @@ pub trait EligibilityExt: Sized {
             s.subjects
                 .extend(names.iter().map(|n| SubjectRef::user(*n)))
         })
+            budget: None,
     }
     fn groups(self, names: &[&str]) -> Self {
         self.with(|s| {
