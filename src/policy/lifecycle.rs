@@ -39,6 +39,9 @@ pub struct Input<'a> {
     pub original: Option<Related<'a>>,
     /// An Active extension of this request, if there is one: the grant has been handed over.
     pub successor: Option<Related<'a>>,
+    /// The requester's other requests (any role; filtered by the policy): what privilege budgets
+    /// count. Only read for a request not yet active.
+    pub history: &'a [Related<'a>],
     pub now: DateTime<Utc>,
 }
 
@@ -418,6 +421,23 @@ pub fn decide(input: &Input<'_>) -> Step {
         Ok(grant) => grant,
         Err(refusal) => return end(refused_phase, refusal),
     };
+    let ask = super::budget::Ask {
+        request_name: input.request_name,
+        requester: &requester.username,
+        role: &input.spec.role,
+        duration: grant.duration,
+    };
+    let budgets = super::budget::check(
+        &ask,
+        role,
+        &grant,
+        input.eligibilities,
+        input.history,
+        input.now,
+    );
+    if let Err(refusal) = budgets {
+        return end(refused_phase, refusal);
+    }
     let subject = requester_subject(requester);
     let bindings = desired_bindings(input, role, &grant, &subject);
     // An extension is judged against its original on every pass until it activates: an
