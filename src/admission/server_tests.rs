@@ -165,6 +165,7 @@ async fn validate_round_trip_refuses_with_the_policy_message() {
         Some(Snapshots {
             roles,
             eligibilities,
+            requests: reflector::store().0,
         }),
         None,
     );
