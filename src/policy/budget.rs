@@ -19,6 +19,7 @@ use crate::api::{Budget, Eligibility, Phase, PrivilegedRole};
 use crate::time::{duration_from_k8s, format_duration, from_k8s};
 
 use super::extension::Related;
+use super::lifecycle::Input;
 use super::reasons;
 use super::validation::{Grant, Refusal};
 
@@ -167,6 +168,30 @@ pub fn check(
         }
     }
     first_refusal.map_or(Ok(()), Err)
+}
+
+/// [`check`] for the request [`super::lifecycle::decide`] judges for activation, against the
+/// history its input carries.
+pub fn check_pending(
+    input: &Input<'_>,
+    requester: &str,
+    role: &PrivilegedRole,
+    grant: &Grant,
+) -> Result<(), Refusal> {
+    let ask = Ask {
+        request_name: input.request_name,
+        requester,
+        role: &input.spec.role,
+        duration: grant.duration,
+    };
+    check(
+        &ask,
+        role,
+        grant,
+        input.eligibilities,
+        input.history,
+        input.now,
+    )
 }
 
 /// `7d`, `8h`, `7h10m`, `1m30s`: durations as a person reads them (days included, zero parts

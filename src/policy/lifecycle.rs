@@ -421,21 +421,7 @@ pub fn decide(input: &Input<'_>) -> Step {
         Ok(grant) => grant,
         Err(refusal) => return end(refused_phase, refusal),
     };
-    let ask = super::budget::Ask {
-        request_name: input.request_name,
-        requester: &requester.username,
-        role: &input.spec.role,
-        duration: grant.duration,
-    };
-    let budgets = super::budget::check(
-        &ask,
-        role,
-        &grant,
-        input.eligibilities,
-        input.history,
-        input.now,
-    );
-    if let Err(refusal) = budgets {
+    if let Err(refusal) = super::budget::check_pending(input, &requester.username, role, &grant) {
         return end(refused_phase, refusal);
     }
     let subject = requester_subject(requester);
