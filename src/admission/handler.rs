@@ -223,7 +223,8 @@ impl Handler {
             let eligibilities = Api::<Eligibility>::all(client.clone())
                 .list(&ListParams::default())
                 .await?;
-            // Only a budget refusal needs the requests: a cached grant may have ended since.
+            // Only a budget refusal needs the requests (a cached grant may have ended since). Any
+            // other refusal the fresh read clears is admitted unbudgeted: the controller judges it.
             let requests = if refusal.reason == crate::policy::reasons::BUDGET_EXCEEDED {
                 Api::<ActivationRequest>::all(client.clone())
                     .list(&ListParams::default())
