@@ -10,7 +10,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::{Duration, ObjectMeta};
 use kubepim::api::{
-    ActivationRequest, ActivationRequestSpec, ApprovalPolicy, Approvers, Eligibility,
+    ActivationRequest, ActivationRequestSpec, ApprovalPolicy, Approvers, Budget, Eligibility,
     EligibilitySpec, PrivilegedRole, PrivilegedRoleSpec, Requester, RoleKind, RoleRef, Scope,
     SubjectKind, SubjectRef,
 };
@@ -88,6 +88,7 @@ fn role() -> PrivilegedRole {
             ticket_pattern: None,
             break_glass: false,
             require_requester_attributes: None,
+            budget: None,
         },
     )
 }
@@ -302,6 +303,7 @@ fn eligibility_with(change: impl FnOnce(&mut EligibilitySpec)) -> Eligibility {
         max_duration: None,
         not_before: None,
         not_after: None,
+        budget: None,
     };
     change(&mut spec);
     Eligibility::new("alice-payments-admin", spec)
@@ -581,5 +583,41 @@ fn max_continuous_duration_between_max_duration_and_a_day() {
             s.max_continuous_duration = Some(duration("48h"));
         })
         .validate_cel(),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Budgets (the same type on PrivilegedRole and Eligibility)
+
+const BUDGET_OVER_WINDOW: &str = "budget.maxElevated must not exceed budget.per";
+const BUDGET_EMPTY_WINDOW: &str = "budget.per must be longer than 0s";
+
+fn budget(max_elevated: &str, per: &str) -> Option<Budget> {
+    Some(Budget {
+        max_elevated: duration(max_elevated),
+        per: duration(per),
+    })
+}
+
+#[test]
+fn a_budget_caps_at_most_its_window() {
+    // Compared as durations, not strings: "8h" < "168h" although "8" > "1".
+    for (max_elevated, per) in [("8h", "168h"), ("90m", "2h"), ("24h", "24h")] {
+        accepted(role_with(|s| s.budget = budget(max_elevated, per)).validate_cel());
+        accepted(eligibility_with(|s| s.budget = budget(max_elevated, per)).validate_cel());
+    }
+    for (max_elevated, per) in [("9h", "8h"), ("168h1s", "168h")] {
+        refused(
+            role_with(|s| s.budget = budget(max_elevated, per)).validate_cel(),
+            BUDGET_OVER_WINDOW,
+        );
+        refused(
+            eligibility_with(|s| s.budget = budget(max_elevated, per)).validate_cel(),
+            BUDGET_OVER_WINDOW,
+        );
+    }
+    refused(
+        role_with(|s| s.budget = budget("0s", "0s")).validate_cel(),
+        BUDGET_EMPTY_WINDOW,
     );
 }

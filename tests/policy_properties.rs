@@ -30,7 +30,7 @@ mod deps {
     pub use kube::core::Duration as KubeDuration;
     pub use kubepim::api::{
         ActivationRequestSpec, ActivationRequestStatus, Approval, ApprovalPolicy, Approvers,
-        BindingRef, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
+        BindingRef, Budget, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
         PrivilegedRoleSpec, Requester, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
         SubjectRef,
     };

@@ -26,11 +26,13 @@ use super::{MUTATE_PATH, mutate};
 /// webhook for `timeoutSeconds`, 5 s by default).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The operator's caches of roles and eligibilities, read by fast feedback.
+/// The operator's caches of roles, eligibilities and requests, read by fast feedback.
 #[derive(Clone)]
 pub struct Snapshots {
     pub roles: Store<PrivilegedRole>,
     pub eligibilities: Store<Eligibility>,
+    /// What privilege budgets count.
+    pub requests: Store<ActivationRequest>,
 }
 
 /// Answers admission reviews.
@@ -132,7 +134,11 @@ impl Handler {
                 let role = snapshots.roles.get(&ObjectRef::new(&candidate.spec.role));
                 let eligibilities = snapshots.eligibilities.state();
                 let refs: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
-                validate::check_candidate(&candidate, role.as_deref(), &refs, now)
+                let requests = snapshots.requests.state();
+                let history = validate::history_of(&candidate, requests.iter().map(AsRef::as_ref));
+                let empty = Default::default();
+                let history = validate::related(&history, &empty);
+                validate::check_candidate(&candidate, role.as_deref(), &refs, &history, now)
             }
         };
         let verdict = match verdict {
@@ -217,12 +223,25 @@ impl Handler {
             let eligibilities = Api::<Eligibility>::all(client.clone())
                 .list(&ListParams::default())
                 .await?;
-            Ok::<_, kube::Error>((role, eligibilities.items))
+            // Only a budget refusal needs the requests (a cached grant may have ended since). Any
+            // other refusal the fresh read clears is admitted unbudgeted: the controller judges it.
+            let requests = if refusal.reason == crate::policy::reasons::BUDGET_EXCEEDED {
+                Api::<ActivationRequest>::all(client.clone())
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+            } else {
+                Vec::new()
+            };
+            Ok::<_, kube::Error>((role, eligibilities.items, requests))
         };
         match tokio::time::timeout(CONFIRM_TIMEOUT, fresh).await {
-            Ok(Ok((role, eligibilities))) => {
+            Ok(Ok((role, eligibilities, requests))) => {
                 let refs: Vec<&Eligibility> = eligibilities.iter().collect();
-                validate::check_candidate(candidate, role.as_ref(), &refs, Utc::now())
+                let history = validate::history_of(candidate, &requests);
+                let empty = Default::default();
+                let history = validate::related(&history, &empty);
+                validate::check_candidate(candidate, role.as_ref(), &refs, &history, Utc::now())
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "could not confirm a refusal; admitting (the operator decides)");

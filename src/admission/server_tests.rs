@@ -165,6 +165,7 @@ async fn validate_round_trip_refuses_with_the_policy_message() {
         Some(Snapshots {
             roles,
             eligibilities,
+            requests: reflector::store().0,
         }),
         None,
     );
@@ -350,4 +351,54 @@ async fn binding_a_taken_port_fails_fast() {
         .err()
         .expect("port taken");
     assert!(matches!(err, Error::Bind { .. }), "{err}");
+}
+
+/// The webhook counts the requester's grants from the operator's request cache: alice held the
+/// role for its whole daily budget an hour ago, so another hour is refused at apply time.
+#[tokio::test]
+async fn validate_counts_the_cached_requests_against_a_budget() {
+    let (roles, mut roles_writer) = reflector::store::<PrivilegedRole>();
+    let (eligibilities, mut eligibilities_writer) = reflector::store::<Eligibility>();
+    let (requests, mut requests_writer) = reflector::store::<crate::api::ActivationRequest>();
+    let role: PrivilegedRole = serde_json::from_value(json!({
+        "apiVersion": "kubepim.io/v1alpha1", "kind": "PrivilegedRole", "metadata": {"name": "payments-admin"},
+        "spec": {"roleRef": {"kind": "ClusterRole", "name": "admin"}, "scope": {"namespaces": ["payments"]},
+                 "budget": {"maxElevated": "1h", "per": "24h"}}
+    }))
+    .unwrap();
+    let eligibility: Eligibility = serde_json::from_value(json!({
+        "apiVersion": "kubepim.io/v1alpha1", "kind": "Eligibility", "metadata": {"name": "oncall"},
+        "spec": {"role": "payments-admin", "subjects": [{"kind": "Group", "name": "payments-oncall"}]}
+    }))
+    .unwrap();
+    // The handler reads the real clock: the grant is placed relative to it.
+    let now = crate::time::truncate_to_second(Utc::now());
+    let from = crate::time::to_k8s(now - chrono::Duration::hours(2));
+    let to = crate::time::to_k8s(now - chrono::Duration::hours(1));
+    let earlier: crate::api::ActivationRequest = serde_json::from_value(json!({
+        "apiVersion": "kubepim.io/v1alpha1", "kind": "ActivationRequest", "metadata": {"name": "r0"},
+        "spec": {"role": "payments-admin", "namespaces": ["payments"], "requester": {"username": "alice"}},
+        "status": {"phase": "Expired", "activatedAt": from, "expiresAt": to, "endedAt": to}
+    }))
+    .unwrap();
+    roles_writer.apply_watcher_event(&watcher::Event::Apply(role));
+    eligibilities_writer.apply_watcher_event(&watcher::Event::Apply(eligibility));
+    requests_writer.apply_watcher_event(&watcher::Event::Apply(earlier));
+    let handler = Handler::new(
+        Some(Snapshots {
+            roles,
+            eligibilities,
+            requests,
+        }),
+        None,
+    );
+    let body = serde_json::to_vec(&create_review(alice())).unwrap();
+    let review = handler.review("/validate", &body).await.expect("a review");
+    let response = review.response.expect("a response");
+    assert!(!response.allowed);
+    assert_eq!(
+        response.result.message,
+        "BudgetExceeded: alice used 1h of 1h in the last 1d on role payments-admin; this request \
+         asks for 1h (budget: spec.budget of PrivilegedRole payments-admin)"
+    );
 }

@@ -2,9 +2,9 @@
 //!
 //! A request the controller would deny anyway (not eligible, outside the eligibility window,
 //! namespace not allowed, duration over the maximum, justification or ticket missing, step-up
-//! attributes missing) is refused at CREATE with the controller's own reason and wording: both
-//! call [`crate::policy::validate`], with the requester taken from `request.userInfo` (what the
-//! mutating step stamps).
+//! attributes missing, a privilege budget used up) is refused at CREATE with the controller's own
+//! reason and wording: both call [`crate::policy::validate`] and [`crate::policy::budget::check`],
+//! with the requester taken from `request.userInfo` (what the mutating step stamps).
 //!
 //! The controller remains the authority. This check only ever refuses what the controller would
 //! refuse given the same snapshots, and it admits whenever it cannot tell:
@@ -19,8 +19,11 @@ use chrono::{DateTime, Utc};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
-use crate::api::{ActivationRequestSpec, Eligibility, PrivilegedRole, Requester};
-use crate::policy::{Refusal, validate};
+use crate::api::{
+    ActivationRequest, ActivationRequestSpec, Eligibility, PrivilegedRole, Requester,
+};
+use crate::policy::extension::Related;
+use crate::policy::{Refusal, budget, validate};
 
 use super::request::{forbidden, is_activation_request, requester_from};
 
@@ -55,12 +58,13 @@ pub fn candidate(req: &AdmissionRequest<DynamicObject>) -> Option<Candidate> {
     Some(Candidate { spec, requester })
 }
 
-/// Checks a candidate against the snapshots: the role it names (`None`: unknown) and the
-/// eligibilities (any; filtered by the policy).
+/// Checks a candidate against the snapshots: the role it names (`None`: unknown), the
+/// eligibilities (any; filtered by the policy) and the kept requests (any; what budgets count).
 pub fn check_candidate(
     candidate: &Candidate,
     role: Option<&PrivilegedRole>,
     eligibilities: &[&Eligibility],
+    history: &[Related<'_>],
     now: DateTime<Utc>,
 ) -> Verdict {
     let Some(role) = role else {
@@ -79,9 +83,49 @@ pub fn check_candidate(
         eligibilities,
         at,
     ) {
-        Ok(_) => Verdict::Allow { warning: None },
+        Ok(grant) => {
+            let ask = budget::Ask {
+                // Not created yet: nothing in the history is this request.
+                request_name: "",
+                requester: &candidate.requester.username,
+                role: &candidate.spec.role,
+                duration: grant.duration,
+            };
+            match budget::check(&ask, role, &grant, eligibilities, history, now) {
+                Ok(()) => Verdict::Allow { warning: None },
+                Err(refusal) => Verdict::Deny(refusal),
+            }
+        }
         Err(refusal) => Verdict::Deny(refusal),
     }
+}
+
+/// The requests a budget may count for `candidate`: its requester's, for its role.
+pub fn history_of<'a>(
+    candidate: &Candidate,
+    requests: impl IntoIterator<Item = &'a ActivationRequest>,
+) -> Vec<&'a ActivationRequest> {
+    requests
+        .into_iter()
+        .filter(|r| {
+            r.spec.role == candidate.spec.role && r.requester_name() == candidate.requester.username
+        })
+        .collect()
+}
+
+/// The history as the policy reads it (a request without status has never been active).
+pub fn related<'a>(
+    requests: &[&'a ActivationRequest],
+    empty: &'a crate::api::ActivationRequestStatus,
+) -> Vec<Related<'a>> {
+    requests
+        .iter()
+        .map(|r| Related {
+            name: r.metadata.name.as_deref().unwrap_or_default(),
+            spec: &r.spec,
+            status: r.status.as_ref().unwrap_or(empty),
+        })
+        .collect()
 }
 
 /// The admission response for a verdict.

@@ -75,7 +75,7 @@ fn check(
 ) -> Verdict {
     let req = create_by(user, spec);
     let candidate = candidate(&req).expect("a CREATE of an ActivationRequest");
-    check_candidate(&candidate, role, eligibilities, now())
+    check_candidate(&candidate, role, eligibilities, &[], now())
 }
 
 /// Refused with `reason`, and with exactly the message the controller records.
@@ -377,5 +377,79 @@ fn only_creates_of_activation_requests_are_checked() {
             None
         )))
         .is_none()
+    );
+}
+
+/// A kept request by `who` for `role` that held it from `from` to `to`.
+fn past_grant(
+    name: &str,
+    who: &str,
+    role: &str,
+    from: &str,
+    to: &str,
+) -> crate::api::ActivationRequest {
+    serde_json::from_value(json!({
+        "apiVersion": "kubepim.io/v1alpha1",
+        "kind": "ActivationRequest",
+        "metadata": {"name": name},
+        "spec": {"role": role, "namespaces": ["payments"], "duration": "8h", "justification": "INC-1",
+                 "requester": {"username": who}},
+        "status": {"phase": "Expired", "activatedAt": from, "expiresAt": to, "endedAt": to}
+    }))
+    .expect("request")
+}
+
+#[test]
+fn a_used_up_budget_is_refused_with_the_usage() {
+    let budgeted = role_with(|s| s["budget"] = json!({"maxElevated": "8h", "per": "168h"}));
+    let kept = [
+        // alice held payments-admin for 7h10m two days ago.
+        past_grant(
+            "a-1",
+            "alice",
+            "payments-admin",
+            "2026-02-28T08:00:00Z",
+            "2026-02-28T15:10:00Z",
+        ),
+        // Neither bob's grant nor alice's of another role is hers on this role.
+        past_grant(
+            "b-1",
+            "bob",
+            "payments-admin",
+            "2026-03-01T08:00:00Z",
+            "2026-03-01T16:00:00Z",
+        ),
+        past_grant(
+            "a-2",
+            "alice",
+            "cluster-view",
+            "2026-03-01T08:00:00Z",
+            "2026-03-01T16:00:00Z",
+        ),
+    ];
+    let req = create_by(alice(), spec());
+    let asked = candidate(&req).expect("a candidate");
+    let history = history_of(&asked, &kept);
+    assert_eq!(history.len(), 1, "only alice's grants of the role");
+    let empty = Default::default();
+    let history = related(&history, &empty);
+    let verdict = check_candidate(&asked, Some(&budgeted), &[&oncall()], &history, now());
+    let Verdict::Deny(refusal) = verdict else {
+        panic!("admitted: {verdict:?}")
+    };
+    assert_eq!(refusal.reason, reasons::BUDGET_EXCEEDED);
+    assert_eq!(
+        refusal.message,
+        "alice used 7h10m of 8h in the last 7d on role payments-admin; this request asks for 1h \
+         (budget: spec.budget of PrivilegedRole payments-admin)"
+    );
+    // Fifty minutes fit.
+    let mut fits = spec();
+    fits["duration"] = json!("50m");
+    let req = create_by(alice(), fits);
+    let smaller = candidate(&req).expect("a candidate");
+    assert_eq!(
+        check_candidate(&smaller, Some(&budgeted), &[&oncall()], &history, now()),
+        Verdict::Allow { warning: None }
     );
 }

@@ -234,6 +234,10 @@ pub struct ActivationRequestStatus {
     /// Fixed at activation (activatedAt + duration); never extended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// When the grant ended (its bindings were removed): written when an Active request reaches a
+    /// terminal phase. Privilege budgets count elevated time up to here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
     /// For an extension: since when the requester has held the role without a gap (the start of
     /// the first grant in the chain); the role's maxContinuousDuration counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]

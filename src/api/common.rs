@@ -1,5 +1,5 @@
 //! Types shared by several kinds.
-use kube::KubeSchema;
+use kube::{KubeSchema, core::Duration};
 use serde::{Deserialize, Serialize};
 
 /// Who an Eligibility names.
@@ -104,4 +104,30 @@ pub fn bounded_conditions_schema(generator: &mut schemars::SchemaGenerator) -> s
         }
     }
     schemars::json_schema!({ "type": "array", "items": condition })
+}
+
+/// A cap on elevated time per subject: at most `maxElevated` of grants in any rolling window of
+/// length `per`. Checked when a request is judged for activation; a running grant is never cut
+/// short by it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("duration(self.maxElevated) <= duration(self.per)")
+        .message("budget.maxElevated must not exceed budget.per").field_path(".maxElevated"),
+    validation = Rule::new("duration(self.per) > duration('0s')")
+        .message("budget.per must be longer than 0s").field_path(".per"),
+)]
+pub struct Budget {
+    /// Total elevated time allowed in the window, e.g. `8h`.
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    pub max_elevated: Duration,
+    /// Length of the rolling window, e.g. `168h` (7 days; durations have no day unit).
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    pub per: Duration,
 }

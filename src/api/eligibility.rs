@@ -77,6 +77,11 @@ pub struct EligibilitySpec {
     /// Eligible until this time; active grants resting on it are revoked then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<Time>,
+    /// Caps the elevated time of each subject named here on the role, in a rolling window
+    /// (counted over all their grants of the role: a request does not record which eligibility
+    /// it used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<super::Budget>,
 }
 
 /// Observed state of an Eligibility.

@@ -12,7 +12,7 @@ pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
     Decision, Phase, Requester,
 };
-pub use common::{SubjectKind, SubjectRef};
+pub use common::{Budget, SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
     ApprovalPolicy, Approvers, BindingSample, PrivilegedRole, PrivilegedRoleSpec,

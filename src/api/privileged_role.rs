@@ -137,6 +137,10 @@ pub struct PrivilegedRoleSpec {
     /// audit line.
     #[serde(default)]
     pub break_glass: bool,
+    /// Caps each requester's elevated time on this role in a rolling window; a request that
+    /// would exceed it is denied (`BudgetExceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<super::Budget>,
 }
 
 /// An attribute the requester's authenticated identity must carry.

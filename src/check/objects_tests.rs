@@ -212,3 +212,32 @@ fn dns_subdomain_names() {
         assert!(!is_dns_subdomain(bad), "{bad}");
     }
 }
+
+#[test]
+fn a_budget_needs_both_fields_as_durations_and_fits_its_window() {
+    let with_budget =
+        |budget: &str| ROLE.replace("approval:", &format!("budget: {budget}\n  approval:"));
+    let (set, _, findings) = read(&with_budget("{maxElevated: 8h, per: 168h}"));
+    assert_eq!(lines(&findings), Vec::<String>::new());
+    assert_eq!(set.roles.len(), 1);
+
+    let (_, _, findings) = read(&with_budget("{maxElevated: 8h}"));
+    assert_eq!(
+        lines(&findings),
+        ["test.yaml: PrivilegedRole/view: error: spec.budget.per: required field is missing"]
+    );
+    let (_, _, findings) = read(&with_budget("{maxElevated: 8h, per: 7d}"));
+    assert_eq!(
+        lines(&findings),
+        [
+            "test.yaml: PrivilegedRole/view: error: spec.budget.per: \"7d\" does not match ^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+        ]
+    );
+    let (_, _, findings) = read(&with_budget("{maxElevated: 9h, per: 8h}"));
+    assert_eq!(
+        lines(&findings),
+        [
+            "test.yaml: PrivilegedRole/view: error: spec.budget.maxElevated: budget.maxElevated must not exceed budget.per"
+        ]
+    );
+}

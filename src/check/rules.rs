@@ -324,7 +324,18 @@ fn would_be_granted(
         return;
     };
     let at = policy::validation::judged_at(spec, now);
-    if let Err(refusal) = policy::validate(spec, requester, role, eligibilities, at) {
+    // Checked files carry no request status, so no usage: a budget refuses here only a request
+    // that asks for more than the whole budget.
+    let verdict = policy::validate(spec, requester, role, eligibilities, at).and_then(|grant| {
+        let ask = policy::budget::Ask {
+            request_name: "",
+            requester: &requester.username,
+            role: &spec.role,
+            duration: grant.duration,
+        };
+        policy::budget::check(&ask, role, &grant, eligibilities, &[], at)
+    });
+    if let Err(refusal) = verdict {
         findings.error(
             &request.subject,
             None,

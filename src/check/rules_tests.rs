@@ -369,6 +369,35 @@ fn a_request_that_would_be_denied() {
 }
 
 #[test]
+fn a_request_larger_than_a_whole_budget_would_be_denied() {
+    let role = role_with(
+        "maxDuration: 4h",
+        "maxDuration: 4h\n  budget: {maxElevated: 30m, per: 24h}",
+    );
+    let lines = check(&[&role, ELIGIBILITY, REQUEST]);
+    assert_eq!(
+        lines,
+        [
+            "2.yaml: ActivationRequest/alice-payments-1: error: would be denied: BudgetExceeded: alice \
+          used 0s of 30m in the last 1d on role payments-admin; this request asks for 1h (budget: \
+          spec.budget of PrivilegedRole payments-admin)"
+        ]
+    );
+    let roomy = role_with(
+        "maxDuration: 4h",
+        "maxDuration: 4h\n  budget: {maxElevated: 1h, per: 24h}",
+    );
+    assert_eq!(check(&[&roomy, ELIGIBILITY, REQUEST]), Vec::<String>::new());
+    let tight = eligibility_with("budget: {maxElevated: 30m, per: 24h}");
+    let lines = check(&[ROLE, &tight, REQUEST]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].ends_with("(budget: spec.budget of Eligibility alice-payments-admin)"),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn a_request_for_a_missing_role() {
     assert_eq!(
         check(&[ELIGIBILITY.replace("payments-admin", "x").as_str(), REQUEST]),

@@ -181,6 +181,19 @@ impl Context {
             .max_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0))
     }
 
+    /// Every kept request by `requester` for `role`: the history privilege budgets count (terminal
+    /// ones included, as long as they are kept).
+    pub fn requests_of(&self, requester: &str, role: &str) -> Vec<Arc<ActivationRequest>> {
+        if requester.is_empty() {
+            return Vec::new();
+        }
+        self.requests
+            .state()
+            .into_iter()
+            .filter(|r| r.spec.role == role && r.requester_name() == requester)
+            .collect()
+    }
+
     /// Eligibilities that name this role (filtering by subject is the policy's job).
     pub fn eligibilities_for(&self, role: &str) -> Vec<Arc<Eligibility>> {
         self.eligibilities

@@ -53,6 +53,7 @@ fn role(
             require_justification: true,
             ticket_pattern: None,
             require_requester_attributes: None,
+            budget: None,
             break_glass: false,
         },
     )
@@ -68,6 +69,7 @@ fn elig(name: &str, role: &str, subjects: Vec<SubjectRef>) -> Eligibility {
             max_duration: None,
             not_before: None,
             not_after: None,
+            budget: None,
         },
     )
 }

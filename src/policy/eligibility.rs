@@ -57,6 +57,7 @@ mod tests {
             max_duration: None,
             not_before: nb.map(at),
             not_after: na.map(at),
+            budget: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct Input<'a> {
     pub original: Option<Related<'a>>,
     /// An Active extension of this request, if there is one: the grant has been handed over.
     pub successor: Option<Related<'a>>,
+    /// The requester's other requests (any role; filtered by the policy): what privilege budgets
+    /// count. Only read for a request not yet active.
+    pub history: &'a [Related<'a>],
     pub now: DateTime<Utc>,
 }
 
@@ -418,6 +421,9 @@ pub fn decide(input: &Input<'_>) -> Step {
         Ok(grant) => grant,
         Err(refusal) => return end(refused_phase, refusal),
     };
+    if let Err(refusal) = super::budget::check_pending(input, &requester.username, role, &grant) {
+        return end(refused_phase, refusal);
+    }
     let subject = requester_subject(requester);
     let bindings = desired_bindings(input, role, &grant, &subject);
     // An extension is judged against its original on every pass until it activates: an

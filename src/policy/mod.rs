@@ -6,6 +6,7 @@
 
 pub mod approvals;
 pub mod binding;
+pub mod budget;
 pub mod eligibility;
 pub mod extension;
 pub mod footholds;

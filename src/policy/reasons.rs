@@ -34,6 +34,9 @@ pub const TICKET_MISMATCH: &str = "TicketMismatch";
 pub const INVALID_TICKET_PATTERN: &str = "InvalidTicketPattern";
 pub const ROLE_CHANGED: &str = "RoleChanged";
 pub const REQUESTER_ATTRIBUTES_MISSING: &str = "RequesterAttributesMissing";
+/// The grant would take the requester past a privilege budget (`spec.budget`) of the role or of
+/// the eligibilities that allow it.
+pub const BUDGET_EXCEEDED: &str = "BudgetExceeded";
 
 // Eligibility and role status.
 pub const WITHIN_WINDOW: &str = "WithinWindow";

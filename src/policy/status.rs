@@ -241,6 +241,10 @@ pub fn request_status(
             status.phase = Some(*phase);
             status.reason = Some((*reason).into());
             status.message = Some(message.clone());
+            // The one reliable record of when a grant ended early, which budgets count up to.
+            if old.phase == Some(Phase::Active) && status.ended_at.is_none() {
+                status.ended_at = Some(to_k8s(now));
+            }
             let conds = &mut status.conditions;
             match phase {
                 Phase::Denied => {

@@ -132,6 +132,7 @@ pub async fn run_operator(
             let snapshots = crate::admission::Snapshots {
                 roles: feeds.roles.store(),
                 eligibilities: feeds.eligibilities.store(),
+                requests: feeds.requests.store(),
             };
             let webhook = crate::admission::Webhook::bind(
                 Some(client.clone()),

@@ -64,6 +64,7 @@ pub fn pod_reader(env: &Env, base: &str, namespaces: &[&str]) -> PrivilegedRole 
             ticket_pattern: None,
             break_glass: false,
             require_requester_attributes: None,
+            budget: None,
         },
     );
     pr.metadata.labels = Some(env.labels());
@@ -137,6 +138,7 @@ pub fn eligibility(env: &Env, base: &str, role: &str, subjects: Vec<SubjectRef>)
             max_duration: None,
             not_before: None,
             not_after: None,
+            budget: None,
         },
     );
     el.metadata.labels = Some(env.labels());

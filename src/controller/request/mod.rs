@@ -85,9 +85,21 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     let successor = ctx.active_extension_of(&name);
     let original_parts = original.as_deref().map(Parts::of);
     let successor_parts = successor.as_deref().map(Parts::of);
+    // What privilege budgets count, gathered only while the request is still to be judged.
+    let history = if old_status
+        .phase
+        .is_none_or(|p| matches!(p, Phase::Pending | Phase::Scheduled))
+    {
+        ctx.requests_of(request.requester_name(), &request.spec.role)
+    } else {
+        Vec::new()
+    };
+    let history_parts: Vec<Parts> = history.iter().map(|r| Parts::of(r)).collect();
+    let history_related: Vec<Related> = history_parts.iter().map(Parts::related).collect();
     let mut step = decide(&Input {
         original: original_parts.as_ref().map(Parts::related),
         successor: successor_parts.as_ref().map(Parts::related),
+        history: &history_related,
         request_name: &name,
         spec: &request.spec,
         status: &old_status,

@@ -1128,3 +1128,50 @@ async fn a_persistent_error_is_shown_on_the_request_once() {
     );
     assert!(again.server.events.is_empty());
 }
+
+/// alice held db-admin for 7h10m yesterday; the role allows 8h a week. Her new 1h request is
+/// Denied before anything is bound, with the usage in the message, in one write (the status), and
+/// the Denied Event goes out as for any refusal.
+#[tokio::test(start_paused = true)]
+async fn a_pending_request_over_its_budget_is_denied_with_the_usage() {
+    let yesterday = truncate_to_second(now()) - chrono::Duration::hours(24);
+    let earlier = activation_request("r0").status_with(|s| {
+        s.phase = Some(Phase::Expired);
+        s.activated_at = Some(crate::time::to_k8s(yesterday));
+        s.expires_at = Some(crate::time::to_k8s(
+            yesterday + chrono::Duration::minutes(430),
+        ));
+        s.ended_at = s.expires_at.clone();
+    });
+    let caches = Caches::with_alice_eligible_for(
+        privileged_role(ROLE)
+            .no_approval_required()
+            .budget("8h", "168h"),
+    )
+    .request(earlier);
+    let request = activation_request("r1");
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            assert_eq!(s.phase, Some(Phase::Denied));
+            assert_eq!(s.reason.as_deref(), Some(reasons::BUDGET_EXCEEDED));
+            assert_eq!(condition(&s, DENIED), ("True", reasons::BUDGET_EXCEEDED));
+            assert_eq!(
+                s.message.as_deref(),
+                Some(
+                    "alice used 7h10m of 8h in the last 7d on role db-admin; this request asks \
+                     for 1h (budget: spec.budget of PrivilegedRole db-admin)"
+                )
+            );
+            assert!(s.bindings.is_empty() && s.activated_at.is_none() && s.ended_at.is_none());
+        }))
+        .run(|client| reconcile(Arc::new(request.clone()), caches.context(client)))
+        .await;
+    outcome.result.expect("the denial is recorded");
+    assert_eq!(outcome.server.writes(), 1);
+    assert!(
+        outcome.server.published("Denied"),
+        "{:?}",
+        outcome.server.events
+    );
+}

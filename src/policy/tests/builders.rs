@@ -51,6 +51,14 @@ fn named(name: &str) -> ObjectMeta {
 // ---------------------------------------------------------------------------------------------
 // PrivilegedRole
 
+/// `spec.budget` of a role or an eligibility.
+pub fn budget(max_elevated: &str, per: &str) -> Budget {
+    Budget {
+        max_elevated: k8s_duration(max_elevated),
+        per: k8s_duration(per),
+    }
+}
+
 /// A cluster-wide PrivilegedRole granting the ClusterRole of the same name, with the CRD's
 /// defaults: one approval (no approver named yet), 1h default, 4h max, 24h pending timeout,
 /// justification required.
@@ -76,6 +84,7 @@ pub fn role(name: &str) -> PrivilegedRole {
             ticket_pattern: None,
             break_glass: false,
             require_requester_attributes: None,
+            budget: None,
         },
     )
 }
@@ -160,6 +169,11 @@ pub trait RoleExt: Sized {
     fn ticket_pattern(self, p: &str) -> Self {
         self.with(|s| s.ticket_pattern = Some(p.into()))
     }
+    /// A privilege budget: at most `max_elevated` per requester in any window of `per`.
+    fn budget(self, max_elevated: &str, per: &str) -> Self {
+        let budget = budget(max_elevated, per);
+        self.with(|s| s.budget = Some(budget))
+    }
     /// Step-up: the requester's authenticated `extra[key]` must hold one of `any_of`.
     fn requires_attribute(self, key: &str, any_of: &[&str]) -> Self {
         self.with(|s| {
@@ -192,6 +206,7 @@ pub fn eligibility(name: &str, role: &str) -> Eligibility {
             max_duration: None,
             not_before: None,
             not_after: None,
+            budget: None,
         },
         status: None,
     }
@@ -230,6 +245,11 @@ pub trait EligibilityExt: Sized {
     }
     fn not_after(self, t: DateTime<Utc>) -> Self {
         self.with(|s| s.not_after = Some(to_k8s(t)))
+    }
+    /// A privilege budget for the subjects named here.
+    fn budget(self, max_elevated: &str, per: &str) -> Self {
+        let budget = budget(max_elevated, per);
+        self.with(|s| s.budget = Some(budget))
     }
 }
 
@@ -393,6 +413,26 @@ pub trait StatusExt: Sized {
             s.expires_at = Some(to_k8s(expires_at));
         })
     }
+    /// A grant that was active from `activated_at` (until `expires_at`) and ended in `phase` at
+    /// `ended_at`, as the controller records it.
+    fn ended(
+        self,
+        phase: Phase,
+        activated_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        ended_at: DateTime<Utc>,
+    ) -> Self {
+        self.with(|s| {
+            s.phase = Some(phase);
+            s.activated_at = Some(to_k8s(activated_at));
+            s.expires_at = Some(to_k8s(expires_at));
+            s.ended_at = Some(to_k8s(ended_at));
+        })
+    }
+    /// As history written before `endedAt` existed: the end is not recorded.
+    fn without_ended_at(self) -> Self {
+        self.with(|s| s.ended_at = None)
+    }
     /// The binding refs the controller recorded at activation.
     fn bindings(self, bindings: &[BindingRef]) -> Self {
         let bindings = bindings.to_vec();
@@ -497,6 +537,8 @@ pub struct World {
     pub original: Option<(String, ActivationRequestSpec, ActivationRequestStatus)>,
     /// (name, spec, status) of an Active extension of this request.
     pub successor: Option<(String, ActivationRequestSpec, ActivationRequestStatus)>,
+    /// (name, spec, status) of the other requests kept: what budgets count.
+    pub history: Vec<(String, ActivationRequestSpec, ActivationRequestStatus)>,
 }
 
 /// A request named `name`, created at `t0`, with its role and eligibilities, and nothing observed.
@@ -516,6 +558,7 @@ pub fn world(
         observed: vec![],
         original: None,
         successor: None,
+        history: vec![],
     }
 }
 
@@ -556,8 +599,23 @@ impl World {
         self.successor = Some((name.into(), spec, status));
         self
     }
+    /// Another kept request, as `(name, spec, status)`.
+    pub fn past(
+        mut self,
+        name: &str,
+        spec: ActivationRequestSpec,
+        status: ActivationRequestStatus,
+    ) -> Self {
+        self.history.push((name.into(), spec, status));
+        self
+    }
     pub fn decide_at(&self, now: DateTime<Utc>) -> Step {
         let eligibilities: Vec<&Eligibility> = self.eligibilities.iter().collect();
+        let history: Vec<Related<'_>> = self
+            .history
+            .iter()
+            .map(|(name, spec, status)| Related { name, spec, status })
+            .collect();
         fn related(
             r: &Option<(String, ActivationRequestSpec, ActivationRequestStatus)>,
         ) -> Option<Related<'_>> {
@@ -567,6 +625,7 @@ impl World {
         decide(&Input {
             original: related(&self.original),
             successor: related(&self.successor),
+            history: &history,
             request_name: &self.request_name,
             spec: &self.spec,
             status: &self.status,

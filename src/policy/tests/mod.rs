@@ -6,7 +6,7 @@
 mod deps {
     pub use crate::api::{
         ActivationRequestSpec, ActivationRequestStatus, Approval, ApprovalPolicy, Approvers,
-        BindingRef, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
+        BindingRef, Budget, Decision, Eligibility, EligibilitySpec, Phase, PrivilegedRole,
         PrivilegedRoleSpec, Requester, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
         SubjectRef,
     };
@@ -22,6 +22,7 @@ mod deps {
     pub use kube::core::Duration as KubeDuration;
 }
 
+mod budget_table;
 pub(crate) mod builders;
 mod extension_table;
 mod footholds_table;

@@ -269,3 +269,79 @@ fn every_decision_has_its_own_audit_word() {
         );
     }
 }
+
+#[test]
+fn a_budget_denial_records_a_denial_like_any_other() {
+    let role = payments_admin().budget("1h", "24h");
+    let w = alice_asks(role).past(
+        "alice-payments-0",
+        request("payments-admin").by(&user("alice")),
+        fresh().ended(Phase::Expired, at(-120), at(-60), at(-60)),
+    );
+    let (step, happened) = change(w, fresh(), 0);
+    assert!(
+        matches!(
+            step,
+            Step::End {
+                reason: reasons::BUDGET_EXCEEDED,
+                ..
+            }
+        ),
+        "{step:?}"
+    );
+    // Received (audited only), then denied: as any refusal of a new request.
+    assert_eq!(
+        summary(&happened),
+        [
+            (AuditDecision::Requested, None, None, false),
+            (
+                AuditDecision::Denied,
+                Some("Denied"),
+                Some(Severity::Warning),
+                true
+            )
+        ]
+    );
+    assert_eq!(happened[1].reason, reasons::BUDGET_EXCEEDED);
+}
+
+#[test]
+fn a_grant_that_ends_records_when_and_a_refused_request_does_not() {
+    let active = fresh()
+        .approvals(&[approved_by("bob")])
+        .active(at(0), at(60));
+    let mut cancelling = alice_asks(payments_admin());
+    cancelling.spec.cancel = true;
+    let cancelled = request_status(
+        &active,
+        &cancelling.status(active.clone()).decide_at(at(20)),
+        Some(1),
+        at(20),
+    );
+    assert_eq!(cancelled.phase, Some(Phase::Cancelled));
+    assert_eq!(cancelled.ended_at, Some(crate::time::to_k8s(at(20))));
+    // Ending again later keeps the first end.
+    let again = request_status(
+        &cancelled,
+        &Step::End {
+            phase: Phase::Cancelled,
+            reason: reasons::CANCELLED_BY_REQUESTER,
+            message: "cancelled by alice".into(),
+        },
+        Some(1),
+        at(30),
+    );
+    assert_eq!(again.ended_at, cancelled.ended_at);
+
+    let mut refused = alice_asks(payments_admin());
+    refused.spec.cancel = true;
+    let pending = fresh().phase(Phase::Pending);
+    let never_active = request_status(
+        &pending,
+        &refused.status(pending.clone()).decide_at(at(5)),
+        Some(1),
+        at(5),
+    );
+    assert_eq!(never_active.phase, Some(Phase::Cancelled));
+    assert_eq!(never_active.ended_at, None);
+}
