@@ -9,9 +9,9 @@ use std::time::Duration;
 use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, ResourceExt};
 
-use crate::api::ActivationRequest;
+use crate::api::{ActivationRequest, Eligibility};
 use crate::audit::{self, AuditRecord};
-use crate::policy::retention::{due, ended_at, export_record};
+use crate::policy::retention::{due, ended_at, export_record, kept_for_budgets};
 use crate::time::from_k8s;
 
 use super::Error;
@@ -47,9 +47,20 @@ pub async fn prune(ctx: &Context, keep_for: Duration) -> Result<usize, Error> {
     };
     let requests = ctx.requests.state();
     let now = ctx.now();
+    let retention_of = |request: &ActivationRequest| {
+        let role = ctx.role(&request.spec.role);
+        let eligibilities = ctx.eligibilities_for(&request.spec.role);
+        let eligibilities: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
+        keep_for.max(kept_for_budgets(role.as_deref(), &eligibilities))
+    };
     let mut deleted = 0;
     let mut first_error = None;
-    for request in due(requests.iter().map(AsRef::as_ref), keep_for, now, PER_PASS) {
+    for request in due(
+        requests.iter().map(AsRef::as_ref),
+        retention_of,
+        now,
+        PER_PASS,
+    ) {
         export(request);
         match delete_exported(ctx, request).await {
             Ok(true) => {

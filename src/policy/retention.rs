@@ -7,11 +7,12 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use crate::api::ActivationRequest;
-use crate::time::from_k8s;
+use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::time::{duration_from_k8s, from_k8s};
 
-/// When the request's history ended: the latest condition transition (written by the step that
-/// made it terminal), else `expiresAt`, else its creation. `None` while it is not terminal.
+/// When the request's history ended: `status.endedAt` (a grant's end), else the latest
+/// condition transition (written by the step that made it terminal), else `expiresAt`, else its
+/// creation. `None` while it is not terminal.
 pub fn ended_at(request: &ActivationRequest) -> Option<DateTime<Utc>> {
     let status = request.status.as_ref()?;
     if !status.phase.is_some_and(|p| p.is_terminal()) {
@@ -21,10 +22,27 @@ pub fn ended_at(request: &ActivationRequest) -> Option<DateTime<Utc>> {
         .conditions
         .iter()
         .map(|c| from_k8s(&c.last_transition_time));
-    transitions
+    let last_transition = transitions.max();
+    [status.ended_at.as_ref().map(from_k8s), last_transition]
+        .into_iter()
+        .flatten()
         .max()
         .or_else(|| status.expires_at.as_ref().map(from_k8s))
         .or_else(|| request.metadata.creation_timestamp.as_ref().map(from_k8s))
+}
+
+/// How long a request of `role` must be kept at least: a privilege budget counts the grants in
+/// its window, so history inside the longest window of the role's or its eligibilities' budgets
+/// is never deleted, whatever the retention says.
+pub fn kept_for_budgets(role: Option<&PrivilegedRole>, eligibilities: &[&Eligibility]) -> Duration {
+    let role_budget = role.and_then(|r| r.spec.budget.as_ref());
+    let eligibility_budgets = eligibilities.iter().filter_map(|e| e.spec.budget.as_ref());
+    role_budget
+        .into_iter()
+        .chain(eligibility_budgets)
+        .map(|b| duration_from_k8s(&b.per))
+        .max()
+        .unwrap_or_else(Duration::zero)
 }
 
 /// Has this request been kept for `retention` since it ended? Requests being deleted already are
@@ -36,15 +54,16 @@ pub fn is_due(request: &ActivationRequest, retention: Duration, now: DateTime<Ut
 
 /// The ended requests due for deletion, oldest first, at most `limit` (one pass deletes a
 /// bounded number, so a first run over years of history does not flood the API server).
+/// `retention_of` says how long each must be kept (the retention, or longer for budgets).
 pub fn due<'a>(
     requests: impl IntoIterator<Item = &'a ActivationRequest>,
-    retention: Duration,
+    retention_of: impl Fn(&ActivationRequest) -> Duration,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Vec<&'a ActivationRequest> {
     let mut due: Vec<(DateTime<Utc>, &ActivationRequest)> = requests
         .into_iter()
-        .filter(|r| is_due(r, retention, now))
+        .filter(|r| is_due(r, retention_of(r), now))
         .filter_map(|r| ended_at(r).map(|at| (at, r)))
         .collect();
     due.sort_by(|a, b| {

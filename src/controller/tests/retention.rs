@@ -88,3 +88,20 @@ async fn a_failed_deletion_keeps_the_request_and_the_pass_goes_on() {
     let objects = &outcome.server.objects;
     assert!(objects.has_request("r-1") && !objects.has_request("r-2"));
 }
+
+/// A privilege budget counts the grants in its window: history inside it stays, whatever the
+/// retention says (here a 200-day window on the role, a 90-day retention).
+#[tokio::test(start_paused = true)]
+async fn history_a_budget_still_counts_is_not_deleted() {
+    let old = ended("r-old", Phase::Expired, now() - secs(91 * 86400));
+    let caches = Caches::new()
+        .role(privileged_role(ROLE).budget("8h", "4800h"))
+        .request(old.clone());
+    let outcome = Scenario::new()
+        .holding(&old)
+        .run(|client| async move { prune(&caches.context(client), NINETY_DAYS).await })
+        .await;
+    assert_eq!(outcome.result.expect("the pass succeeds"), 0);
+    assert_eq!(outcome.server.writes(), 0);
+    assert!(outcome.server.objects.has_request("r-old"));
+}

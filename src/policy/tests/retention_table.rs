@@ -3,7 +3,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::builders::*;
 use crate::api::{ActivationRequest, Phase};
-use crate::policy::retention::{due, ended_at, export_record, is_due};
+use crate::policy::retention::{due, ended_at, export_record, is_due, kept_for_budgets};
 use crate::policy::status::set_condition;
 use crate::time::to_k8s;
 
@@ -102,7 +102,7 @@ fn due_lists_the_oldest_first_and_at_most_the_limit() {
     ];
     let now = at(95 * DAY);
     let names = |limit| -> Vec<String> {
-        due(&requests, days(90), now, limit)
+        due(&requests, |_| days(90), now, limit)
             .into_iter()
             .map(|r| r.metadata.name.clone().unwrap_or_default())
             .collect()
@@ -130,4 +130,37 @@ fn the_export_is_the_whole_record_without_what_the_object_says_about_itself() {
         Some(2)
     );
     assert!(record.get("labels").is_none() && record.get("metadata").is_none());
+}
+
+#[test]
+fn the_grant_end_recorded_in_status_wins_over_later_bookkeeping() {
+    let mut r = ended("r", Phase::Cancelled, at(90));
+    r.status.as_mut().unwrap().ended_at = Some(to_k8s(at(95)));
+    assert_eq!(ended_at(&r), Some(at(95)));
+    // A later condition transition (a foothold report after the end) is later still: kept too.
+    r.status.as_mut().unwrap().ended_at = Some(to_k8s(at(80)));
+    assert_eq!(ended_at(&r), Some(at(90)));
+}
+
+#[test]
+fn history_a_budget_window_still_counts_is_kept_beyond_the_retention() {
+    let open = role("payments-admin");
+    let budgeted = role("payments-admin").budget("8h", "4800h"); // 200 days
+    let plain = eligibility("alice", "payments-admin");
+    let tighter = eligibility("alice", "payments-admin").budget("2h", "6000h"); // 250 days
+    assert_eq!(kept_for_budgets(Some(&open), &[&plain]), Duration::zero());
+    assert_eq!(kept_for_budgets(None, &[]), Duration::zero());
+    assert_eq!(kept_for_budgets(Some(&budgeted), &[&plain]), days(200));
+    assert_eq!(
+        kept_for_budgets(Some(&budgeted), &[&plain, &tighter]),
+        days(250)
+    );
+
+    // 91 days after its end: due under a 90-day retention, kept while a 200-day budget needs it.
+    let requests = [ended("r", Phase::Expired, at(0))];
+    let now = at(91 * DAY);
+    assert_eq!(due(&requests, |_| days(90), now, 10).len(), 1);
+    let with_budget = |_: &ActivationRequest| days(90).max(days(200));
+    assert!(due(&requests, with_budget, now, 10).is_empty());
+    assert_eq!(due(&requests, with_budget, at(201 * DAY), 10).len(), 1);
 }
