@@ -1999,10 +1999,23 @@ async fn operator_rbac_is_least_privilege() {
             ("kubepim.io", "privilegedroles", None, None),
             false,
         ),
+        // History retention deletes ended requests one by one, after exporting each; never all
+        // at once, and never policy.
+        (
+            "deletecollection",
+            ("kubepim.io", "activationrequests", None, None),
+            false,
+        ),
+        (
+            "delete",
+            ("kubepim.io", "privilegedroles", None, None),
+            false,
+        ),
+        ("delete", ("kubepim.io", "eligibilities", None, None), false),
         (
             "delete",
             ("kubepim.io", "activationrequests", None, None),
-            false,
+            true,
         ),
         ("bind", rbac("clusterroles", Some(POD_READER)), true),
         ("create", rbac("clusterrolebindings", None), true),
