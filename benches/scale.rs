@@ -1,0 +1,329 @@
+//! Scale benchmark against a real control plane (`KUBEBUILDER_ASSETS`): the operator as users run
+//! it (the release `kubepim` binary, out of process, its own memory) with many policy objects and
+//! active grants. Prints the scale rows of docs/targets.md.
+//!
+//!     KUBEBUILDER_ASSETS=/path/to/assets cargo bench --bench scale
+//!     KUBEPIM_SCALE_GRANTS=1000 ...   (active grants; default 10000)
+//!     KUBEPIM_SCALE_ROLES=500 KUBEPIM_SCALE_ELIGIBILITIES=5000   (the defaults)
+//!
+//! What it does: creates the PrivilegedRoles and Eligibilities, starts the operator, creates the
+//! grants (auto-approved, cluster-wide: one ClusterRoleBinding each) and waits until all are
+//! Active; then measures resident memory and CPU while idle, restarts the operator and measures
+//! the time until it is ready and has reconciled every request once, and the memory peak of that
+//! re-list. Memory is the process's own (`VmRSS`, `VmHWM` from /proc).
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kubepim::api::{ActivationRequest, Phase, SubjectRef};
+use support::Env;
+use support::fixtures::{
+    create_eligibility, create_role, dur, eligibility, namespace_reader, request,
+};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `VmRSS` and `VmHWM` of `pid`, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User plus system CPU time of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One plain HTTP/1.0 GET on loopback: (status code, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).ok()?;
+    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// `kubepim_reconcile_total{kind="ActivationRequest"}` as the operator reports it.
+fn request_reconciles(port: u16) -> f64 {
+    http_get(port, "/metrics")
+        .and_then(|(_, body)| {
+            body.lines()
+                .find(|l| l.starts_with("kubepim_reconcile_total{kind=\"ActivationRequest\"}"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Operator {
+    child: Child,
+    port: u16,
+    started: Instant,
+}
+
+impl Operator {
+    fn start(env: &Env, log: &std::path::Path) -> Self {
+        let port = free_port();
+        let kubeconfig = env.kubeconfig("operator").expect("a local control plane");
+        let out = std::fs::File::create(log).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubepim"))
+            .args(["run", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--metrics-port", &port.to_string(), "--log-format", "json"])
+            .env("RUST_LOG", "warn")
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting the kubepim binary");
+        Self {
+            child,
+            port,
+            started: Instant::now(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Seconds from start until `/readyz` answers 200 (the caches are synced).
+    async fn ready(&mut self) -> f64 {
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the operator exited: {status}");
+            }
+            if matches!(http_get(self.port, "/readyz"), Some((200, _))) {
+                return self.started.elapsed().as_secs_f64();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Seconds from start until every one of `n` requests was reconciled at least once.
+    async fn reconciled(&self, n: usize) -> f64 {
+        while request_reconciles(self.port) < n as f64 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// SIGTERM, and wait for the process to go.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory sampled every 500 ms for `window`: (max VmRSS, last VmRSS, VmHWM) in MiB, and
+/// the CPU share used meanwhile (1.0 = one core).
+async fn sample(pid: u32, window: Duration) -> (f64, f64, f64, f64) {
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let mut max_rss: f64 = 0.0;
+    let mut last = (f64::NAN, f64::NAN);
+    while started.elapsed() < window {
+        last = memory_mib(pid);
+        max_rss = max_rss.max(last.0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cpu = (cpu_seconds(pid) - cpu_before) / started.elapsed().as_secs_f64();
+    (max_rss, last.0, last.1, cpu)
+}
+
+/// How many of the test's requests are Active, listed page by page.
+async fn active_count(env: &Env) -> usize {
+    let api: Api<ActivationRequest> = Api::all(env.admin());
+    let mut active = 0;
+    let mut params = ListParams::default()
+        .labels(&format!(
+            "{}={}",
+            support::envtest::TEST_LABEL,
+            env.labels()[support::envtest::TEST_LABEL]
+        ))
+        .limit(500);
+    loop {
+        let page = api.list(&params).await.expect("list requests");
+        active += page
+            .items
+            .iter()
+            .filter(|r| r.phase() == Some(Phase::Active))
+            .count();
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return active,
+        }
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let Some(env) = Env::isolated("scale").await else {
+        return;
+    };
+    let grants = env_usize("KUBEPIM_SCALE_GRANTS", 10_000);
+    let roles = env_usize("KUBEPIM_SCALE_ROLES", 500).max(1);
+    let eligibilities = env_usize("KUBEPIM_SCALE_ELIGIBILITIES", 5_000).max(roles);
+    let log_dir = std::env::temp_dir().join(format!("kubepim-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    println!(
+        "scale: {roles} PrivilegedRoles, {eligibilities} Eligibilities, {grants} cluster-wide grants; operator = release binary, out of process; logs in {}",
+        log_dir.display()
+    );
+
+    // Policy: the roles, and the eligibilities spread over them (alice in one per role).
+    let role_names: Vec<String> = stream::iter(0..roles)
+        .map(|i| {
+            let env = &env;
+            async move {
+                let mut pr = namespace_reader(env, &format!("r{i}"));
+                pr.spec.max_duration = dur("2h");
+                create_role(env, &pr).await.name_any()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    stream::iter(0..eligibilities)
+        .for_each_concurrent(16, |j| {
+            let env = &env;
+            let role = &role_names[j % roles];
+            async move {
+                let subjects = if j < roles {
+                    vec![SubjectRef::user("alice")]
+                } else {
+                    vec![SubjectRef::user(format!("user-{j}"))]
+                };
+                create_eligibility(env, &eligibility(env, &format!("e{j}"), role, subjects)).await;
+            }
+        })
+        .await;
+
+    let mut operator = Operator::start(&env, &log_dir.join("operator-1.log"));
+    let ready_policy = operator.ready().await;
+    let (_, rss_policy, _, _) = sample(operator.pid(), Duration::from_secs(5)).await;
+    println!("ready with the policy objects only: {ready_policy:.1} s, RSS {rss_policy:.1} MiB");
+
+    // The grants: auto-approved, created as fast as the API server takes them.
+    let alice = Api::<ActivationRequest>::all(env.client("alice"));
+    let created = Instant::now();
+    stream::iter(0..grants)
+        .map(|k| {
+            let env = &env;
+            let alice = &alice;
+            let role = &role_names[k % roles];
+            async move {
+                let ar = request(env, &format!("g{k}"), "alice", role, &[], "1h");
+                alice.create(&Default::default(), &ar).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("creating the grants");
+    let creation_s = created.elapsed().as_secs_f64();
+    loop {
+        let active = active_count(&env).await;
+        if active >= grants {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let all_active_s = created.elapsed().as_secs_f64();
+    println!(
+        "{grants} grants: created in {creation_s:.1} s, all Active after {all_active_s:.1} s ({:.0}/s)",
+        grants as f64 / all_active_s
+    );
+
+    // Steady state: settle, then 30 s of idle sampling.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let (steady_max, steady_last, hwm_first, idle_cpu) =
+        sample(operator.pid(), Duration::from_secs(30)).await;
+    operator.stop();
+
+    // Restart with everything in place: ready (caches synced), first full pass, re-list peak.
+    let mut restarted = Operator::start(&env, &log_dir.join("operator-2.log"));
+    let ready_s = restarted.ready().await;
+    let pass_s = restarted.reconciled(grants).await;
+    let (_, after_rss, peak_hwm, _) = sample(restarted.pid(), Duration::from_secs(20)).await;
+    restarted.stop();
+
+    println!();
+    println!("| figure | measured | target |");
+    println!("|---|---|---|");
+    println!("| RSS, policy objects only | {rss_policy:.1} MiB | — |");
+    println!(
+        "| RSS steady with {grants} active grants (max / last over 30 s idle) | {steady_max:.1} / {steady_last:.1} MiB | ≤ 64 MiB |"
+    );
+    println!("| VmHWM of the first run (activation backlog included) | {hwm_first:.1} MiB | — |");
+    println!(
+        "| CPU while idle | {:.2} % of a core | ≈ 0 |",
+        idle_cpu * 100.0
+    );
+    println!("| restart: ready (caches synced) | {ready_s:.1} s | — |");
+    println!("| restart: every request reconciled once | {pass_s:.1} s | ≤ 10 s |");
+    println!("| restart: peak RSS (VmHWM) during the re-list | {peak_hwm:.1} MiB | ≤ 128 MiB |");
+    println!("| restart: RSS 20 s later | {after_rss:.1} MiB | — |");
+    println!(
+        "| backlog: {grants} requests → Active | {all_active_s:.1} s ({:.0}/s) | — |",
+        grants as f64 / all_active_s
+    );
+}
