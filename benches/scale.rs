@@ -5,6 +5,7 @@
 //!     KUBEBUILDER_ASSETS=/path/to/assets cargo bench --bench scale
 //!     KUBEPIM_SCALE_GRANTS=1000 ...   (active grants; default 10000)
 //!     KUBEPIM_SCALE_ROLES=500 KUBEPIM_SCALE_ELIGIBILITIES=5000   (the defaults)
+//!     KUBEPIM_SCALE_SETTLE_SECS=15   (wait after the last activation before the idle sample)
 //!
 //! What it does: creates the PrivilegedRoles and Eligibilities, starts the operator, creates the
 //! grants (auto-approved, cluster-wide: one ClusterRoleBinding each) and waits until all are
@@ -294,7 +295,12 @@ async fn bench() {
     );
 
     // Steady state: settle, then 30 s of idle sampling.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    let settle = env_usize("KUBEPIM_SCALE_SETTLE_SECS", 15) as u64;
+    println!(
+        "settling {settle} s, then sampling operator pid {} for 30 s",
+        operator.pid()
+    );
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let (steady_max, steady_last, hwm_first, idle_cpu) =
         sample(operator.pid(), Duration::from_secs(30)).await;
     operator.stop();
