@@ -17,9 +17,20 @@ use super::Error;
 use super::calls;
 use super::context::Context;
 
-/// Roles can appear or vanish without an event we watch: look again this often. (Activation
-/// counts do not wait for it: request changes trigger a refresh, see [`affected_by`].)
-const RECHECK: Duration = Duration::from_secs(60);
+/// A backstop only: window changes are requeued for exactly, and request and PrivilegedRole
+/// changes trigger a refresh ([`affected_by`], [`of_role`]). Every reconcile scans the request
+/// cache, so a short period costs CPU on an idle cluster: with 5,000 eligibilities and 10,000
+/// requests, a 60 s period was most of the operator's idle CPU (BENCHMARKS.md, scale).
+pub const RECHECK: Duration = Duration::from_secs(600);
+
+/// The Eligibilities that name `role`: their `Active` condition says whether it exists.
+pub fn of_role(eligibilities: &[Arc<Eligibility>], role: &str) -> Vec<ObjectRef<Eligibility>> {
+    eligibilities
+        .iter()
+        .filter(|e| e.spec.role == role)
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
 
 /// Whether an activation of `request` may have rested on `elig`: the same role, and one of its
 /// subjects names the requester. Such activations are what `status.activations` counts.

@@ -283,16 +283,24 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         STATUS_REFRESH,
     );
     let eligibilities = feeds.eligibilities.store();
-    let eligibility_refresh = throttle(
-        feeds.requests.subscribe(false).flat_map(move |r| {
-            let affected = r
-                .ok()
-                .map(|r| eligibility::affected_by(&eligibilities.state(), &r))
-                .unwrap_or_default();
-            futures::stream::iter(affected)
-        }),
-        STATUS_REFRESH,
-    );
+    let by_request = feeds.requests.subscribe(false).flat_map(move |r| {
+        let affected = r
+            .ok()
+            .map(|r| eligibility::affected_by(&eligibilities.state(), &r))
+            .unwrap_or_default();
+        futures::stream::iter(affected)
+    });
+    // A PrivilegedRole created or deleted changes its eligibilities' Active condition.
+    let eligibilities = feeds.eligibilities.store();
+    let by_role = feeds.roles.subscribe(false).flat_map(move |r| {
+        let affected = r
+            .ok()
+            .map(|r| eligibility::of_role(&eligibilities.state(), &r.name_any()))
+            .unwrap_or_default();
+        futures::stream::iter(affected)
+    });
+    let eligibility_refresh =
+        throttle(futures::stream::select(by_request, by_role), STATUS_REFRESH);
 
     let role_controller = Controller::for_stream(feeds.roles.subscribe(true), feeds.roles.store())
         .with_config(ControllerConfig::default().concurrency(2))

@@ -1,13 +1,12 @@
 //! The Eligibility reconciler, and which Eligibilities a request change refreshes.
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::conditions::ACTIVE;
 use crate::api::{Eligibility, Phase};
-use crate::controller::eligibility::{affected_by, reconcile};
+use crate::controller::eligibility::{affected_by, of_role, reconcile};
 use crate::controller::fixtures::*;
 use crate::policy::reasons;
 use crate::time::to_k8s;
@@ -67,7 +66,10 @@ async fn activations_are_counted_once_and_a_settled_pass_writes_nothing() {
         .run(|client| reconcile(Arc::new(elig.clone()), caches.context(client)))
         .await;
     let action = outcome.result.expect("the eligibility reconcile succeeds");
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    assert_eq!(
+        action,
+        Action::requeue(crate::controller::eligibility::RECHECK)
+    );
     assert_eq!(outcome.server.writes(), 1);
 
     // The next pass (a re-check, or a request event) on what the server now holds, a minute
@@ -137,4 +139,20 @@ fn a_request_refreshes_the_eligibilities_it_counts_for_once_activated() {
         affected_by(&all, &expired),
         vec![ObjectRef::<Eligibility>::new(ELIG)]
     );
+}
+
+#[test]
+fn a_privileged_role_change_refreshes_every_eligibility_that_names_it() {
+    let alices = Arc::new(eligibility(ELIG, ROLE).users(&[ALICE]));
+    let bobs = Arc::new(eligibility("bob-db", ROLE).users(&[BOB]));
+    let other_role = Arc::new(eligibility("alice-other", "other").users(&[ALICE]));
+    let all = [alices, bobs, other_role];
+    assert_eq!(
+        of_role(&all, ROLE),
+        vec![
+            ObjectRef::<Eligibility>::new(ELIG),
+            ObjectRef::<Eligibility>::new("bob-db")
+        ]
+    );
+    assert_eq!(of_role(&all, "unnamed"), vec![]);
 }
