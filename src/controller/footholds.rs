@@ -72,16 +72,16 @@ async fn read<K>(
     what: &'static str,
     since: DateTime<Utc>,
     to_found: impl Fn(&K) -> Found,
-    into: &mut Vec<Found>,
-) -> Result<(), Error>
+) -> Result<Vec<Found>, Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let slack = chrono::Duration::seconds(1);
+    let mut out = Vec::new();
     for api in &apis {
         let mut pages = calls::pages(api, ListParams::default(), what);
         while let Some(objects) = pages.next().await? {
-            into.extend(
+            out.extend(
                 objects
                     .iter()
                     .map(&to_found)
@@ -89,7 +89,7 @@ where
             );
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn namespaced<K>(ctx: &Context, namespaces: &Option<Vec<String>>) -> Vec<Api<K>>
@@ -105,67 +105,71 @@ where
     }
 }
 
-/// Everything made in the grant's scope since `since`. A kind the operator may not list (its
-/// RBAC narrowed) is skipped with a log line: the scan reports what it could see.
+/// Everything made in the grant's scope since `since`.
 pub async fn scan(
     ctx: &Context,
     request: &ActivationRequest,
     since: DateTime<Utc>,
 ) -> Result<Vec<Found>, Error> {
     let (namespaces, cluster_wide) = scope_of(request);
-    let mut out = Vec::new();
-    let tolerate = |result: Result<(), Error>, kind: &str| match result {
-        Err(error) if error.api_code() == Some(403) => {
-            tracing::warn!(%error, kind, "foothold scan: may not list; skipped");
-            Ok(())
-        }
-        Err(error) if error.refusal() == Refusal::NotFound => Ok(()),
-        other => other,
-    };
-    let rb = read(
-        namespaced::<RoleBinding>(ctx, &namespaces),
-        "list rolebindings (foothold scan)",
-        since,
-        |b: &RoleBinding| Found {
-            subjects: b.subjects.clone().unwrap_or_default(),
-            ..found(FoundKind::RoleBinding, b)
-        },
-        &mut out,
-    )
-    .await;
-    tolerate(rb, "rolebindings")?;
-    if cluster_wide {
-        let crb = read(
-            vec![Api::<ClusterRoleBinding>::all(ctx.client.clone())],
-            "list clusterrolebindings (foothold scan)",
+    // The four kinds are listed at once: the scan sits between a revocation and its status write,
+    // and when many grants expire together its round trips add up in the reconcile queue.
+    let (rb, crb, roles, accounts) = futures::join!(
+        read(
+            namespaced::<RoleBinding>(ctx, &namespaces),
+            "list rolebindings (foothold scan)",
             since,
-            |b: &ClusterRoleBinding| Found {
+            |b: &RoleBinding| Found {
                 subjects: b.subjects.clone().unwrap_or_default(),
-                ..found(FoundKind::ClusterRoleBinding, b)
+                ..found(FoundKind::RoleBinding, b)
             },
-            &mut out,
-        )
-        .await;
-        tolerate(crb, "clusterrolebindings")?;
+        ),
+        async {
+            if !cluster_wide {
+                return Ok(Vec::new());
+            }
+            read(
+                vec![Api::<ClusterRoleBinding>::all(ctx.client.clone())],
+                "list clusterrolebindings (foothold scan)",
+                since,
+                |b: &ClusterRoleBinding| Found {
+                    subjects: b.subjects.clone().unwrap_or_default(),
+                    ..found(FoundKind::ClusterRoleBinding, b)
+                },
+            )
+            .await
+        },
+        read(
+            namespaced::<Role>(ctx, &namespaces),
+            "list roles (foothold scan)",
+            since,
+            |r: &Role| found(FoundKind::Role, r),
+        ),
+        read(
+            namespaced::<ServiceAccount>(ctx, &namespaces),
+            "list serviceaccounts (foothold scan)",
+            since,
+            |a: &ServiceAccount| found(FoundKind::ServiceAccount, a),
+        ),
+    );
+    // A kind the operator may not list (its RBAC narrowed) is skipped with a log line: the scan
+    // reports what it could see.
+    let mut out = Vec::new();
+    for (result, kind) in [
+        (rb, "rolebindings"),
+        (crb, "clusterrolebindings"),
+        (roles, "roles"),
+        (accounts, "serviceaccounts"),
+    ] {
+        match result {
+            Ok(found) => out.extend(found),
+            Err(error) if error.api_code() == Some(403) => {
+                tracing::warn!(%error, kind, "foothold scan: may not list; skipped");
+            }
+            Err(error) if error.refusal() == Refusal::NotFound => {}
+            Err(error) => return Err(error),
+        }
     }
-    let roles = read(
-        namespaced::<Role>(ctx, &namespaces),
-        "list roles (foothold scan)",
-        since,
-        |r: &Role| found(FoundKind::Role, r),
-        &mut out,
-    )
-    .await;
-    tolerate(roles, "roles")?;
-    let accounts = read(
-        namespaced::<ServiceAccount>(ctx, &namespaces),
-        "list serviceaccounts (foothold scan)",
-        since,
-        |a: &ServiceAccount| found(FoundKind::ServiceAccount, a),
-        &mut out,
-    )
-    .await;
-    tolerate(accounts, "serviceaccounts")?;
     Ok(out)
 }
 
