@@ -48,16 +48,19 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     let name = request.name_any();
     let now = ctx.now();
     let old_status = request.status.clone().unwrap_or_default();
+    let role = ctx.role(&request.spec.role);
+    let found = ctx.bindings_of(request, role.as_deref());
     // Our own write of a moment ago may not be in the cache yet: acting on the older version
     // would only repeat work and meet a conflict. The watch delivers the newer one, unless the
-    // grant is overdue: its revocation does not wait for the watch.
+    // grant is overdue and one of its bindings is still there: that revocation does not wait for
+    // the watch. (Once the bindings are gone there is nothing to hurry: an expiry herd would
+    // otherwise redo every revocation it had just done.)
+    let still_bound = found.iter().any(|f| !f.foreign);
     if ctx.is_superseded(&name, request.resource_version().as_deref())
-        && !is_overdue(&old_status, now)
+        && !(still_bound && is_overdue(&old_status, now))
     {
         return Ok(Action::requeue(STALE_REQUEUE));
     }
-    let role = ctx.role(&request.spec.role);
-    let found = ctx.bindings_of(request, role.as_deref());
     if request.metadata.deletion_timestamp.is_some() {
         return finalize(ctx, request, &found).await;
     }

@@ -966,6 +966,32 @@ async fn an_overdue_grant_is_revoked_even_on_a_version_our_writes_superseded() {
     assert_eq!(outcome.server.writes(), 2);
 }
 
+/// The same overdue grant, once its binding is gone from the cache: our own revocation was the
+/// newer write, so there is nothing to hurry and no call is made (in an expiry herd every
+/// revocation would otherwise be done twice).
+#[tokio::test(start_paused = true)]
+async fn an_overdue_grant_already_unbound_waits_for_the_newer_version() {
+    let until = truncate_to_second(now()) - secs(3);
+    let request = activation_request("r1")
+        .finalized()
+        .approved_by(BOB)
+        .active_until(until);
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE));
+    let outcome = Scenario::new()
+        .holding(&request)
+        .run(|client| {
+            let ctx = caches.context(client);
+            ctx.note_written("r1", Some("999"));
+            reconcile(Arc::new(request.clone()), ctx)
+        })
+        .await;
+    assert_eq!(
+        outcome.result.expect("not an error"),
+        Action::requeue(STALE_REQUEUE)
+    );
+    assert_eq!(outcome.server.writes(), 0);
+}
+
 /// The CI guard of the "idle cluster: 0 writes" budget: a resync (a re-list, a new leader) of many
 /// settled requests, active grants and pending requests alike, makes no call at all.
 #[tokio::test(start_paused = true)]
