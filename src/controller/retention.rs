@@ -4,6 +4,7 @@
 //!
 //! Export is at least once: a deletion that fails after the export is retried on the next pass
 //! with a second export line (the record's `uid` tells them apart from another request).
+use std::collections::HashMap;
 use std::time::Duration;
 
 use kube::api::{DeleteParams, Preconditions};
@@ -47,11 +48,22 @@ pub async fn prune(ctx: &Context, keep_for: Duration) -> Result<usize, Error> {
     };
     let requests = ctx.requests.state();
     let now = ctx.now();
+    // Once per role, not per request: each lookup scans every Eligibility.
+    let mut by_role: HashMap<&str, chrono::Duration> = HashMap::new();
+    for request in &requests {
+        let role = request.spec.role.as_str();
+        by_role.entry(role).or_insert_with(|| {
+            let eligibilities = ctx.eligibilities_for(role);
+            let eligibilities: Vec<&Eligibility> =
+                eligibilities.iter().map(AsRef::as_ref).collect();
+            keep_for.max(kept_for_budgets(ctx.role(role).as_deref(), &eligibilities))
+        });
+    }
     let retention_of = |request: &ActivationRequest| {
-        let role = ctx.role(&request.spec.role);
-        let eligibilities = ctx.eligibilities_for(&request.spec.role);
-        let eligibilities: Vec<&Eligibility> = eligibilities.iter().map(AsRef::as_ref).collect();
-        keep_for.max(kept_for_budgets(role.as_deref(), &eligibilities))
+        by_role
+            .get(request.spec.role.as_str())
+            .copied()
+            .unwrap_or(keep_for)
     };
     let mut deleted = 0;
     let mut first_error = None;
