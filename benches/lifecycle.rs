@@ -18,11 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::client::ClientBuilder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kubepim::api::{ActivationRequest, Decision, Phase, SubjectRef, labels};
 use kubepim::metrics::api_requests::{ApiCallCounter, Verb};
+use kubepim::policy::footholds;
 use kubepim::policy::lifecycle::binding_name;
 use kubepim::runtime::{OperatorSettings, run_operator};
 use support::Env;
@@ -339,6 +341,28 @@ async fn bench() {
             .all(|name| seen.deleted.contains_key(&binding_name(name)))
     })
     .await;
+    let last_deleted = Instant::now();
+    // The foothold reviews follow the revocations (one scan and one status write each); the
+    // idle minute starts once they are done.
+    let mut pending = all.len();
+    while pending > 0 {
+        assert!(
+            last_deleted.elapsed() < Duration::from_secs(300),
+            "benchmark: timed out waiting for {pending} foothold reviews"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let list = requests
+            .list(&Default::default())
+            .await
+            .expect("list requests");
+        pending = list
+            .items
+            .iter()
+            .filter(|r| all.contains(&r.name_any()))
+            .filter(|r| r.status.as_ref().is_none_or(footholds::is_pending))
+            .count();
+    }
+    let reviews_drained = last_deleted.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let expiry_refreshes = status_refreshes(&counter) - refreshes_before_expiry;
     let (expiry_writes, expiry_events) = (
@@ -399,10 +423,17 @@ async fn bench() {
         per(approval_events, n)
     );
     println!(
-        "{:<44} {:.2} + {:.2} Events (binding delete + status; target <= 2)",
-        "API writes per revocation (expiry)",
+        "{:<44} {:.2} + {:.2} Events (binding delete + status, target <= 2; then the \
+         foothold review's one status write)",
+        "API writes per grant end (revocation + review)",
         per(expiry_writes, all.len()),
         per(expiry_events, all.len())
+    );
+    println!(
+        "{:<44} {:.1} s after the last binding was gone ({} reviews, two at a time)",
+        "foothold reviews drained",
+        reviews_drained.as_secs_f64(),
+        all.len()
     );
     println!(
         "{:<44} {auto_refreshes} / {approval_refreshes} / {expiry_refreshes} \

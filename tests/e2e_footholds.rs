@@ -11,7 +11,7 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kubepim::api::conditions::FOOTHOLDS_FOUND;
-use kubepim::api::{Phase, SubjectRef};
+use kubepim::api::{ActivationRequest, Phase, SubjectRef};
 use kubepim::policy::reasons;
 use kubepim::runtime::OperatorSettings;
 use support::Env;
@@ -99,13 +99,25 @@ async fn a_grant_that_leaves_bindings_behind_says_so_at_its_end() {
     .await
     .expect("a binding to the ServiceAccount");
 
+    // The grant ends first (bindings gone, phase written with the review pending); the review
+    // of what it left behind follows.
     let ended = wait::phase(&env, &name, Phase::Expired).await;
-    let status = ended.status.clone().expect("status");
-    let found = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == FOOTHOLDS_FOUND)
-        .unwrap_or_else(|| panic!("no {FOOTHOLDS_FOUND} condition: {}", describe(&ended)));
+    let requests: Api<ActivationRequest> = Api::all(env.admin());
+    let reviewed = wait::until(&env, "the foothold review", wait::TIMEOUT, || async {
+        let request = requests.get(&name).await.map_err(|e| e.to_string())?;
+        let condition = request
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == FOOTHOLDS_FOUND))
+            .cloned()
+            .ok_or_else(|| format!("no {FOOTHOLDS_FOUND} condition: {}", describe(&ended)))?;
+        if condition.reason == reasons::FOOTHOLD_REVIEW_PENDING {
+            return Err("review pending".to_string());
+        }
+        Ok(condition)
+    })
+    .await;
+    let found = &reviewed;
     assert_eq!(found.status, "True", "{found:?}");
     assert_eq!(found.reason, reasons::FOOTHOLDS_FOUND);
     for expected in [

@@ -717,6 +717,25 @@ pub mod expect {
     /// The foothold scan of a grant that ends in `namespace`: RoleBindings, Roles and
     /// ServiceAccounts there, each one empty page of 500.
     pub fn foothold_scan(namespace: &str) -> Vec<Expectation> {
+        foothold_scan_finding(namespace, &[])
+    }
+
+    /// The foothold scan of `namespace`, whose RoleBindings are `role_bindings` (no Roles or
+    /// ServiceAccounts).
+    pub fn foothold_scan_finding(
+        namespace: &str,
+        role_bindings: &[RoleBinding],
+    ) -> Vec<Expectation> {
+        let page = |resource: &str| -> Vec<Value> {
+            if resource == "rolebindings" {
+                role_bindings
+                    .iter()
+                    .map(|b| serde_json::to_value(b).expect("serialisable"))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        };
         [
             "apis/rbac.authorization.k8s.io/v1",
             "apis/rbac.authorization.k8s.io/v1",
@@ -736,7 +755,7 @@ pub mod expect {
                     "{c}: unpaginated"
                 )
             })
-            .replies_page::<Value>(&[], None)
+            .replies_page::<Value>(&page(resource), None)
         })
         .collect()
     }

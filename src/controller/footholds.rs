@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::ActivationRequestStatus;
 use crate::api::{ActivationRequest, labels};
-use crate::policy::footholds::{Foothold, Found, FoundKind, GrantWindow, judge};
+use crate::policy::footholds::{Foothold, Found, FoundKind, GrantWindow, judge, review_window};
 use crate::policy::lifecycle::BindingKind;
 use crate::policy::lifecycle::Step;
 use crate::policy::reasons;
@@ -180,20 +180,17 @@ pub fn ends_grant(old: &ActivationRequestStatus, step: &Step) -> bool {
         && matches!(step, Step::End { reason, .. } if *reason != reasons::EXTENDED)
 }
 
-/// The footholds of `request`'s grant, which ends `now`: scanned from the start of the
-/// uninterrupted elevation (`continuousSince`, else `activatedAt`).
+/// The footholds of `request`'s ended grant, judged over its window (see
+/// [`crate::policy::footholds::review_window`]).
 pub async fn review(
     ctx: &Context,
     request: &ActivationRequest,
-    old: &ActivationRequestStatus,
     now: DateTime<Utc>,
 ) -> Result<Vec<Foothold>, Error> {
-    let Some(from) = old
-        .continuous_since
-        .as_ref()
-        .or(old.activated_at.as_ref())
-        .map(from_k8s)
-    else {
+    let Some(status) = request.status.as_ref() else {
+        return Ok(vec![]);
+    };
+    let Some((from, until)) = review_window(status, now) else {
         return Ok(vec![]);
     };
     let Some(requester) = request.spec.requester.as_ref() else {
@@ -204,7 +201,7 @@ pub async fn review(
         requester: &requester.username,
         groups: &requester.groups,
         from,
-        until: now,
+        until,
     };
     Ok(judge(&found, &window))
 }

@@ -9,6 +9,7 @@ pub mod eligibility;
 mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod foothold_review;
 mod footholds;
 pub mod memory;
 mod record;

@@ -7,7 +7,13 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::Subject;
 
+use crate::api::ActivationRequestStatus;
+use crate::api::conditions::FOOTHOLDS_FOUND;
+use crate::time::from_k8s;
+
 use super::identity::service_account_parts;
+use super::reasons;
+use super::status::set_condition_to;
 
 /// An object the scan found, reduced to what the judgement needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,4 +182,87 @@ pub fn condition(footholds: &[Foothold]) -> super::role_readiness::ConditionStat
         reason: super::reasons::FOOTHOLDS_FOUND,
         message: summary(footholds),
     }
+}
+
+/// The review is not part of the revocation: the grant's end is written with `FootholdsFound`
+/// Unknown (pending), and the review that follows sets it True or False. A herd of expiries
+/// revokes at the pace of binding deletions, not of namespace scans.
+pub fn mark_pending(
+    status: &mut ActivationRequestStatus,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    set_condition_to(
+        &mut status.conditions,
+        FOOTHOLDS_FOUND,
+        "Unknown",
+        reasons::FOOTHOLD_REVIEW_PENDING,
+        "the grant's bindings are gone; what it left behind is being reviewed",
+        generation,
+        now,
+    );
+}
+
+/// Does this ended request still wait for its foothold review?
+pub fn is_pending(status: &ActivationRequestStatus) -> bool {
+    status.phase.is_some_and(|p| p.is_terminal())
+        && status.conditions.iter().any(|c| {
+            c.type_ == FOOTHOLDS_FOUND
+                && c.status == "Unknown"
+                && c.reason == reasons::FOOTHOLD_REVIEW_PENDING
+        })
+}
+
+/// The window a pending review judges: from the start of the uninterrupted elevation
+/// (`continuousSince`, else `activatedAt`) to `endedAt` (`now` for a status written before
+/// `endedAt` existed). `None` for a request that never held the role.
+pub fn review_window(
+    status: &ActivationRequestStatus,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let from = status
+        .continuous_since
+        .as_ref()
+        .or(status.activated_at.as_ref())
+        .map(from_k8s)?;
+    let until = status.ended_at.as_ref().map(from_k8s).unwrap_or(now);
+    Some((from, until))
+}
+
+/// What the review found, as the status it leaves: `FootholdsFound` True with the objects or
+/// False, or Unknown with why the scope could not be read.
+pub fn reviewed_status(
+    old: &ActivationRequestStatus,
+    outcome: Result<&[Foothold], &str>,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> ActivationRequestStatus {
+    let mut status = old.clone();
+    match outcome {
+        Ok(found) => {
+            let state = condition(found);
+            let value = if state.status { "True" } else { "False" };
+            set_condition_to(
+                &mut status.conditions,
+                FOOTHOLDS_FOUND,
+                value,
+                state.reason,
+                &state.message,
+                generation,
+                now,
+            );
+        }
+        Err(error) => set_condition_to(
+            &mut status.conditions,
+            FOOTHOLDS_FOUND,
+            "Unknown",
+            reasons::FOOTHOLD_REVIEW_FAILED,
+            &format!(
+                "the granted scope could not be read, so what the grant left behind is not known: {error}"
+            ),
+            generation,
+            now,
+        ),
+    }
+    status
 }

@@ -73,3 +73,7 @@ pub const CONTINUOUS_DURATION_TOO_LONG: &str = "ContinuousDurationTooLong";
 // Footholds at a grant's end.
 pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";
 pub const NO_FOOTHOLDS_FOUND: &str = "NoFootholdsFound";
+/// The grant has ended; the review of what it left behind runs after its revocation.
+pub const FOOTHOLD_REVIEW_PENDING: &str = "FootholdReviewPending";
+/// The review could not read the granted scope (after retries).
+pub const FOOTHOLD_REVIEW_FAILED: &str = "FootholdReviewFailed";

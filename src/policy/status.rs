@@ -23,7 +23,21 @@ pub fn set_condition(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = if status { "True" } else { "False" };
+    set_condition_to(conditions, type_, status, reason, message, generation, now);
+}
+
+/// [`set_condition`] for any of the three statuses (`Unknown` included).
+pub fn set_condition_to(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let status = status.to_string();
     let message = message.chars().take(1024).collect::<String>();
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {

@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
 use crate::controller::context::{Caches, Context};
 use crate::controller::retention::{self, RetentionSettings};
-use crate::controller::{self, bindings, eligibility, request, role, standing_scan, sweeper};
+use crate::controller::{
+    self, bindings, eligibility, foothold_review, request, role, standing_scan, sweeper,
+};
 use crate::metrics::kind;
 use crate::notify::Notifier;
 
@@ -361,6 +363,17 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .take_until(stopped.wait()),
     );
 
+    // What ended grants left behind, reviewed after their revocation (subscribed before the
+    // worker reads the cache, so nothing pending falls between the two).
+    let foothold_reviews = foothold_review::run(
+        ctx.clone(),
+        feeds
+            .requests
+            .subscribe(false)
+            .filter_map(|r| future::ready(r.ok()))
+            .take_until(stopped.wait()),
+    );
+
     // History retention: ended requests exported, then deleted.
     let retention_loop = retention_loop(ctx.clone(), settings.retention, stopped.wait());
 
@@ -375,6 +388,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         binding_guard,
         standing_loop,
         retention_loop,
+        foothold_reviews,
     );
 }
 

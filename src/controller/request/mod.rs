@@ -10,11 +10,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ActivationRequestStatus;
-use crate::api::conditions::FOOTHOLDS_FOUND;
 use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::extension::Related;
 use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
-use crate::policy::status::{request_status, set_condition};
+use crate::policy::status::request_status;
 use crate::policy::transition;
 use crate::time::from_k8s;
 
@@ -24,7 +23,7 @@ use super::context::{Context, FoundBinding};
 use super::footholds;
 
 mod apply;
-mod record;
+pub(super) mod record;
 
 use apply::Applied;
 
@@ -128,40 +127,16 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         }
     };
 
-    // A grant that ends is reviewed for what it left behind (after its bindings are gone).
-    let footholds = if footholds::ends_grant(&old_status, &step) {
-        match footholds::review(ctx, request, &old_status, now).await {
-            Ok(found) => Some(found),
-            Err(error) => {
-                tracing::warn!(%error, request = %name, "foothold scan failed; the grant ends unreviewed");
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    // Record.
+    // Record. A grant that ends is reviewed for what it left behind after this write (by
+    // `controller::foothold_review`), so that the revocation waits for no scan.
     let mut new_status = request_status(&old_status, &step, request.metadata.generation, now);
-    if let Some(found) = &footholds {
-        let state = crate::policy::footholds::condition(found);
-        set_condition(
-            &mut new_status.conditions,
-            FOOTHOLDS_FOUND,
-            state.status,
-            state.reason,
-            &state.message,
-            request.metadata.generation,
-            now,
-        );
+    if footholds::ends_grant(&old_status, &step) {
+        crate::policy::footholds::mark_pending(&mut new_status, request.metadata.generation, now);
     }
     if new_status != old_status {
         match record::patch_status(ctx, &name, resource_version, &new_status).await {
             Ok(()) => {
                 record::status_changed(ctx, request, &old_status, &new_status, &step);
-                if let Some(found) = footholds.as_ref().filter(|f| !f.is_empty()) {
-                    record::footholds(ctx, request, found);
-                }
             }
             // Someone (an approver, or our own earlier write) changed the request since we read
             // it: decide again on the newer version, which the watch delivers.

@@ -16,7 +16,7 @@ use super::super::record::{About, record};
 
 /// Writes the controller-owned status fields, conditional on the version decided upon. Approvals
 /// are left out of the patch so that concurrent approvers are never overwritten.
-pub(super) async fn patch_status(
+pub(in crate::controller) async fn patch_status(
     ctx: &Context,
     name: &str,
     resource_version: Option<String>,
@@ -89,7 +89,11 @@ pub(super) async fn report_stuck(
 
 /// What a grant left behind: a Warning Event, an audit line, the security audience's
 /// notification, and the metric per object.
-pub(super) fn footholds(ctx: &Context, request: &ActivationRequest, found: &[Foothold]) {
+pub(in crate::controller) fn footholds(
+    ctx: &Context,
+    request: &ActivationRequest,
+    found: &[Foothold],
+) {
     for foothold in found {
         ctx.metrics.observe_foothold(foothold.found.kind.as_str());
     }

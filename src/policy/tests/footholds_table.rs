@@ -126,3 +126,66 @@ fn the_condition_says_what_was_found_and_how_precisely() {
         some.message
     );
 }
+
+/// The review's place after the revocation: pending once the grant ended, judged over the
+/// uninterrupted elevation up to `endedAt`, and done once a verdict (or a failure) is written.
+#[test]
+fn a_review_is_pending_from_the_grants_end_to_its_verdict() {
+    use crate::api::{ActivationRequestStatus, Phase};
+    use crate::policy::footholds::{is_pending, mark_pending, review_window, reviewed_status};
+    use crate::time::to_k8s;
+
+    let ended = |phase: Phase| ActivationRequestStatus {
+        phase: Some(phase),
+        activated_at: Some(to_k8s(at(10))),
+        ended_at: Some(to_k8s(at(70))),
+        ..Default::default()
+    };
+    let mut status = ended(Phase::Expired);
+    assert!(!is_pending(&status), "no review asked for yet");
+    mark_pending(&mut status, Some(1), at(70));
+    assert!(is_pending(&status));
+    assert_eq!(review_window(&status, at(99)), Some((at(10), at(70))));
+
+    // An extension's review covers the whole uninterrupted elevation.
+    let mut extended = status.clone();
+    extended.continuous_since = Some(to_k8s(at(5)));
+    assert_eq!(review_window(&extended, at(99)), Some((at(5), at(70))));
+    // A status from before endedAt existed: up to now.
+    let mut old = status.clone();
+    old.ended_at = None;
+    assert_eq!(review_window(&old, at(99)), Some((at(10), at(99))));
+    // Never active: nothing to review.
+    assert_eq!(
+        review_window(&ActivationRequestStatus::default(), at(99)),
+        None
+    );
+
+    // A grant still running is never "pending review", whatever its conditions say.
+    let mut running = status.clone();
+    running.phase = Some(Phase::Active);
+    assert!(!is_pending(&running));
+
+    for (outcome, want) in [
+        (Ok(&[][..]), ("False", reasons::NO_FOOTHOLDS_FOUND)),
+        (
+            Err("forbidden"),
+            ("Unknown", reasons::FOOTHOLD_REVIEW_FAILED),
+        ),
+    ] {
+        let done = reviewed_status(&status, outcome, Some(1), at(71));
+        assert!(!is_pending(&done), "{outcome:?}");
+        let c = done
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::api::conditions::FOOTHOLDS_FOUND)
+            .expect("the condition");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), want);
+        assert_eq!(done.phase, status.phase, "the verdict changes nothing else");
+    }
+    for phase in [Phase::Cancelled, Phase::Revoked, Phase::Expired] {
+        let mut s = ended(phase);
+        mark_pending(&mut s, None, at(70));
+        assert!(is_pending(&s), "{phase:?}");
+    }
+}
