@@ -12,14 +12,14 @@
 //! Active; then measures resident memory and CPU while idle, restarts the operator and measures
 //! the time until it is ready and has reconciled every request once, and the memory peak of that
 //! re-list. Memory is the process's own (`VmRSS`, `VmHWM` from /proc).
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Operator, cpu_seconds, env_usize, memory_mib};
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -28,144 +28,6 @@ use support::Env;
 use support::fixtures::{
     create_eligibility, create_role, dur, eligibility, namespace_reader, request,
 };
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// `VmRSS` and `VmHWM` of `pid`, in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// User plus system CPU time of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// One plain HTTP/1.0 GET on loopback: (status code, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).ok()?;
-    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
-}
-
-/// `kubepim_reconcile_total{kind="ActivationRequest"}` as the operator reports it.
-fn request_reconciles(port: u16) -> f64 {
-    http_get(port, "/metrics")
-        .and_then(|(_, body)| {
-            body.lines()
-                .find(|l| l.starts_with("kubepim_reconcile_total{kind=\"ActivationRequest\"}"))
-                .and_then(|l| l.split_whitespace().last())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Operator {
-    child: Child,
-    port: u16,
-    started: Instant,
-}
-
-impl Operator {
-    fn start(env: &Env, log: &std::path::Path) -> Self {
-        let port = free_port();
-        let kubeconfig = env.kubeconfig("operator").expect("a local control plane");
-        let out = std::fs::File::create(log).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubepim"))
-            .args(["run", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(["--metrics-port", &port.to_string(), "--log-format", "json"])
-            .env("RUST_LOG", "warn")
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting the kubepim binary");
-        Self {
-            child,
-            port,
-            started: Instant::now(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Seconds from start until `/readyz` answers 200 (the caches are synced).
-    async fn ready(&mut self) -> f64 {
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the operator exited: {status}");
-            }
-            if matches!(http_get(self.port, "/readyz"), Some((200, _))) {
-                return self.started.elapsed().as_secs_f64();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Seconds from start until every one of `n` requests was reconciled at least once.
-    async fn reconciled(&self, n: usize) -> f64 {
-        while request_reconciles(self.port) < n as f64 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.started.elapsed().as_secs_f64()
-    }
-
-    /// SIGTERM, and wait for the process to go.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Resident memory sampled every 500 ms for `window`: (max VmRSS, last VmRSS, VmHWM) in MiB, and
 /// the CPU share used meanwhile (1.0 = one core).
