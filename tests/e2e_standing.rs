@@ -597,13 +597,13 @@ async fn standing_scan_figure() {
     let (eligibilities, _) = reflector::store();
     let (rbs, _) = reflector::store();
     let (crb_store, _) = reflector::store();
-    let caches = kubepim::controller::context::Caches {
+    let caches = kubepim::controller::context::Caches::indexing(
         requests,
-        roles: role_store,
+        role_store,
         eligibilities,
-        role_bindings: rbs,
-        cluster_role_bindings: crb_store,
-    };
+        rbs,
+        crb_store,
+    );
     let ctx = kubepim::controller::context::Context::builder(client, caches).build();
     let break_glass = BreakGlass::default();
     for round in 1..=3 {

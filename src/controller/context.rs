@@ -14,6 +14,7 @@ use crate::policy::lifecycle::{ObservedBinding, binding_name};
 use crate::time::Clock;
 
 use super::bindings;
+use super::index::{self, EligibilityIndex, Index, RequestIndex};
 use super::memory::{BindChecks, StandingFindings, WrittenVersions};
 
 /// A managed binding found for a request, with the UID used as a delete precondition.
@@ -34,6 +35,40 @@ pub struct Caches {
     /// Only managed bindings are cached (label-selected watch), never all bindings.
     pub role_bindings: Store<RoleBinding>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    /// Requests by role, by requester and role, by the request they extend.
+    pub request_index: RequestIndex,
+    /// Eligibilities by role.
+    pub eligibility_index: EligibilityIndex,
+}
+
+impl Caches {
+    /// Caches over stores filled by other means (tests, one-off tools): the indexes are built
+    /// from what the stores hold now.
+    pub fn indexing(
+        requests: Store<ActivationRequest>,
+        roles: Store<PrivilegedRole>,
+        eligibilities: Store<Eligibility>,
+        role_bindings: Store<RoleBinding>,
+        cluster_role_bindings: Store<ClusterRoleBinding>,
+    ) -> Self {
+        let request_index = Arc::new(Index::of(
+            index::request_keys,
+            requests.state().iter().map(AsRef::as_ref),
+        ));
+        let eligibility_index = Arc::new(Index::of(
+            index::eligibility_keys,
+            eligibilities.state().iter().map(AsRef::as_ref),
+        ));
+        Self {
+            requests,
+            roles,
+            eligibilities,
+            role_bindings,
+            cluster_role_bindings,
+            request_index,
+            eligibility_index,
+        }
+    }
 }
 
 pub struct Context {
@@ -44,6 +79,8 @@ pub struct Context {
     /// Only managed bindings are cached (label-selected watch), never all bindings.
     pub role_bindings: Store<RoleBinding>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    request_index: RequestIndex,
+    eligibility_index: EligibilityIndex,
     pub recorder: Recorder,
     /// Standing-privilege findings of the latest scan, per PrivilegedRole: what the metric
     /// `kubepim_unmanaged_privileged_bindings{role}` exports.
@@ -110,6 +147,8 @@ impl ContextBuilder {
             eligibilities,
             role_bindings,
             cluster_role_bindings,
+            request_index,
+            eligibility_index,
         } = self.caches;
         Context {
             client: self.client,
@@ -118,6 +157,8 @@ impl ContextBuilder {
             eligibilities,
             role_bindings,
             cluster_role_bindings,
+            request_index,
+            eligibility_index,
             recorder,
             standing: Default::default(),
             bind_checks: Default::default(),
@@ -173,12 +214,19 @@ impl Context {
     /// An Active request that extends `request` (the newest, should there be several): once it
     /// is Active its bindings exist and `request` hands over.
     pub fn active_extension_of(&self, request: &str) -> Option<Arc<ActivationRequest>> {
-        self.requests
-            .state()
+        self.extensions_of(request)
             .into_iter()
-            .filter(|r| r.spec.extends.as_deref() == Some(request))
             .filter(|r| r.phase() == Some(crate::api::Phase::Active))
             .max_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    }
+
+    /// Every request that extends `request`, whatever its phase.
+    pub fn extensions_of(&self, request: &str) -> Vec<Arc<ActivationRequest>> {
+        self.request_index
+            .objects(&self.requests, &index::extending(request))
+            .into_iter()
+            .filter(|r| r.spec.extends.as_deref() == Some(request))
+            .collect()
     }
 
     /// Every kept request by `requester` for `role`: the history privilege budgets count (terminal
@@ -187,17 +235,26 @@ impl Context {
         if requester.is_empty() {
             return Vec::new();
         }
-        self.requests
-            .state()
+        self.request_index
+            .objects(&self.requests, &index::by_requester(requester, role))
             .into_iter()
             .filter(|r| r.spec.role == role && r.requester_name() == requester)
             .collect()
     }
 
+    /// Every kept request for `role`.
+    pub fn requests_for(&self, role: &str) -> Vec<Arc<ActivationRequest>> {
+        self.request_index
+            .objects(&self.requests, &index::by_role(role))
+            .into_iter()
+            .filter(|r| r.spec.role == role)
+            .collect()
+    }
+
     /// Eligibilities that name this role (filtering by subject is the policy's job).
     pub fn eligibilities_for(&self, role: &str) -> Vec<Arc<Eligibility>> {
-        self.eligibilities
-            .state()
+        self.eligibility_index
+            .objects(&self.eligibilities, &index::by_role(role))
             .into_iter()
             .filter(|e| e.spec.role == role)
             .collect()

@@ -19,8 +19,8 @@ use super::context::Context;
 
 /// A backstop only: window changes are requeued for exactly, and request and PrivilegedRole
 /// changes trigger a refresh ([`affected_by`], [`of_role`]). Every reconcile scans the request
-/// cache, so a short period costs CPU on an idle cluster: with 5,000 eligibilities and 10,000
-/// requests, a 60 s period was most of the operator's idle CPU (BENCHMARKS.md, scale).
+/// role's requests, so a short period costs CPU on an idle cluster: with 5,000 eligibilities and
+/// 10,000 requests, a 60 s period was most of the operator's idle CPU (BENCHMARKS.md, scale).
 pub const RECHECK: Duration = Duration::from_secs(600);
 
 /// The Eligibilities that name `role`: their `Active` condition says whether it exists.
@@ -72,8 +72,7 @@ pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Acti
 
     // Derived from the requests this eligibility could have allowed: no write on the grant path.
     let activations: Vec<_> = ctx
-        .requests
-        .state()
+        .requests_for(&elig.spec.role)
         .into_iter()
         .filter(|r| counts(&elig, r))
         .filter_map(|r| {

@@ -306,13 +306,13 @@ impl Caches {
 
     /// The context with its clock at `at`: a later pass sees a later time, as a re-check does.
     pub fn context_at(&self, client: Client, at: DateTime<Utc>) -> Arc<Context> {
-        let caches = super::context::Caches {
-            requests: self.requests.0.clone(),
-            roles: self.roles.0.clone(),
-            eligibilities: self.eligibilities.0.clone(),
-            role_bindings: self.role_bindings.0.clone(),
-            cluster_role_bindings: self.cluster_role_bindings.0.clone(),
-        };
+        let caches = super::context::Caches::indexing(
+            self.requests.0.clone(),
+            self.roles.0.clone(),
+            self.eligibilities.0.clone(),
+            self.role_bindings.0.clone(),
+            self.cluster_role_bindings.0.clone(),
+        );
         Arc::new(
             Context::builder(client, caches)
                 .clock(crate::time::Clock::fixed(at))

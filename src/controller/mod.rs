@@ -11,6 +11,7 @@ mod error;
 mod fixtures;
 pub mod foothold_review;
 mod footholds;
+pub mod index;
 pub mod memory;
 mod record;
 pub mod request;

@@ -39,10 +39,9 @@ pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<A
         None => None,
     };
     let active_grants = ctx
-        .requests
-        .state()
+        .requests_for(&name)
         .iter()
-        .filter(|r| r.spec.role == name && r.phase() == Some(Phase::Active))
+        .filter(|r| r.phase() == Some(Phase::Active))
         .count() as u32;
     // `unmanagedBindings` belongs to the standing-privilege scan: neither compared nor written.
     let old = PrivilegedRoleStatus {

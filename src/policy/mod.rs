@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod binding;
 pub mod budget;
+pub mod cache_lag;
 pub mod eligibility;
 pub mod extension;
 pub mod footholds;

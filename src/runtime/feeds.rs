@@ -23,6 +23,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_stream_shim::UnboundedReceiverStream;
 
+use crate::controller::index::{Index, KeysOf};
+
 use super::backoff::WatchBackoff;
 
 /// One cache and its subscribers.
@@ -32,6 +34,8 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     store: Store<K>,
+    /// Names by lookup key, updated with the store.
+    index: Arc<Index<K>>,
     subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<K>>>>,
 }
 
@@ -43,6 +47,7 @@ where
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
+            index: self.index.clone(),
             subscribers: self.subscribers.clone(),
         }
     }
@@ -61,31 +66,57 @@ where
 {
     /// The feed and the future that drives its watch (run it until shutdown).
     pub fn new(api: Api<K>, config: watcher::Config) -> (Self, impl Future<Output = ()> + Send) {
+        Self::indexed(api, config, |_| Vec::new())
+    }
+
+    /// A feed whose objects are also indexed by `keys_of` (see [`Feed::index`]).
+    pub fn indexed(
+        api: Api<K>,
+        config: watcher::Config,
+        keys_of: KeysOf<K>,
+    ) -> (Self, impl Future<Output = ()> + Send) {
         // What the controllers never read is dropped before it is cached: managedFields and
         // kubectl's last-applied copy are most of an object's size (issue: memory at 10k grants).
-        Self::from_events(watcher(api, config).modify(trim))
+        Self::from_events(watcher(api, config).modify(trim), Index::new(keys_of))
     }
 
     /// The feed of any stream of watch events (a watch in production, a script in tests): the
     /// store is updated first, then every subscriber gets the touched object.
     fn from_events(
         events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+        index: Index<K>,
     ) -> (Self, impl Future<Output = ()> + Send) {
         let (store, writer) = reflector::store();
         let subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<K>>>> = Arc::default();
+        let index = Arc::new(index);
         let feed = Self {
-            store,
+            store: store.clone(),
+            index: index.clone(),
             subscribers: subscribers.clone(),
         };
         let kind = <K as Resource>::kind(&()).to_string();
+        let fan_out = move |object: K| {
+            let mut subscribers = subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            subscribers.retain(|tx| tx.send(object.clone()).is_ok());
+        };
+        // The store is updated before each event comes out of the reflector; the index follows
+        // it, then the subscribers hear of the object.
         let drive = reflector::reflector(writer, events)
             .backoff(WatchBackoff::default())
-            .touched_objects()
-            .for_each(move |touched| {
-                match touched {
-                    Ok(object) => {
-                        let mut subscribers = subscribers.lock().unwrap_or_else(|e| e.into_inner());
-                        subscribers.retain(|tx| tx.send(object.clone()).is_ok());
+            .for_each(move |event| {
+                match event {
+                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                        index.apply(&object);
+                        fan_out(object);
+                    }
+                    Ok(watcher::Event::Delete(object)) => {
+                        index.remove(&object);
+                        fan_out(object);
+                    }
+                    Ok(watcher::Event::Init) => {}
+                    Ok(watcher::Event::InitDone) => {
+                        let objects = store.state();
+                        index.rebuild(objects.iter().map(AsRef::as_ref));
                     }
                     Err(error) => tracing::debug!(%error, %kind, "watch failed; retrying"),
                 }
@@ -103,6 +134,11 @@ where
     /// The cache.
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// The cache's names by lookup key.
+    pub fn index(&self) -> Arc<Index<K>> {
+        self.index.clone()
     }
 
     /// Every object the watch touches from now on (deleted ones included), in the form the
@@ -198,8 +234,63 @@ mod tests {
         for e in events {
             tx.send(e).unwrap();
         }
-        let (feed, drive) = Feed::from_events(UnboundedReceiverStream::new(rx).map(Ok));
+        // Indexed by their `team` label, as requests are by role.
+        let index = Index::new(|cm: &ConfigMap| {
+            cm.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("team"))
+                .map(|team| vec![team.clone()])
+                .unwrap_or_default()
+        });
+        let (feed, drive) = Feed::from_events(UnboundedReceiverStream::new(rx).map(Ok), index);
         (feed, drive, tx)
+    }
+
+    fn of_team(name: &str, team: &str) -> ConfigMap {
+        let mut object = cm(name);
+        object.metadata.labels = Some([("team".to_string(), team.to_string())].into());
+        object
+    }
+
+    #[tokio::test]
+    async fn the_index_follows_the_store_through_changes_deletions_and_a_relist() {
+        let (feed, drive, events) = scripted(vec![
+            Event::Init,
+            Event::InitApply(of_team("a", "red")),
+            Event::InitApply(of_team("b", "red")),
+            Event::InitDone,
+        ]);
+        let drive = tokio::spawn(drive);
+        feed.store().wait_until_ready().await.unwrap();
+        let mut live = Box::pin(feed.subscribe(false));
+        let index = feed.index();
+        assert_eq!(index.names("red"), ["a", "b"]);
+
+        events.send(Event::Apply(of_team("b", "blue"))).unwrap();
+        events.send(Event::Delete(of_team("a", "red"))).unwrap();
+        live.next().await.unwrap().unwrap();
+        live.next().await.unwrap().unwrap();
+        assert!(index.names("red").is_empty());
+        assert_eq!(index.names("blue"), ["b"]);
+
+        // A re-list in which `b` is gone (deleted while the watch was away) and `c` is new.
+        for event in [
+            Event::Init,
+            Event::InitApply(of_team("c", "blue")),
+            Event::InitDone,
+            Event::Apply(of_team("d", "green")),
+        ] {
+            events.send(event).unwrap();
+        }
+        let mut seen = vec![];
+        while seen.last().map(String::as_str) != Some("d") {
+            seen.push(names(&[live.next().await.unwrap().unwrap()]).remove(0));
+        }
+        assert_eq!(index.names("blue"), ["c"]);
+        assert_eq!(index.names("green"), ["d"]);
+        drop(events);
+        drive.await.unwrap();
     }
 
     fn names(objects: &[ConfigMap]) -> Vec<String> {

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, labels};
 use crate::controller::context::Context;
+use crate::controller::index;
 use crate::health::{Health, HealthServer, Readiness};
 use crate::metrics::Metrics;
 use crate::notify::{FailureCallback, Notification, Notifier};
@@ -73,9 +74,14 @@ pub async fn run_operator(
     // The caches, on every replica.
     let fast = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
     let managed = fast.clone().labels(labels::MANAGED_SELECTOR);
-    let (requests, requests_watch) = Feed::new(Api::all(client.clone()), fast.clone());
+    let (requests, requests_watch) =
+        Feed::indexed(Api::all(client.clone()), fast.clone(), index::request_keys);
     let (roles, roles_watch) = Feed::new(Api::all(client.clone()), fast.clone());
-    let (eligibilities, eligibilities_watch) = Feed::new(Api::all(client.clone()), fast.clone());
+    let (eligibilities, eligibilities_watch) = Feed::indexed(
+        Api::all(client.clone()),
+        fast.clone(),
+        index::eligibility_keys,
+    );
     let (role_bindings, rb_watch) = Feed::new(Api::all(client.clone()), managed.clone());
     let (cluster_role_bindings, crb_watch) = Feed::new(Api::all(client.clone()), managed);
     let feeds = Feeds {

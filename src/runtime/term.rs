@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -203,6 +203,8 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         eligibilities: feeds.eligibilities.store(),
         role_bindings: feeds.role_bindings.store(),
         cluster_role_bindings: feeds.cluster_role_bindings.store(),
+        request_index: feeds.requests.index(),
+        eligibility_index: feeds.eligibilities.index(),
     };
     let ctx = Arc::new(
         Context::builder(shared.client.clone(), caches)
@@ -221,19 +223,20 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         }
     }
 
-    let by_role = |store: Store<ActivationRequest>| {
+    // Trigger mappings read the caches' indexes: a full scan per event cost O(requests) each,
+    // which at 10,000 requests was most of a restart's first pass.
+    let by_role = |ctx: Arc<Context>| {
         move |role_name: String| {
-            store
-                .state()
+            ctx.requests_for(&role_name)
                 .into_iter()
-                .filter(|r| r.spec.role == role_name && !r.phase().is_some_and(|p| p.is_terminal()))
+                .filter(|r| !r.phase().is_some_and(|p| p.is_terminal()))
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
                 .collect::<Vec<_>>()
         }
     };
-    let for_role = by_role(feeds.requests.store());
-    let for_eligibility = by_role(feeds.requests.store());
-    let extensions = feeds.requests.store();
+    let for_role = by_role(ctx.clone());
+    let for_eligibility = by_role(ctx.clone());
+    let extensions = ctx.clone();
     let request_of = |name: Option<String>| name.map(|n| ObjectRef::<ActivationRequest>::new(&n));
 
     // A new leader reconciles every request once, as a fresh start would.
@@ -284,23 +287,27 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .filter_map(|r| future::ready(r.ok().as_ref().and_then(role::affected_by))),
         STATUS_REFRESH,
     );
-    let eligibilities = feeds.eligibilities.store();
-    let by_request = feeds.requests.subscribe(false).flat_map(move |r| {
-        let affected = r
-            .ok()
-            .map(|r| eligibility::affected_by(&eligibilities.state(), &r))
-            .unwrap_or_default();
-        futures::stream::iter(affected)
-    });
+    let by_request = {
+        let ctx = ctx.clone();
+        feeds.requests.subscribe(false).flat_map(move |r| {
+            let affected = r
+                .ok()
+                .map(|r| eligibility::affected_by(&ctx.eligibilities_for(&r.spec.role), &r))
+                .unwrap_or_default();
+            futures::stream::iter(affected)
+        })
+    };
     // A PrivilegedRole created or deleted changes its eligibilities' Active condition.
-    let eligibilities = feeds.eligibilities.store();
-    let by_role = feeds.roles.subscribe(false).flat_map(move |r| {
-        let affected = r
-            .ok()
-            .map(|r| eligibility::of_role(&eligibilities.state(), &r.name_any()))
-            .unwrap_or_default();
-        futures::stream::iter(affected)
-    });
+    let by_role = {
+        let ctx = ctx.clone();
+        feeds.roles.subscribe(false).flat_map(move |r| {
+            let affected = r
+                .ok()
+                .map(|r| eligibility::of_role(&ctx.eligibilities_for(&r.name_any()), &r.name_any()))
+                .unwrap_or_default();
+            futures::stream::iter(affected)
+        })
+    };
     let eligibility_refresh =
         throttle(futures::stream::select(by_request, by_role), STATUS_REFRESH);
 
@@ -423,7 +430,7 @@ async fn retention_loop(
 /// The requests on the other side of a hand-over from `request`: the one it extends, and those
 /// that extend it.
 fn related_requests(
-    requests: &Store<ActivationRequest>,
+    ctx: &Context,
     request: &ActivationRequest,
 ) -> Vec<ObjectRef<ActivationRequest>> {
     let name = request.name_any();
@@ -434,10 +441,8 @@ fn related_requests(
         .map(|original| ObjectRef::new(original))
         .collect();
     related.extend(
-        requests
-            .state()
-            .into_iter()
-            .filter(|r| r.spec.extends.as_deref() == Some(name.as_str()))
+        ctx.extensions_of(&name)
+            .iter()
             .map(|r| ObjectRef::from_obj(r.as_ref())),
     );
     related

@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ActivationRequestStatus;
 use crate::api::{ActivationRequest, Eligibility, Phase};
+use crate::policy::cache_lag::wait_for_caches;
 use crate::policy::extension::Related;
 use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
 use crate::policy::status::request_status;
@@ -112,6 +113,10 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         now,
     });
     tracing::debug!(request = %name, ?step, "decided");
+    if let Some(delay) = wait_for_caches(&step, created_at, now) {
+        tracing::debug!(request = %name, ?step, "refusal of a new request waits for the caches");
+        return Ok(Action::requeue(delay));
+    }
 
     // Apply.
     let resource_version = match apply::apply(ctx, request, &step, &found).await? {
