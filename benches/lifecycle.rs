@@ -3,6 +3,7 @@
 //!
 //!     KUBEBUILDER_ASSETS=/path/to/assets cargo bench --bench lifecycle
 //!     KUBEPIM_BENCH_N=300 ...   (activations per flow; default 200)
+//!     KUBEPIM_BENCH_SAR=20 ...  (grants measured by SubjectAccessReview, one at a time)
 //!
 //! Times are taken on this machine's clock: the start just before the client sends the request
 //! or approval, the end when the benchmark's own watch sees the binding appear or disappear. That
@@ -30,8 +31,8 @@ use kubepim::runtime::{OperatorSettings, run_operator};
 use support::Env;
 use support::envtest::POD_READER;
 use support::fixtures::{
-    approval_entry, create_eligibility, create_role, eligibility, json_patch_status, pod_reader,
-    request, submit, with_approvers,
+    approval_entry, can_with, create_eligibility, create_role, eligibility, json_patch_status,
+    pod_reader, request, submit, with_approvers,
 };
 
 /// What the binding watcher saw, by binding name.
@@ -394,6 +395,14 @@ async fn bench() {
     let idle_writes = counter.writes() - idle_writes_before;
     let idle_calls = Verb::ALL.iter().map(|v| counter.count(*v)).sum::<u64>() - idle_calls_before;
 
+    // 5. What the requester sees: a SubjectAccessReview polled as alice, one grant at a time (a
+    //    second grant would authorise her already).
+    let sar_n: usize = std::env::var("KUBEPIM_BENCH_SAR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let (authorised_ms, denied_ms) = sar_flow(&env, &ns, &approved_name, sar_n).await;
+
     println!();
     let (floor_p50, _) = summary("floor: bare RoleBinding create round trip", floor_ms);
     summary("auto-approved request -> binding", auto_ms);
@@ -447,7 +456,54 @@ async fn bench() {
     println!(
         "(expiry lateness p50 {late_p50:.1} ms / p99 {late_p99:.1} ms against targets p50 <= 50, p99 <= 250)"
     );
+    summary("approval -> requester authorised (SAR)", authorised_ms);
+    summary("expiresAt -> requester denied (SAR)", denied_ms);
+    println!("(SAR targets: authorised p99 <= 250 ms; denied p99 <= 500 ms)");
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+}
+
+/// Polls "may alice list pods in `ns`?" until the answer is `want`; the time it took.
+async fn until_authorised(env: &Env, ns: &str, want: bool, since: SystemTime) -> f64 {
+    let admin = env.admin();
+    let started = Instant::now();
+    while can_with(&admin, "alice", "list", "pods", Some(ns)).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "benchmark: alice's access never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    ms_between(since, SystemTime::now())
+}
+
+/// `n` grants of `role` (one approver) in turn: approval → alice authorised, and `expiresAt` →
+/// alice denied, each by SubjectAccessReview.
+async fn sar_flow(env: &Env, ns: &str, role: &str, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut authorised = Vec::with_capacity(n);
+    let mut denied = Vec::with_capacity(n);
+    for i in 0..n {
+        let ar = request(env, &format!("sar{i}"), "alice", role, &[ns], "3s");
+        let name = submit(env, "alice", &ar).await.name_any();
+        support::wait::phase(env, &name, Phase::Pending).await;
+        let patch = serde_json::json!([{"op": "add", "path": "/status/approvals/-",
+            "value": approval_entry("bob", Decision::Approved, "bench")}]);
+        let t0 = SystemTime::now();
+        json_patch_status(env, "bob", &name, &patch)
+            .await
+            .expect("approve");
+        authorised.push(until_authorised(env, ns, true, t0).await);
+        let active = support::wait::phase(env, &name, Phase::Active).await;
+        let expires = active
+            .status
+            .and_then(|s| s.expires_at)
+            .map(|t| SystemTime::from(kubepim::time::from_k8s(&t)))
+            .expect("expiresAt");
+        while SystemTime::now() < expires - Duration::from_millis(200) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        denied.push(until_authorised(env, ns, false, expires).await);
+    }
+    (authorised, denied)
 }
