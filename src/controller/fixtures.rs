@@ -331,6 +331,8 @@ pub struct Call {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: Option<String>,
+    /// The Accept header ("" when none).
+    pub accept: String,
     pub body: Value,
 }
 
@@ -352,6 +354,12 @@ impl Call {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(Into::into),
+            accept: parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
             body,
         }
     }
@@ -720,11 +728,22 @@ pub mod expect {
         foothold_scan_finding(namespace, &[])
     }
 
-    /// The foothold scan of `namespace`, whose RoleBindings are `role_bindings` (no Roles or
-    /// ServiceAccounts).
+    /// The foothold scan of `namespace`, whose RoleBindings are `role_bindings` (nothing else
+    /// found).
     pub fn foothold_scan_finding(
         namespace: &str,
         role_bindings: &[RoleBinding],
+    ) -> Vec<Expectation> {
+        foothold_scan_of(namespace, role_bindings, &[])
+    }
+
+    /// The foothold scan of `namespace`: RoleBindings, Roles, ServiceAccounts, token Secrets
+    /// (metadata only, by type) and Pods, in the order the scan issues them; the kinds in
+    /// `forbidden` answer 403.
+    pub fn foothold_scan_of(
+        namespace: &str,
+        role_bindings: &[RoleBinding],
+        forbidden: &[&str],
     ) -> Vec<Expectation> {
         let page = |resource: &str| -> Vec<Value> {
             if resource == "rolebindings" {
@@ -737,25 +756,43 @@ pub mod expect {
             }
         };
         [
-            "apis/rbac.authorization.k8s.io/v1",
-            "apis/rbac.authorization.k8s.io/v1",
-            "api/v1",
+            ("apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+            ("apis/rbac.authorization.k8s.io/v1", "roles"),
+            ("api/v1", "serviceaccounts"),
+            ("api/v1", "secrets"),
+            ("api/v1", "pods"),
         ]
         .into_iter()
-        .zip(["rolebindings", "roles", "serviceaccounts"])
         .map(|(group, resource)| {
-            call(
+            let e = call(
                 Method::GET,
                 format!("/{group}/namespaces/{namespace}/{resource}"),
             )
-            .checking(|c| {
+            .checking(move |c| {
                 assert_eq!(
                     c.query.get("limit").map(String::as_str),
                     Some("500"),
                     "{c}: unpaginated"
-                )
-            })
-            .replies_page::<Value>(&page(resource), None)
+                );
+                if resource == "secrets" {
+                    // Never a Secret's data: metadata of the token type only.
+                    assert_eq!(
+                        c.query.get("fieldSelector").map(String::as_str),
+                        Some("type=kubernetes.io/service-account-token"),
+                        "{c}"
+                    );
+                    assert!(
+                        c.accept.contains("as=PartialObjectMetadataList"),
+                        "{c}: Secrets listed whole (Accept: {})",
+                        c.accept
+                    );
+                }
+            });
+            if forbidden.contains(&resource) {
+                e.replies_forbidden()
+            } else {
+                e.replies_page::<Value>(&page(resource), None)
+            }
         })
         .collect()
     }
@@ -862,6 +899,10 @@ impl Expectation {
                 "details": {"name": namespace, "kind": "namespaces"},
             }),
         );
+        self
+    }
+    pub fn replies_forbidden(mut self) -> Self {
+        self.reply = Reply::Failure(403, "Forbidden");
         self
     }
     pub fn replies_conflict(mut self) -> Self {

@@ -139,14 +139,19 @@ pub async fn review_one(ctx: &Context, name: &str) -> Reviewed {
         return Reviewed::Done;
     };
     let now = ctx.now();
-    let found = match footholds::review(ctx, &request, now).await {
-        Ok(found) => found,
+    let (found, unreadable) = match footholds::review(ctx, &request, now).await {
+        Ok(reviewed) => reviewed,
         Err(error) => {
             tracing::warn!(%error, request = %name, "foothold scan failed; will retry");
             return Reviewed::Failed(error.to_string());
         }
     };
-    let new = reviewed_status(old, Ok(&found), request.metadata.generation, now);
+    let new = reviewed_status(
+        old,
+        Ok((&found, &unreadable)),
+        request.metadata.generation,
+        now,
+    );
     match record::patch_status(ctx, name, request.resource_version(), &new).await {
         Ok(()) => {
             if !found.is_empty() {

@@ -1,9 +1,15 @@
-//! The foothold scan at a grant's end: the RBAC bindings, Roles and ServiceAccounts made inside
-//! the granted scope while the grant ran, read page by page, judged by
-//! [`crate::policy::footholds::judge`]. Only the scope the grant reached is read: its
-//! namespaces, or every namespace and the ClusterRoleBindings for a cluster-wide grant.
+//! The foothold scan at a grant's end: the RBAC bindings, Roles, ServiceAccounts, token Secrets
+//! (metadata only) and Pods made inside the granted scope while the grant ran, read page by page,
+//! judged by [`crate::policy::footholds::judge`]. Only the scope the grant reached is read: its
+//! namespaces, or for a cluster-wide grant every namespace plus the cluster-scoped kinds a
+//! namespaced grant cannot make (ClusterRoleBindings, CertificateSigningRequests, admission
+//! webhook configurations).
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ListParams;
 use kube::{Api, Resource};
@@ -56,13 +62,14 @@ fn found<K: Resource>(kind: FoundKind, object: &K) -> Found {
         .and_then(|l| l.get(labels::MANAGED_BY))
         .is_some_and(|v| v == labels::MANAGED_BY_VALUE);
     Found {
-        kind,
-        namespace: meta.namespace.clone(),
-        name: meta.name.clone().unwrap_or_default(),
         uid: meta.uid.clone(),
-        created_at: meta.creation_timestamp.as_ref().map(from_k8s),
-        subjects: vec![],
         managed,
+        ..Found::new(
+            kind,
+            meta.namespace.clone(),
+            meta.name.clone().unwrap_or_default(),
+            meta.creation_timestamp.as_ref().map(from_k8s),
+        )
     }
 }
 
@@ -76,7 +83,6 @@ async fn read<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let slack = chrono::Duration::seconds(1);
     let mut out = Vec::new();
     for api in &apis {
         let mut pages = calls::pages(api, ListParams::default(), what);
@@ -85,8 +91,47 @@ where
                 objects
                     .iter()
                     .map(&to_found)
-                    .filter(|f| f.created_at.is_some_and(|at| at >= since - slack)),
+                    .filter(|f| made_since(f, since)),
             );
+        }
+    }
+    Ok(out)
+}
+
+/// Creation timestamps have one-second resolution.
+fn made_since(found: &Found, since: DateTime<Utc>) -> bool {
+    found
+        .created_at
+        .is_some_and(|at| at >= since - chrono::Duration::seconds(1))
+}
+
+/// ServiceAccount token Secrets in the scope, by metadata only (the type is a field selector):
+/// the scan never reads a Secret's data.
+async fn read_token_secrets(
+    apis: Vec<Api<Secret>>,
+    since: DateTime<Utc>,
+) -> Result<Vec<Found>, Error> {
+    let mut out = Vec::new();
+    for api in &apis {
+        let mut params = ListParams::default()
+            .fields("type=kubernetes.io/service-account-token")
+            .limit(calls::PAGE_SIZE);
+        loop {
+            let page = calls::bounded(
+                "list token secrets (foothold scan)",
+                api.list_metadata(&params),
+            )
+            .await?;
+            out.extend(
+                page.items
+                    .iter()
+                    .map(|s| found(FoundKind::TokenSecret, s))
+                    .filter(|f| made_since(f, since)),
+            );
+            match page.metadata.continue_.filter(|t| !t.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
         }
     }
     Ok(out)
@@ -105,40 +150,77 @@ where
     }
 }
 
+/// Lists a cluster-scoped kind, only for a cluster-wide grant (a namespaced grant cannot make
+/// one).
+async fn cluster_scoped<K>(
+    ctx: &Context,
+    cluster_wide: bool,
+    what: &'static str,
+    since: DateTime<Utc>,
+    to_found: impl Fn(&K) -> Found,
+) -> Result<Vec<Found>, Error>
+where
+    K: Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    if !cluster_wide {
+        return Ok(Vec::new());
+    }
+    read(
+        vec![Api::<K>::all(ctx.client.clone())],
+        what,
+        since,
+        to_found,
+    )
+    .await
+}
+
+/// What a scan found, and the kinds it could not read.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub found: Vec<Found>,
+    /// Plural resource names the operator may not list (its RBAC leaves them out).
+    pub unreadable: Vec<&'static str>,
+}
+
 /// Everything made in the grant's scope since `since`.
 pub async fn scan(
     ctx: &Context,
     request: &ActivationRequest,
     since: DateTime<Utc>,
-) -> Result<Vec<Found>, Error> {
+) -> Result<Scan, Error> {
     let (namespaces, cluster_wide) = scope_of(request);
-    // The four kinds are listed at once: the scan sits between a revocation and its status write,
-    // and when many grants expire together its round trips add up in the reconcile queue.
-    let (rb, crb, roles, accounts) = futures::join!(
+    let binding_subjects = |kind, meta: &Found, subjects: &Option<Vec<_>>| Found {
+        kind,
+        subjects: subjects.clone().unwrap_or_default(),
+        ..meta.clone()
+    };
+    // The kinds are listed at once: each is a round trip or more, and the reviews of a herd of
+    // expiries queue behind each other.
+    let (rb, crb, roles, accounts, secrets, pods, csrs, validating, mutating) = futures::join!(
         read(
             namespaced::<RoleBinding>(ctx, &namespaces),
             "list rolebindings (foothold scan)",
             since,
-            |b: &RoleBinding| Found {
-                subjects: b.subjects.clone().unwrap_or_default(),
-                ..found(FoundKind::RoleBinding, b)
-            },
+            |b: &RoleBinding| binding_subjects(
+                FoundKind::RoleBinding,
+                &found(FoundKind::RoleBinding, b),
+                &b.subjects
+            ),
         ),
-        async {
-            if !cluster_wide {
-                return Ok(Vec::new());
-            }
-            read(
-                vec![Api::<ClusterRoleBinding>::all(ctx.client.clone())],
-                "list clusterrolebindings (foothold scan)",
-                since,
-                |b: &ClusterRoleBinding| Found {
-                    subjects: b.subjects.clone().unwrap_or_default(),
-                    ..found(FoundKind::ClusterRoleBinding, b)
-                },
-            )
-            .await
-        },
+        cluster_scoped(
+            ctx,
+            cluster_wide,
+            "list clusterrolebindings (foothold scan)",
+            since,
+            |b: &ClusterRoleBinding| binding_subjects(
+                FoundKind::ClusterRoleBinding,
+                &found(FoundKind::ClusterRoleBinding, b),
+                &b.subjects
+            ),
+        ),
         read(
             namespaced::<Role>(ctx, &namespaces),
             "list roles (foothold scan)",
@@ -151,20 +233,63 @@ pub async fn scan(
             since,
             |a: &ServiceAccount| found(FoundKind::ServiceAccount, a),
         ),
+        read_token_secrets(namespaced::<Secret>(ctx, &namespaces), since),
+        read(
+            namespaced::<Pod>(ctx, &namespaces),
+            "list pods (foothold scan)",
+            since,
+            |p: &Pod| Found {
+                service_account: p.spec.as_ref().and_then(|s| s.service_account_name.clone()),
+                ..found(FoundKind::Pod, p)
+            },
+        ),
+        cluster_scoped(
+            ctx,
+            cluster_wide,
+            "list certificatesigningrequests (foothold scan)",
+            since,
+            |c: &CertificateSigningRequest| Found {
+                requested_by: c.spec.username.clone(),
+                ..found(FoundKind::CertificateSigningRequest, c)
+            },
+        ),
+        cluster_scoped(
+            ctx,
+            cluster_wide,
+            "list validatingwebhookconfigurations (foothold scan)",
+            since,
+            |w: &ValidatingWebhookConfiguration| found(
+                FoundKind::ValidatingWebhookConfiguration,
+                w
+            ),
+        ),
+        cluster_scoped(
+            ctx,
+            cluster_wide,
+            "list mutatingwebhookconfigurations (foothold scan)",
+            since,
+            |w: &MutatingWebhookConfiguration| found(FoundKind::MutatingWebhookConfiguration, w),
+        ),
     );
-    // A kind the operator may not list (its RBAC narrowed) is skipped with a log line: the scan
-    // reports what it could see.
-    let mut out = Vec::new();
+    // A kind the operator may not list (its RBAC leaves it out: Secrets and Pods unless the
+    // chart's footholds.scanSecretsAndPods is on) is skipped and named in the verdict.
+    let mut out = Scan::default();
     for (result, kind) in [
         (rb, "rolebindings"),
         (crb, "clusterrolebindings"),
         (roles, "roles"),
         (accounts, "serviceaccounts"),
+        (secrets, "secrets"),
+        (pods, "pods"),
+        (csrs, "certificatesigningrequests"),
+        (validating, "validatingwebhookconfigurations"),
+        (mutating, "mutatingwebhookconfigurations"),
     ] {
         match result {
-            Ok(found) => out.extend(found),
+            Ok(found) => out.found.extend(found),
             Err(error) if error.api_code() == Some(403) => {
-                tracing::warn!(%error, kind, "foothold scan: may not list; skipped");
+                tracing::debug!(%error, kind, "foothold scan: may not list; skipped");
+                out.unreadable.push(kind);
             }
             Err(error) if error.refusal() == Refusal::NotFound => {}
             Err(error) => return Err(error),
@@ -186,22 +311,22 @@ pub async fn review(
     ctx: &Context,
     request: &ActivationRequest,
     now: DateTime<Utc>,
-) -> Result<Vec<Foothold>, Error> {
+) -> Result<(Vec<Foothold>, Vec<&'static str>), Error> {
     let Some(status) = request.status.as_ref() else {
-        return Ok(vec![]);
+        return Ok(Default::default());
     };
     let Some((from, until)) = review_window(status, now) else {
-        return Ok(vec![]);
+        return Ok(Default::default());
     };
     let Some(requester) = request.spec.requester.as_ref() else {
-        return Ok(vec![]);
+        return Ok(Default::default());
     };
-    let found = scan(ctx, request, from).await?;
+    let scan = scan(ctx, request, from).await?;
     let window = GrantWindow {
         requester: &requester.username,
         groups: &requester.groups,
         from,
         until,
     };
-    Ok(judge(&found, &window))
+    Ok((judge(&scan.found, &window), scan.unreadable))
 }

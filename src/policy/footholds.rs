@@ -27,6 +27,33 @@ pub struct Found {
     pub subjects: Vec<Subject>,
     /// Carries kubepim's managed label (the binding guard's business, never a foothold).
     pub managed: bool,
+    /// For a CertificateSigningRequest: who asked for it (`spec.username`, which the API server
+    /// sets from the creator's credentials: the one attribution a scan can trust).
+    pub requested_by: Option<String>,
+    /// For a Pod: the ServiceAccount it runs as.
+    pub service_account: Option<String>,
+}
+
+impl Found {
+    /// An object of `kind` with nothing but its identity and creation time.
+    pub fn new(
+        kind: FoundKind,
+        namespace: Option<String>,
+        name: String,
+        created_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            kind,
+            namespace,
+            name,
+            uid: None,
+            created_at,
+            subjects: vec![],
+            managed: false,
+            requested_by: None,
+            service_account: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,6 +64,12 @@ pub enum FoundKind {
     ServiceAccount,
     /// A Secret of type `kubernetes.io/service-account-token`.
     TokenSecret,
+    /// A client certificate asked for (cluster-wide grants: CSRs are cluster-scoped).
+    CertificateSigningRequest,
+    ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration,
+    /// A workload's pod, judged by the ServiceAccount it runs as.
+    Pod,
 }
 
 impl FoundKind {
@@ -47,6 +80,10 @@ impl FoundKind {
             FoundKind::Role => "Role",
             FoundKind::ServiceAccount => "ServiceAccount",
             FoundKind::TokenSecret => "Secret",
+            FoundKind::CertificateSigningRequest => "CertificateSigningRequest",
+            FoundKind::ValidatingWebhookConfiguration => "ValidatingWebhookConfiguration",
+            FoundKind::MutatingWebhookConfiguration => "MutatingWebhookConfiguration",
+            FoundKind::Pod => "Pod",
         }
     }
 }
@@ -90,7 +127,9 @@ impl GrantWindow<'_> {
 
 /// The footholds among `found`: bindings made during the grant to the requester, one of their
 /// groups, or a ServiceAccount made during the grant; those ServiceAccounts and their token
-/// Secrets; Roles made during the grant. kubepim's own bindings never count.
+/// Secrets; Roles made during the grant; certificates the requester asked for; admission webhook
+/// configurations made during the grant; pods running as a ServiceAccount made during the grant.
+/// kubepim's own bindings never count.
 pub fn judge(found: &[Found], grant: &GrantWindow<'_>) -> Vec<Foothold> {
     let new: Vec<&Found> = found
         .iter()
@@ -128,6 +167,18 @@ pub fn judge(found: &[Found], grant: &GrantWindow<'_>) -> Vec<Foothold> {
             FoundKind::ServiceAccount => Some("created during the grant"),
             FoundKind::TokenSecret => Some("a long-lived token created during the grant"),
             FoundKind::Role => Some("created during the grant"),
+            FoundKind::CertificateSigningRequest => (f.requested_by.as_deref()
+                == Some(grant.requester))
+            .then_some("a client certificate the requester asked for during the grant"),
+            FoundKind::ValidatingWebhookConfiguration | FoundKind::MutatingWebhookConfiguration => {
+                Some("an admission webhook created during the grant (sees or changes API writes)")
+            }
+            FoundKind::Pod => f
+                .namespace
+                .as_deref()
+                .zip(f.service_account.as_deref())
+                .filter(|(ns, sa)| new_service_account(ns, sa))
+                .map(|_| "runs as a ServiceAccount created during the grant"),
         };
         if let Some(why) = why {
             footholds.push(Foothold {
@@ -148,6 +199,22 @@ pub fn judge(found: &[Found], grant: &GrantWindow<'_>) -> Vec<Foothold> {
 
 /// The `FootholdsFound` condition's message: the objects, bounded.
 pub fn summary(footholds: &[Foothold]) -> String {
+    summary_of(footholds, &[])
+}
+
+/// What the scan could not read, said after the verdict.
+fn not_scanned(unreadable: &[&str]) -> String {
+    if unreadable.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; not scanned (the operator may not list them): {}",
+        unreadable.join(", ")
+    )
+}
+
+/// [`summary`], saying which kinds the scan could not read.
+pub fn summary_of(footholds: &[Foothold], unreadable: &[&str]) -> String {
     const SHOWN: usize = 10;
     let mut listed: Vec<String> = footholds
         .iter()
@@ -159,28 +226,38 @@ pub fn summary(footholds: &[Foothold]) -> String {
     }
     format!(
         "{} object(s) made while the grant ran may keep giving access (found by a scan of the \
-         granted scope: the creator is not known without the audit record): {}",
+         granted scope: the creator is not known without the audit record): {}{}",
         footholds.len(),
-        listed.join(", ")
+        listed.join(", "),
+        not_scanned(unreadable)
     )
 }
 
 /// The `FootholdsFound` condition once the scan is done: True with the objects, or False.
 pub fn condition(footholds: &[Foothold]) -> super::role_readiness::ConditionState {
+    condition_of(footholds, &[])
+}
+
+/// [`condition`], saying which kinds the scan could not read.
+pub fn condition_of(
+    footholds: &[Foothold],
+    unreadable: &[&str],
+) -> super::role_readiness::ConditionState {
     if footholds.is_empty() {
         return super::role_readiness::ConditionState {
             status: false,
             reason: super::reasons::NO_FOOTHOLDS_FOUND,
-            message: "nothing made while the grant ran keeps giving access (a scan of the \
-                      granted scope; the creator of an object is not known without the audit \
-                      record)"
-                .into(),
+            message: format!(
+                "nothing made while the grant ran keeps giving access (a scan of the granted \
+                 scope; the creator of an object is not known without the audit record){}",
+                not_scanned(unreadable)
+            ),
         };
     }
     super::role_readiness::ConditionState {
         status: true,
         reason: super::reasons::FOOTHOLDS_FOUND,
-        message: summary(footholds),
+        message: summary_of(footholds, unreadable),
     }
 }
 
@@ -233,14 +310,14 @@ pub fn review_window(
 /// False, or Unknown with why the scope could not be read.
 pub fn reviewed_status(
     old: &ActivationRequestStatus,
-    outcome: Result<&[Foothold], &str>,
+    outcome: Result<(&[Foothold], &[&str]), &str>,
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) -> ActivationRequestStatus {
     let mut status = old.clone();
     match outcome {
-        Ok(found) => {
-            let state = condition(found);
+        Ok((found, unreadable)) => {
+            let state = condition_of(found, unreadable);
             let value = if state.status { "True" } else { "False" };
             set_condition_to(
                 &mut status.conditions,

@@ -137,3 +137,19 @@ def test_operator_deletes_requests_only_for_history_retention():
     assert on_requests == [
         {"apiGroups": ["kubepim.io"], "resources": ["activationrequests"], "verbs": ["patch", "delete"]}
     ], on_requests
+
+
+def _reads(operator, resource):
+    return [rule for rule in rules(operator) if resource in rule["resources"]]
+
+
+def test_the_foothold_scan_reads_secrets_and_pods_only_when_asked():
+    # RBAC cannot grant "list Secret metadata": a rule on secrets lets the operator read them all.
+    default = render().one("ClusterRole", "kubepim-operator")
+    assert _reads(default, "secrets") == [], "Secrets readable without footholds.scanSecretsAndPods"
+    assert _reads(default, "pods") == []
+    assert _reads(default, "certificatesigningrequests") == [
+        {"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"], "verbs": ["list"]}
+    ]
+    opted = render({"footholds": {"scanSecretsAndPods": True}}).one("ClusterRole", "kubepim-operator")
+    assert _reads(opted, "secrets") == [{"apiGroups": [""], "resources": ["secrets", "pods"], "verbs": ["list"]}]

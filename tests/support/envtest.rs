@@ -715,6 +715,21 @@ pub fn operator_cluster_role() -> ClusterRole {
             // The webhook's fast feedback reads a requested namespace.
             rule(&[""], &["namespaces"], &["get"]),
             rule(&[""], &["serviceaccounts"], &["list"]),
+            // The foothold scan of cluster-wide grants (Secrets and Pods stay out, as the
+            // chart's default leaves them out).
+            rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["list"],
+            ),
+            rule(
+                &["admissionregistration.k8s.io"],
+                &[
+                    "validatingwebhookconfigurations",
+                    "mutatingwebhookconfigurations",
+                ],
+                &["list"],
+            ),
         ]),
         ..Default::default()
     }

@@ -188,3 +188,31 @@ async fn the_worker_picks_up_a_review_pending_in_the_cache_at_start() {
     );
     assert_eq!(outcome.server.writes(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn kinds_the_operator_may_not_list_are_named_in_the_verdict() {
+    // The chart grants Secrets and Pods only with footholds.scanSecretsAndPods.
+    let request = ended_grant();
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE)).request(request.clone());
+    let outcome = Scenario::new()
+        .holding(&request)
+        .then_all(expect::foothold_scan_of(
+            NAMESPACE,
+            &[],
+            &["secrets", "pods"],
+        ))
+        .then(expect::status_patched("r1").with_status(|s, _| {
+            let (status, reason, message) = footholds_condition(&s);
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("False", reasons::NO_FOOTHOLDS_FOUND)
+            );
+            assert!(
+                message.ends_with("not scanned (the operator may not list them): secrets, pods"),
+                "{message}"
+            );
+        }))
+        .run(|client| async move { review_one(&caches.context(client), "r1").await })
+        .await;
+    assert_eq!(outcome.result, Reviewed::Done);
+}

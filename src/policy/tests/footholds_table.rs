@@ -2,18 +2,22 @@
 use k8s_openapi::api::rbac::v1::Subject;
 
 use super::builders::*;
-use crate::policy::footholds::{Found, FoundKind, GrantWindow, condition, judge};
+use crate::policy::footholds::{Found, FoundKind, GrantWindow, condition, condition_of, judge};
 use crate::policy::reasons;
 
 fn object(kind: FoundKind, name: &str, created_min: i64) -> Found {
-    Found {
+    Found::new(
         kind,
-        namespace: Some("payments".into()),
-        name: name.into(),
-        uid: None,
-        created_at: Some(at(created_min)),
-        subjects: vec![],
-        managed: false,
+        Some("payments".into()),
+        name.into(),
+        Some(at(created_min)),
+    )
+}
+
+fn cluster_object(kind: FoundKind, name: &str, created_min: i64) -> Found {
+    Found {
+        namespace: None,
+        ..object(kind, name, created_min)
     }
 }
 
@@ -167,7 +171,10 @@ fn a_review_is_pending_from_the_grants_end_to_its_verdict() {
     assert!(!is_pending(&running));
 
     for (outcome, want) in [
-        (Ok(&[][..]), ("False", reasons::NO_FOOTHOLDS_FOUND)),
+        (
+            Ok((&[][..], &[][..])),
+            ("False", reasons::NO_FOOTHOLDS_FOUND),
+        ),
         (
             Err("forbidden"),
             ("Unknown", reasons::FOOTHOLD_REVIEW_FAILED),
@@ -188,4 +195,80 @@ fn a_review_is_pending_from_the_grants_end_to_its_verdict() {
         mark_pending(&mut s, None, at(70));
         assert!(is_pending(&s), "{phase:?}");
     }
+}
+
+/// Beyond RBAC: certificates the requester asked for (the API server records who), admission
+/// webhooks made while a cluster-wide grant ran, and pods running as a ServiceAccount made during
+/// the grant.
+#[test]
+fn certificates_webhooks_and_workloads_left_behind() {
+    let csr = |name: &str, by: &str, created: i64| Found {
+        requested_by: Some(by.into()),
+        ..cluster_object(FoundKind::CertificateSigningRequest, name, created)
+    };
+    let pod = |name: &str, sa: &str, created: i64| Found {
+        service_account: Some(sa.into()),
+        ..object(FoundKind::Pod, name, created)
+    };
+    let found = vec![
+        csr("alice-client", "alice", 20),
+        // Someone else's certificate, and alice's from before the grant.
+        csr("kubelet-serving", "system:node:n1", 21),
+        csr("alice-old", "alice", 2),
+        cluster_object(FoundKind::MutatingWebhookConfiguration, "inject", 22),
+        cluster_object(FoundKind::ValidatingWebhookConfiguration, "gate", 23),
+        cluster_object(FoundKind::ValidatingWebhookConfiguration, "older", 1),
+        object(FoundKind::ServiceAccount, "miner", 24),
+        pod("miner-0", "miner", 25),
+        // A pod made during the grant as a ServiceAccount that was already there: not a foothold
+        // of its own (its permissions did not come from the grant).
+        pod("web-0", "default", 26),
+        // A pod as `miner` in another namespace: `miner` there is not the new one.
+        Found {
+            namespace: Some("other".into()),
+            ..pod("miner-elsewhere", "miner", 27)
+        },
+    ];
+    let groups = vec![];
+    let footholds = judge(&found, &alices_grant(&groups));
+    let got: Vec<(&str, &str)> = footholds
+        .iter()
+        .map(|f| (f.found.name.as_str(), f.why))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("miner", "created during the grant"),
+            (
+                "alice-client",
+                "a client certificate the requester asked for during the grant"
+            ),
+            (
+                "gate",
+                "an admission webhook created during the grant (sees or changes API writes)"
+            ),
+            (
+                "inject",
+                "an admission webhook created during the grant (sees or changes API writes)"
+            ),
+            (
+                "miner-0",
+                "runs as a ServiceAccount created during the grant"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_condition_names_the_kinds_the_scan_could_not_read() {
+    let clean = condition_of(&[], &["secrets", "pods"]);
+    assert!(!clean.status);
+    assert!(
+        clean
+            .message
+            .ends_with("not scanned (the operator may not list them): secrets, pods"),
+        "{}",
+        clean.message
+    );
+    assert!(!condition(&[]).message.contains("not scanned"));
 }
