@@ -13,7 +13,10 @@ use crate::api::ActivationRequestStatus;
 use crate::api::conditions::FOOTHOLDS_FOUND;
 use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::extension::Related;
-use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
+use crate::policy::lifecycle::{
+    Input, ObservedBinding, Step, decide, is_overdue, namespace_missing,
+};
+use crate::policy::role_integrity::{self, Verdict};
 use crate::policy::status::{request_status, set_condition};
 use crate::policy::transition;
 use crate::time::from_k8s;
@@ -22,6 +25,7 @@ use super::Error;
 use super::calls::Refusal;
 use super::context::{Context, FoundBinding};
 use super::footholds;
+use super::role_rules;
 
 mod apply;
 mod record;
@@ -112,7 +116,23 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         observed: &observed,
         now,
     });
-    tracing::debug!(request = %name, ?step, "decided");
+    // Role integrity: a grant whose role widened ends; an activation records the role's rules.
+    let role_label = role
+        .as_deref()
+        .map(role_rules::role_label)
+        .unwrap_or_default();
+    let verdict = match (&step, role.as_deref()) {
+        (Step::KeepActive { .. }, Some(r)) => {
+            role_integrity::judge(&old_status, ctx.role_rules.current(r).as_ref())
+        }
+        _ => Verdict::Unknown,
+    };
+    step = role_integrity::check(&step, &verdict, &role_label);
+    let activation_rules = match (&step, role.as_deref()) {
+        (Step::Activate { .. }, Some(r)) => Some(role_rules::for_activation(ctx, r).await?),
+        _ => None,
+    };
+    tracing::debug!(request = %name, ?step, ?verdict, "decided");
 
     // Apply.
     let resource_version = match apply::apply(ctx, request, &step, &found).await? {
@@ -143,6 +163,15 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
 
     // Record.
     let mut new_status = request_status(&old_status, &step, request.metadata.generation, now);
+    role_integrity::record(
+        &mut new_status,
+        &step,
+        activation_rules.as_ref(),
+        &verdict,
+        &role_label,
+        request.metadata.generation,
+        now,
+    );
     if let Some(found) = &footholds {
         let state = crate::policy::footholds::condition(found);
         set_condition(
