@@ -118,3 +118,12 @@ pub async fn for_activation(ctx: &Context, role: &PrivilegedRole) -> Result<Obse
     ctx.role_rules.remember(role, Some(rules.clone()));
     Ok(rules)
 }
+
+#[cfg(test)]
+impl RoleRules {
+    /// As before the role reconciler first read `role`.
+    pub fn forget(&self, role: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.remove(role);
+    }
+}

@@ -3,6 +3,7 @@
 //! make, then counts the writes against the budget in `docs/targets.md` (no-op 0, activation ≤ 3,
 //! revocation ≤ 2). Fixtures: `super::fixtures`.
 mod eligibility;
+mod integrity;
 mod request;
 mod retention;
 mod role;
