@@ -7,6 +7,11 @@
 //! it names. When the rules it reads differ from those an Active grant recorded, that grant's
 //! request is reconciled at once. An activation reads from here too, and asks the API server
 //! itself when nothing was read yet, so a grant is never made without its rules recorded.
+//!
+//! The cache of requests keeps `status.roleDigest` but drops `status.grantedRules`
+//! ([`trim_cached`]): up to 8 KiB per grant would be most of a cached request. They are read
+//! back from the API server (one GET) only for a grant whose role's digest differs from the
+//! recorded one, and kept here while that grant is Active.
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -14,10 +19,13 @@ use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::api::{ActivationRequest, Phase, PrivilegedRole, RoleKind};
+use crate::api::{
+    ActivationRequest, ActivationRequestStatus, GrantedRule, Phase, PrivilegedRole, RoleKind,
+};
 use crate::policy::role_integrity::Observed;
 
 use super::Error;
+use super::calls;
 use super::context::Context;
 use super::role_checks;
 
@@ -44,6 +52,8 @@ struct Seen {
 #[derive(Debug, Default)]
 pub struct RoleRules {
     seen: Mutex<HashMap<String, Seen>>,
+    /// Per request uid: the recorded digest and rules read back for it (see [`recorded`]).
+    records: Mutex<HashMap<String, (String, Vec<GrantedRule>)>>,
     changes: Option<UnboundedSender<ObjectRef<ActivationRequest>>>,
 }
 
@@ -51,8 +61,8 @@ impl RoleRules {
     /// Requests to reconcile because their role's rules changed go to `changes`.
     pub fn with_changes(changes: UnboundedSender<ObjectRef<ActivationRequest>>) -> Self {
         Self {
-            seen: Mutex::default(),
             changes: Some(changes),
+            ..Self::default()
         }
     }
 
@@ -75,6 +85,12 @@ impl RoleRules {
                 rules,
             },
         );
+    }
+
+    /// The grant of `uid` is no longer Active: its read-back record is not needed any more.
+    pub fn forget_record(&self, uid: &str) {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        records.remove(uid);
     }
 
     fn notify(&self, request: ObjectRef<ActivationRequest>) {
@@ -117,6 +133,60 @@ pub async fn for_activation(ctx: &Context, role: &PrivilegedRole) -> Result<Obse
     let rules = Observed::of(referenced.map(|r| r.rules).as_deref().unwrap_or_default());
     ctx.role_rules.remember(role, Some(rules.clone()));
     Ok(rules)
+}
+
+/// What the request cache drops: the recorded rules (the digest stays).
+pub fn trim_cached(request: &mut ActivationRequest) {
+    if let Some(status) = request.status.as_mut() {
+        status.granted_rules = Vec::new();
+    }
+}
+
+/// `status` with the rules recorded at activation, which the cache drops: as remembered for this
+/// grant, or read back from the API server. Only the record matching the cached digest is used
+/// (the controller never rewrites it); a request gone meanwhile keeps what the cache had.
+pub async fn recorded(
+    ctx: &Context,
+    request: &ActivationRequest,
+    status: &ActivationRequestStatus,
+) -> Result<ActivationRequestStatus, Error> {
+    let mut status = status.clone();
+    let (Some(digest), Some(uid)) = (status.role_digest.clone(), request.uid()) else {
+        return Ok(status);
+    };
+    if !status.granted_rules.is_empty() {
+        return Ok(status);
+    }
+    {
+        let records = ctx
+            .role_rules
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, rules)) = records.get(&uid).filter(|(d, _)| *d == digest) {
+            status.granted_rules = rules.clone();
+            return Ok(status);
+        }
+    }
+    let api: kube::Api<ActivationRequest> = kube::Api::all(ctx.client.clone());
+    let fresh = calls::bounded("get request", api.get_opt(&request.name_any())).await?;
+    let Some(fresh) = fresh.filter(|f| f.uid().as_deref() == Some(uid.as_str())) else {
+        return Ok(status);
+    };
+    let Some(fresh) = fresh
+        .status
+        .filter(|s| s.role_digest.as_deref() == Some(digest.as_str()))
+    else {
+        return Ok(status);
+    };
+    let mut records = ctx
+        .role_rules
+        .records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    records.insert(uid, (digest, fresh.granted_rules.clone()));
+    status.granted_rules = fresh.granted_rules;
+    Ok(status)
 }
 
 #[cfg(test)]

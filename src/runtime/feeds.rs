@@ -61,9 +61,21 @@ where
 {
     /// The feed and the future that drives its watch (run it until shutdown).
     pub fn new(api: Api<K>, config: watcher::Config) -> (Self, impl Future<Output = ()> + Send) {
+        Self::trimmed(api, config, |_| {})
+    }
+
+    /// [`Feed::new`], dropping also what `extra` removes from each object before it is cached.
+    pub fn trimmed(
+        api: Api<K>,
+        config: watcher::Config,
+        extra: fn(&mut K),
+    ) -> (Self, impl Future<Output = ()> + Send) {
         // What the controllers never read is dropped before it is cached: managedFields and
         // kubectl's last-applied copy are most of an object's size (issue: memory at 10k grants).
-        Self::from_events(watcher(api, config).modify(trim))
+        Self::from_events(watcher(api, config).modify(move |object| {
+            trim(object);
+            extra(object);
+        }))
     }
 
     /// The feed of any stream of watch events (a watch in production, a script in tests): the

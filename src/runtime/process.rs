@@ -73,7 +73,13 @@ pub async fn run_operator(
     // The caches, on every replica.
     let fast = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
     let managed = fast.clone().labels(labels::MANAGED_SELECTOR);
-    let (requests, requests_watch) = Feed::new(Api::all(client.clone()), fast.clone());
+    // Requests are cached without the rules their grants recorded (role integrity reads them
+    // back when a role changes).
+    let (requests, requests_watch) = Feed::trimmed(
+        Api::all(client.clone()),
+        fast.clone(),
+        crate::controller::role_rules::trim_cached,
+    );
     let (roles, roles_watch) = Feed::new(Api::all(client.clone()), fast.clone());
     let (eligibilities, eligibilities_watch) = Feed::new(Api::all(client.clone()), fast.clone());
     let (role_bindings, rb_watch) = Feed::new(Api::all(client.clone()), managed.clone());

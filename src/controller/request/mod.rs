@@ -122,11 +122,27 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         .map(role_rules::role_label)
         .unwrap_or_default();
     let verdict = match (&step, role.as_deref()) {
-        (Step::KeepActive { .. }, Some(r)) => {
-            role_integrity::judge(&old_status, ctx.role_rules.current(r).as_ref())
-        }
+        (Step::KeepActive { .. }, Some(r)) => match ctx.role_rules.current(r) {
+            // The role changed since the grant was made: compare with the recorded rules, which
+            // the cache does not keep.
+            Some(now_rules)
+                if old_status
+                    .role_digest
+                    .as_deref()
+                    .is_some_and(|d| d != now_rules.digest) =>
+            {
+                let recorded = role_rules::recorded(ctx, request, &old_status).await?;
+                role_integrity::judge(&recorded, Some(&now_rules))
+            }
+            now_rules => role_integrity::judge(&old_status, now_rules.as_ref()),
+        },
         _ => Verdict::Unknown,
     };
+    if !matches!(step, Step::KeepActive { .. })
+        && let Some(uid) = request.metadata.uid.as_deref()
+    {
+        ctx.role_rules.forget_record(uid);
+    }
     step = role_integrity::check(&step, &verdict, &role_label);
     let activation_rules = match (&step, role.as_deref()) {
         (Step::Activate { .. }, Some(r)) => Some(role_rules::for_activation(ctx, r).await?),
