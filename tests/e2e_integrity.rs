@@ -3,7 +3,8 @@
 //! in one namespace. The admin removes a verb from the ClusterRole: the grant stays Active and
 //! the narrowing is recorded (positive control). Nobody but the operator may rewrite the rules
 //! recorded at activation (negative). The admin then adds `get secrets`: the grant ends with
-//! reason `RoleChanged`, the message names the added rule, the binding is gone.
+//! reason `RoleChanged`, the message names the added rule, the binding is gone. The same for a
+//! namespaced Role, where a same-named Role in another namespace changing does nothing.
 //!
 //! Run: `KUBEBUILDER_ASSETS=/opt/kubebuilder-assets cargo test --test e2e_integrity`
 #[allow(dead_code)]
@@ -13,7 +14,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleRef};
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kubepim::api::conditions::ROLE_NARROWED;
@@ -24,7 +25,7 @@ use serde_json::json;
 
 use security::{OPERATOR_SA, RELEASE_NAMESPACE};
 use support::Env;
-use support::envtest::{NAMESPACE_READER, POD_READER, groups_of};
+use support::envtest::{NAMESPACE_READER, POD_READER, SECRET_READER, groups_of};
 use support::fixtures::{self, submit};
 use support::wait::{self, describe};
 
@@ -55,18 +56,24 @@ async fn set_rules(env: &Env, rules: Vec<PolicyRule>) {
 /// chart's ServiceAccount. `None` (said why) when this machine cannot run it.
 async fn cluster(test: &str) -> Option<Env> {
     let env = Env::isolated(test).await?;
+    install(&env, json!([])).await.then_some(env)
+}
+
+/// [`cluster`] on `env`, the operator also allowed to bind `roles` (`bindableRoles.roles`).
+/// False (said why) when the chart cannot be rendered here.
+async fn install(env: &Env, roles: serde_json::Value) -> bool {
     let values = json!({
         "admission": {"policies": {"enabled": true}, "rbacApproval": true},
-        "bindableRoles": {"clusterRoles": [POD_READER, NAMESPACE_READER]},
+        "bindableRoles": {"clusterRoles": [POD_READER, NAMESPACE_READER], "roles": roles},
     });
-    let Some(_release) = security::install(&env, values)
+    let Some(_release) = security::install(env, values)
         .await
         .expect("installing the chart's policies")
     else {
         eprintln!(
             "SKIPPED: e2e_integrity: python3 module helm_python missing; pip install -r tests/chart/requirements.txt"
         );
-        return None;
+        return false;
     };
     let approvers = ClusterRoleBinding {
         metadata: ObjectMeta {
@@ -86,7 +93,7 @@ async fn cluster(test: &str) -> Option<Env> {
         .expect("binding the approvers");
     // The policies and bob's RBAC take effect through the API server's informers.
     let alice: Api<ActivationRequest> = Api::all(env.client("alice"));
-    let mut forged = fixtures::request(&env, "canary", "alice", "none", &[], "10m");
+    let mut forged = fixtures::request(env, "canary", "alice", "none", &[], "10m");
     forged.spec.requester = Some(env.requester("bob"));
     let dry = PostParams {
         dry_run: true,
@@ -112,7 +119,7 @@ async fn cluster(test: &str) -> Option<Env> {
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
 
-    let config = security::service_account_config(&env, RELEASE_NAMESPACE, OPERATOR_SA)
+    let config = security::service_account_config(env, RELEASE_NAMESPACE, OPERATOR_SA)
         .await
         .expect("operator identity");
     env.start_operator_with(
@@ -122,7 +129,7 @@ async fn cluster(test: &str) -> Option<Env> {
         },
         config,
     );
-    Some(env)
+    true
 }
 
 async fn get(env: &Env, name: &str) -> ActivationRequest {
@@ -269,4 +276,72 @@ async fn role_widened_mid_grant_is_revoked_with_the_diff_narrowed_is_kept() {
          (polling every 50 ms)",
         detected.as_millis()
     );
+}
+
+/// A namespaced Role: the watch on Roles reaches the grant, by namespace and name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_role_widened_mid_grant_is_revoked() {
+    let Some(env) = Env::isolated("integrity-role").await else {
+        return;
+    };
+    let ns = env.namespace("apps").await;
+    if !install(&env, json!([{"namespace": ns, "name": SECRET_READER}])).await {
+        return;
+    }
+    fixtures::secret_reader_role(&env, &ns).await;
+    let pr = fixtures::secret_reader(&env, "secrets", &ns);
+    let role = fixtures::create_role(&env, &pr).await.name_any();
+    let el = fixtures::eligibility(&env, "alice", &role, vec![SubjectRef::user("alice")]);
+    fixtures::create_eligibility(&env, &el).await;
+    let ar = fixtures::request(&env, "grant", "alice", &role, &[&ns], "30m");
+    let name = submit(&env, "alice", &ar).await.name_any();
+    let active = wait::phase(&env, &name, Phase::Active).await;
+    let recorded = active.status.clone().expect("status");
+    assert_eq!(
+        recorded.granted_rules[0].resources,
+        ["secrets"],
+        "{}",
+        describe(&active)
+    );
+    assert!(fixtures::can(&env, "alice", "get", "secrets", Some(&ns)).await);
+
+    // Another Role of the same name elsewhere is not the granted one: nothing happens.
+    let elsewhere = env.namespace("elsewhere").await;
+    fixtures::secret_reader_role(&env, &elsewhere).await;
+    Api::<Role>::namespaced(env.admin(), &elsewhere)
+        .patch(
+            SECRET_READER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "rules": [rule(&["secrets"], &["*"])] })),
+        )
+        .await
+        .expect("the admin changes the other Role");
+    wait::stays(&env, &name, Some(Phase::Active), Duration::from_secs(2)).await;
+
+    Api::<Role>::namespaced(env.admin(), &ns)
+        .patch(
+            SECRET_READER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "rules": [rule(&["secrets"], &["get", "list"]), rule(&["configmaps"], &["get"])]
+            })),
+        )
+        .await
+        .expect("the admin widens the granted Role");
+    let revoked = wait::phase(&env, &name, Phase::Revoked).await;
+    let status = revoked.status.clone().expect("status");
+    assert_eq!(status.reason.as_deref(), Some(reasons::ROLE_CHANGED));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("Role {ns}/{SECRET_READER}"))
+            && message.contains("added get configmaps"),
+        "{message}"
+    );
+    wait::until(&env, "the binding gone", wait::TIMEOUT, || async {
+        match fixtures::role_bindings_of(&env, &name).await.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} bindings")),
+        }
+    })
+    .await;
 }
