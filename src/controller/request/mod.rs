@@ -268,6 +268,9 @@ async fn finalize(
     }
     apply::revoke_all(ctx, request, found).await?;
     apply::release(ctx, request).await?;
+    if let Some(uid) = request.metadata.uid.as_deref() {
+        ctx.role_rules.forget_record(uid);
+    }
     if request.phase() == Some(Phase::Active) {
         record::happened(ctx, request, &transition::deleted_with_grant());
     }

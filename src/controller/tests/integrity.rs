@@ -297,6 +297,8 @@ async fn a_changed_reading_sends_exactly_the_grants_recorded_otherwise() {
             let mut wider = pods_read();
             wider.push(rule(&["secrets"], &["get"]));
             role_rules::refreshed(&ctx, &role, Some(Observed::of(&wider)));
+            // The same changed reading again (the 60 s re-check): not sent twice.
+            role_rules::refreshed(&ctx, &role, Some(Observed::of(&wider)));
             ctx.role_rules.current(&role)
         })
         .await;
