@@ -1195,6 +1195,12 @@ async fn row09_controller_fields_only_by_the_controller() {
         ("reason", json!("Approved")),
         ("message", json!("approved")),
         ("observedGeneration", json!(1)),
+        // Role integrity: the rules a grant was made with, what a widening is judged against.
+        (
+            "grantedRules",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        ),
+        ("roleDigest", json!("0".repeat(64))),
     ];
     for (field, value) in &fields {
         c.refused_by(
@@ -1219,6 +1225,20 @@ async fn row09_controller_fields_only_by_the_controller() {
         )
         .await,
         "only the kubepim controller may set status.phase",
+    );
+    c.refused_by(
+        "request-status",
+        "bob approving and rewriting the granted rules in one write",
+        bob.patch_status(
+            &name,
+            &pp,
+            &json_patch(json!([{"op": "add", "path": "/status", "value": {
+                "grantedRules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+                "approvals": [entry("bob")],
+            }}])),
+        )
+        .await,
+        "only the kubepim controller may set status.grantedRules",
     );
     c.accepted("bob approving", approve(&env, "bob", &name).await);
     let controller = operator_client(&env).await;

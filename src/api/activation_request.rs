@@ -217,6 +217,30 @@ pub struct BindingRef {
     pub name: String,
 }
 
+/// One rule of the role a grant bound, in canonical form (every list sorted and de-duplicated):
+/// what the role allowed when the grant was made. Same meaning as an RBAC `PolicyRule`.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantedRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub api_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub verbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resource_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub non_resource_urls: Vec<String>,
+}
+
 /// Observed state of a request.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -246,6 +270,18 @@ pub struct ActivationRequestStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub bindings: Vec<BindingRef>,
+    /// The effective rules of the referenced Role or ClusterRole when the grant was made
+    /// (canonical); a later widening of the role ends the grant (`RoleChanged`). Written by the
+    /// controller only, at activation, and never rewritten: a narrowing is recorded beside it.
+    /// Left empty when the rules exceed this record's bounds: then only `roleDigest` is kept and
+    /// any change of the role ends the grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub granted_rules: Vec<GrantedRule>,
+    /// sha256 (hex) of the canonical rules at activation (`grantedRules` in full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub role_digest: Option<String>,
     /// `Approved`, `Denied`, `Active`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -10,7 +10,7 @@ pub mod privileged_role;
 
 pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
-    Decision, Phase, Requester,
+    Decision, GrantedRule, Phase, Requester,
 };
 pub use common::{Budget, SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
@@ -56,4 +56,7 @@ pub mod conditions {
     pub const RISK_ASSESSED: &str = "RiskAssessed";
     /// ActivationRequest, at a grant's end: objects made while it ran that keep giving access.
     pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";
+    /// ActivationRequest, while Active: the referenced role now allows less than when the grant
+    /// was made (True, with what was removed); the grant is kept.
+    pub const ROLE_NARROWED: &str = "RoleNarrowed";
 }

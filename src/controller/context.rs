@@ -16,6 +16,7 @@ use crate::time::Clock;
 use super::bindings;
 use super::index::{self, EligibilityIndex, Index, RequestIndex};
 use super::memory::{BindChecks, StandingFindings, WrittenVersions};
+use super::role_rules::RoleRules;
 
 /// A managed binding found for a request, with the UID used as a delete precondition.
 #[derive(Debug, Clone)]
@@ -89,6 +90,8 @@ pub struct Context {
     pub(crate) bind_checks: BindChecks,
     /// Per request, the newest resourceVersion our own writes produced (see `is_superseded`).
     pub written: WrittenVersions,
+    /// The referenced roles' rules as last read (role integrity, see `super::role_rules`).
+    pub role_rules: RoleRules,
     /// The process's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Told about every phase change (a disabled notifier unless configured).
@@ -107,10 +110,21 @@ pub struct ContextBuilder {
     metrics: Arc<crate::metrics::Metrics>,
     notifier: crate::notify::Notifier,
     operator_namespace: Option<String>,
+    role_changes: Option<futures::channel::mpsc::UnboundedSender<ObjectRef<ActivationRequest>>>,
     clock: Clock,
 }
 
 impl ContextBuilder {
+    /// Where the requests whose role's rules changed are sent (the request controller's
+    /// trigger); without it they are only re-checked on their next reconcile.
+    pub fn role_changes(
+        mut self,
+        changes: futures::channel::mpsc::UnboundedSender<ObjectRef<ActivationRequest>>,
+    ) -> Self {
+        self.role_changes = Some(changes);
+        self
+    }
+
     /// The process-wide recorder (one shared recorder de-duplicates Events).
     pub fn recorder(mut self, recorder: Recorder) -> Self {
         self.recorder = Some(recorder);
@@ -163,6 +177,10 @@ impl ContextBuilder {
             standing: Default::default(),
             bind_checks: Default::default(),
             written: Default::default(),
+            role_rules: self
+                .role_changes
+                .map(RoleRules::with_changes)
+                .unwrap_or_default(),
             metrics: self.metrics,
             notifier: self.notifier,
             operator_namespace: self.operator_namespace,
@@ -180,6 +198,7 @@ impl Context {
             metrics: Arc::default(),
             notifier: crate::notify::Notifier::disabled(),
             operator_namespace: None,
+            role_changes: None,
             clock: Clock::system(),
         }
     }

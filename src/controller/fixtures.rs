@@ -313,11 +313,19 @@ impl Caches {
             self.role_bindings.0.clone(),
             self.cluster_role_bindings.0.clone(),
         );
-        Arc::new(
-            Context::builder(client, caches)
-                .clock(crate::time::Clock::fixed(at))
-                .build(),
-        )
+        let ctx = Context::builder(client, caches)
+            .clock(crate::time::Clock::fixed(at))
+            .build();
+        // As if the role reconciler had read every referenced role already (with no rules), so
+        // that an activation records them without a read of its own; tests of role integrity
+        // set what they need with `ctx.role_rules.remember`.
+        for role in self.roles.0.state() {
+            ctx.role_rules.remember(
+                &role,
+                Some(crate::policy::role_integrity::Observed::of(&[])),
+            );
+        }
+        Arc::new(ctx)
     }
 }
 

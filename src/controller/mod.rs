@@ -18,6 +18,7 @@ pub mod request;
 pub mod retention;
 pub mod role;
 pub mod role_checks;
+pub mod role_rules;
 pub mod standing_scan;
 pub mod sweeper;
 #[cfg(test)]

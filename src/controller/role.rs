@@ -16,6 +16,8 @@ use super::Error;
 use super::calls;
 use super::context::Context;
 use super::role_checks;
+use super::role_rules;
+use crate::policy::role_integrity::Observed;
 
 /// Roles can appear or vanish without an event we watch: look again this often. (`activeGrants`
 /// does not wait for it: request changes trigger a refresh, see [`affected_by`].)
@@ -34,6 +36,12 @@ pub fn affected_by(request: &ActivationRequest) -> Option<ObjectRef<PrivilegedRo
 pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = role.name_any();
     let referenced = role_checks::referenced_role(&ctx, &role).await?;
+    // Role integrity: what Active grants of this role are compared against.
+    role_rules::refreshed(
+        &ctx,
+        &role,
+        referenced.as_ref().map(|r| Observed::of(&r.rules)),
+    );
     let bindable = match &referenced {
         Some(_) => Some(role_checks::may_bind(&ctx, &role).await?),
         None => None,

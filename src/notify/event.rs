@@ -84,7 +84,9 @@ impl EventKind {
             | AuditDecision::Stuck
             | AuditDecision::Swept
             | AuditDecision::RemovedIllegitimateBinding
-            | AuditDecision::HistoryExported => return None,
+            | AuditDecision::HistoryExported
+            // The grant goes on; a widening ends it and is notified as `revoked`.
+            | AuditDecision::RoleNarrowed => return None,
         })
     }
 }

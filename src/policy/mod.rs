@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod reasons;
 pub mod retention;
 pub mod risk;
+pub mod role_integrity;
 pub mod role_readiness;
 pub mod standing;
 pub mod status;

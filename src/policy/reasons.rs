@@ -32,6 +32,8 @@ pub const JUSTIFICATION_REQUIRED: &str = "JustificationRequired";
 pub const TICKET_REQUIRED: &str = "TicketRequired";
 pub const TICKET_MISMATCH: &str = "TicketMismatch";
 pub const INVALID_TICKET_PATTERN: &str = "InvalidTicketPattern";
+/// The grant no longer matches what was approved: the PrivilegedRole now references another role
+/// or grants it elsewhere, or the referenced role's rules widened during the grant.
 pub const ROLE_CHANGED: &str = "RoleChanged";
 pub const REQUESTER_ATTRIBUTES_MISSING: &str = "RequesterAttributesMissing";
 /// The grant would take the requester past a privilege budget (`spec.budget`) of the role or of
@@ -69,6 +71,12 @@ pub const NOTHING_TO_EXTEND: &str = "NothingToExtend";
 pub const EXTENSION_NOT_ALLOWED: &str = "ExtensionNotAllowed";
 /// The extension would keep the requester elevated longer than maxContinuousDuration.
 pub const CONTINUOUS_DURATION_TOO_LONG: &str = "ContinuousDurationTooLong";
+
+// Role integrity while a grant is Active (condition `RoleNarrowed`, Event on the request).
+/// The referenced role allows less than when the grant was made; the grant is kept.
+pub const ROLE_NARROWED: &str = "RoleNarrowed";
+/// The referenced role allows again exactly what it did when the grant was made.
+pub const ROLE_UNCHANGED: &str = "RoleUnchanged";
 
 // Footholds at a grant's end.
 pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";

@@ -38,6 +38,9 @@ pub enum AuditDecision {
     FootholdsFound,
     /// An ended request's whole record, exported before history retention deletes it.
     HistoryExported,
+    /// The referenced role of an Active grant now allows less than when it was made; the grant
+    /// is kept (a widening ends it: `revoked`, reason `RoleChanged`).
+    RoleNarrowed,
 }
 
 impl AuditDecision {
@@ -59,6 +62,7 @@ impl AuditDecision {
             AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
             AuditDecision::FootholdsFound => "footholds-found",
             AuditDecision::HistoryExported => "history-exported",
+            AuditDecision::RoleNarrowed => "role-narrowed",
         }
     }
 }
@@ -134,7 +138,7 @@ pub fn of_status_change(
     step: &Step,
 ) -> Vec<Occurrence> {
     let Some(phase) = new.phase.filter(|p| old.phase != Some(*p)) else {
-        return vec![];
+        return role_narrowed(old, new).into_iter().collect();
     };
     let status_reason = new.reason.clone().unwrap_or_default();
     let message = new.message.clone().unwrap_or_default();
@@ -240,6 +244,38 @@ pub fn of_status_change(
 }
 
 /// The request was deleted while its grant ran: the bindings went first.
+/// The `RoleNarrowed` condition turned True, or now names other removals: a Normal Event and an
+/// audit line (the grant goes on, so nobody is notified).
+fn role_narrowed(
+    old: &ActivationRequestStatus,
+    new: &ActivationRequestStatus,
+) -> Option<Occurrence> {
+    use crate::api::conditions::ROLE_NARROWED;
+    let find = |s: &ActivationRequestStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == ROLE_NARROWED && c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    let message = find(new)?;
+    if find(old).as_deref() == Some(message.as_str()) {
+        return None;
+    }
+    Some(Occurrence {
+        event: Some(event(
+            Severity::Normal,
+            reasons::ROLE_NARROWED,
+            "Review",
+            &message,
+        )),
+        ..Occurrence::plain(
+            AuditDecision::RoleNarrowed,
+            reasons::ROLE_NARROWED,
+            &message,
+        )
+    })
+}
+
 pub fn deleted_with_grant() -> Occurrence {
     let message = "request deleted: bindings revoked";
     Occurrence {

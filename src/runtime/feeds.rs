@@ -66,7 +66,7 @@ where
 {
     /// The feed and the future that drives its watch (run it until shutdown).
     pub fn new(api: Api<K>, config: watcher::Config) -> (Self, impl Future<Output = ()> + Send) {
-        Self::indexed(api, config, |_| Vec::new())
+        Self::shaped(api, config, |_| {}, |_| Vec::new())
     }
 
     /// A feed whose objects are also indexed by `keys_of` (see [`Feed::index`]).
@@ -75,9 +75,26 @@ where
         config: watcher::Config,
         keys_of: KeysOf<K>,
     ) -> (Self, impl Future<Output = ()> + Send) {
+        Self::shaped(api, config, |_| {}, keys_of)
+    }
+
+    /// A feed that drops also what `extra` removes from each object before it is cached, and
+    /// indexes by `keys_of`.
+    pub fn shaped(
+        api: Api<K>,
+        config: watcher::Config,
+        extra: fn(&mut K),
+        keys_of: KeysOf<K>,
+    ) -> (Self, impl Future<Output = ()> + Send) {
         // What the controllers never read is dropped before it is cached: managedFields and
         // kubectl's last-applied copy are most of an object's size (issue: memory at 10k grants).
-        Self::from_events(watcher(api, config).modify(trim), Index::new(keys_of))
+        Self::from_events(
+            watcher(api, config).modify(move |object| {
+                trim(object);
+                extra(object);
+            }),
+            Index::new(keys_of),
+        )
     }
 
     /// The feed of any stream of watch events (a watch in production, a script in tests): the

@@ -74,8 +74,14 @@ pub async fn run_operator(
     // The caches, on every replica.
     let fast = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
     let managed = fast.clone().labels(labels::MANAGED_SELECTOR);
-    let (requests, requests_watch) =
-        Feed::indexed(Api::all(client.clone()), fast.clone(), index::request_keys);
+    // Requests are cached without the rules their grants recorded (role integrity reads them
+    // back when a role changes), and indexed by role, requester and extension.
+    let (requests, requests_watch) = Feed::shaped(
+        Api::all(client.clone()),
+        fast.clone(),
+        crate::controller::role_rules::trim_cached,
+        index::request_keys,
+    );
     let (roles, roles_watch) = Feed::new(Api::all(client.clone()), fast.clone());
     let (eligibilities, eligibilities_watch) = Feed::indexed(
         Api::all(client.clone()),

@@ -4,17 +4,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
 use kube::ResourceExt;
-use kube::runtime::Controller;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, RoleKind};
 use crate::controller::context::{Caches, Context};
 use crate::controller::retention::{self, RetentionSettings};
 use crate::controller::{
@@ -25,6 +26,7 @@ use crate::notify::Notifier;
 
 use super::Error;
 use super::OperatorSettings;
+use super::backoff::WatchBackoff;
 use super::feeds::Feed;
 use super::throttle::throttle;
 
@@ -37,6 +39,8 @@ const STATUS_REFRESH: Duration = Duration::from_millis(500);
 /// At a graceful stop, reconciles in flight get this long before they are cut off (each API call
 /// is bounded by [`crate::controller::calls::CALL_TIMEOUT`]).
 const DRAIN: Duration = Duration::from_secs(5);
+/// The watch on Roles and ClusterRoles notices a dead connection after this (+5 s).
+const ROLE_WATCH_TIMEOUT_SECS: u32 = 60;
 
 fn error_policy<K>(_obj: Arc<K>, error: &controller::Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, category = error.category(), "reconcile failed; retrying");
@@ -206,8 +210,11 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         request_index: feeds.requests.index(),
         eligibility_index: feeds.eligibilities.index(),
     };
+    // Requests whose role's rules changed, found by the role reconciler (role integrity).
+    let (role_changes, changed_grants) = futures::channel::mpsc::unbounded();
     let ctx = Arc::new(
         Context::builder(shared.client.clone(), caches)
+            .role_changes(role_changes)
             .recorder(shared.recorder.clone())
             .metrics(settings.metrics.clone())
             .notifier(shared.notifier.clone())
@@ -265,6 +272,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 feeds.cluster_role_bindings.subscribe(false),
                 move |b: ClusterRoleBinding| request_of(bindings::request_name_of(&b)),
             )
+            .reconcile_on(changed_grants)
             .graceful_shutdown_on(stopped.wait())
             .run(
                 |r, ctx| measured(kind::REQUEST, ctx.clone(), request::reconcile(r, ctx)),
@@ -311,9 +319,37 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let eligibility_refresh =
         throttle(futures::stream::select(by_request, by_role), STATUS_REFRESH);
 
+    // A change of a referenced Role or ClusterRole re-reads it at once (role integrity, and
+    // readiness and risk without waiting for the re-check). Metadata only, and nothing is kept:
+    // each event is matched against the PrivilegedRoles by name and dropped.
+    let role_watch = watcher::Config::default().timeout(ROLE_WATCH_TIMEOUT_SECS);
+    let cluster_role_events = watcher(
+        kube::Api::<PartialObjectMeta<ClusterRole>>::all(shared.client.clone()),
+        role_watch.clone(),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects();
+    let role_events = watcher(
+        kube::Api::<PartialObjectMeta<Role>>::all(shared.client.clone()),
+        role_watch,
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects();
+    let referencing_cluster_role = referencing(feeds.roles.store());
+    let referencing_role = referencing(feeds.roles.store());
+
     let role_controller = Controller::for_stream(feeds.roles.subscribe(true), feeds.roles.store())
         .with_config(ControllerConfig::default().concurrency(2))
         .reconcile_on(role_refresh)
+        .watches_stream(
+            cluster_role_events,
+            move |r: PartialObjectMeta<ClusterRole>| {
+                referencing_cluster_role(RoleKind::ClusterRole, None, &r.name_any())
+            },
+        )
+        .watches_stream(role_events, move |r: PartialObjectMeta<Role>| {
+            referencing_role(RoleKind::Role, r.namespace(), &r.name_any())
+        })
         .graceful_shutdown_on(stopped.wait())
         .run(
             |r, ctx| measured(kind::ROLE, ctx.clone(), role::reconcile(r, ctx)),
@@ -424,6 +460,25 @@ async fn retention_loop(
             ),
             Err(error) => tracing::warn!(%error, "history retention pass failed"),
         }
+    }
+}
+
+/// The PrivilegedRoles that reference this Role or ClusterRole.
+fn referencing(
+    roles: Store<PrivilegedRole>,
+) -> impl Fn(RoleKind, Option<String>, &str) -> Vec<ObjectRef<PrivilegedRole>> {
+    move |kind, namespace, name| {
+        roles
+            .state()
+            .into_iter()
+            .filter(|r| {
+                let role_ref = &r.spec.role_ref;
+                role_ref.kind == kind
+                    && role_ref.name == name
+                    && (kind == RoleKind::ClusterRole || role_ref.namespace == namespace)
+            })
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
     }
 }
 

@@ -13,7 +13,10 @@ use crate::api::ActivationRequestStatus;
 use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::cache_lag::wait_for_caches;
 use crate::policy::extension::Related;
-use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
+use crate::policy::lifecycle::{
+    Input, ObservedBinding, Step, decide, is_overdue, namespace_missing,
+};
+use crate::policy::role_integrity::{self, Verdict};
 use crate::policy::status::request_status;
 use crate::policy::transition;
 use crate::time::from_k8s;
@@ -22,6 +25,7 @@ use super::Error;
 use super::calls::Refusal;
 use super::context::{Context, FoundBinding};
 use super::footholds;
+use super::role_rules;
 
 mod apply;
 pub(super) mod record;
@@ -112,11 +116,43 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         observed: &observed,
         now,
     });
-    tracing::debug!(request = %name, ?step, "decided");
     if let Some(delay) = wait_for_caches(&step, created_at, now) {
         tracing::debug!(request = %name, ?step, "refusal of a new request waits for the caches");
         return Ok(Action::requeue(delay));
     }
+    // Role integrity: a grant whose role widened ends; an activation records the role's rules.
+    let role_label = role
+        .as_deref()
+        .map(role_rules::role_label)
+        .unwrap_or_default();
+    let verdict = match (&step, role.as_deref()) {
+        (Step::KeepActive { .. }, Some(r)) => match ctx.role_rules.current(r) {
+            // The role changed since the grant was made: compare with the recorded rules, which
+            // the cache does not keep.
+            Some(now_rules)
+                if old_status
+                    .role_digest
+                    .as_deref()
+                    .is_some_and(|d| d != now_rules.digest) =>
+            {
+                let recorded = role_rules::recorded(ctx, request, &old_status).await?;
+                role_integrity::judge(&recorded, Some(&now_rules))
+            }
+            now_rules => role_integrity::judge(&old_status, now_rules.as_ref()),
+        },
+        _ => Verdict::Unknown,
+    };
+    if !matches!(step, Step::KeepActive { .. })
+        && let Some(uid) = request.metadata.uid.as_deref()
+    {
+        ctx.role_rules.forget_record(uid);
+    }
+    step = role_integrity::check(&step, &verdict, &role_label);
+    let activation_rules = match (&step, role.as_deref()) {
+        (Step::Activate { .. }, Some(r)) => Some(role_rules::for_activation(ctx, r).await?),
+        _ => None,
+    };
+    tracing::debug!(request = %name, ?step, ?verdict, "decided");
 
     // Apply.
     let resource_version = match apply::apply(ctx, request, &step, &found).await? {
@@ -135,6 +171,15 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     // Record. A grant that ends is reviewed for what it left behind after this write (by
     // `controller::foothold_review`), so that the revocation waits for no scan.
     let mut new_status = request_status(&old_status, &step, request.metadata.generation, now);
+    role_integrity::record(
+        &mut new_status,
+        &step,
+        activation_rules.as_ref(),
+        &verdict,
+        &role_label,
+        request.metadata.generation,
+        now,
+    );
     if footholds::ends_grant(&old_status, &step) {
         crate::policy::footholds::mark_pending(&mut new_status, request.metadata.generation, now);
     }
@@ -203,6 +248,9 @@ async fn finalize(
     }
     apply::revoke_all(ctx, request, found).await?;
     apply::release(ctx, request).await?;
+    if let Some(uid) = request.metadata.uid.as_deref() {
+        ctx.role_rules.forget_record(uid);
+    }
     if request.phase() == Some(Phase::Active) {
         record::happened(ctx, request, &transition::deleted_with_grant());
     }

@@ -4,6 +4,7 @@
 //! revocation ≤ 2). Fixtures: `super::fixtures`.
 mod eligibility;
 mod foothold_review;
+mod integrity;
 mod request;
 mod retention;
 mod role;

@@ -237,6 +237,7 @@ fn every_decision_has_its_own_audit_word() {
         RemovedIllegitimateBinding,
         FootholdsFound,
         HistoryExported,
+        RoleNarrowed,
     ];
     // A decision added to the enum does not compile here until it is listed above too.
     for decision in all {
@@ -255,7 +256,8 @@ fn every_decision_has_its_own_audit_word() {
             | Swept
             | RemovedIllegitimateBinding
             | FootholdsFound
-            | HistoryExported => {}
+            | HistoryExported
+            | RoleNarrowed => {}
         }
     }
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
@@ -344,4 +346,55 @@ fn a_grant_that_ends_records_when_and_a_refused_request_does_not() {
     );
     assert_eq!(never_active.phase, Some(Phase::Cancelled));
     assert_eq!(never_active.ended_at, None);
+}
+
+#[test]
+fn a_narrowed_role_is_recorded_once_per_distinct_narrowing() {
+    use crate::api::conditions::ROLE_NARROWED;
+    use crate::policy::status::set_condition;
+    let old = ActivationRequestStatus {
+        phase: Some(Phase::Active),
+        ..Default::default()
+    };
+    let narrowed = |message: &str| {
+        let mut s = old.clone();
+        set_condition(
+            &mut s.conditions,
+            ROLE_NARROWED,
+            true,
+            reasons::ROLE_NARROWED,
+            message,
+            Some(1),
+            at(5),
+        );
+        s
+    };
+    let first = narrowed("removed list pods");
+    let happened = of_status_change(&old, &first, &Step::Settled);
+    assert_eq!(
+        summary(&happened),
+        [(
+            AuditDecision::RoleNarrowed,
+            Some(reasons::ROLE_NARROWED),
+            Some(Severity::Normal),
+            false
+        )]
+    );
+    assert_eq!(happened[0].message, "removed list pods");
+    // The same narrowing again records nothing; another one is recorded.
+    assert!(of_status_change(&first, &first.clone(), &Step::Settled).is_empty());
+    let second = narrowed("removed list pods, get pods");
+    assert_eq!(of_status_change(&first, &second, &Step::Settled).len(), 1);
+    // Back to unchanged (False) is not a narrowing.
+    let mut restored = second.clone();
+    set_condition(
+        &mut restored.conditions,
+        ROLE_NARROWED,
+        false,
+        reasons::ROLE_UNCHANGED,
+        "back",
+        Some(1),
+        at(6),
+    );
+    assert!(of_status_change(&second, &restored, &Step::Settled).is_empty());
 }
