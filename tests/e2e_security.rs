@@ -1201,6 +1201,10 @@ async fn row09_controller_fields_only_by_the_controller() {
             json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
         ),
         ("roleDigest", json!("0".repeat(64))),
+        // Privilege budgets count elevated time up to endedAt; the continuous-elevation cap counts
+        // from continuousSince.
+        ("endedAt", json!("2026-01-01T00:00:01Z")),
+        ("continuousSince", json!("2099-01-01T00:00:00Z")),
     ];
     for (field, value) in &fields {
         c.refused_by(

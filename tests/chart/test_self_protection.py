@@ -106,3 +106,20 @@ def test_notes_say_who_may_still_write_and_what_to_do_when_an_upgrade_is_refused
     assert "Self-protection is on" in notes and "system:masters" in notes and "argocd" in notes
     assert "selfProtection.exemptUsers" in notes
     assert "Self-protection is on" not in render({"selfProtection": {"enabled": False}}).notes
+
+
+def test_every_status_field_but_approvals_is_the_controllers():
+    # The request-status policy lists the controller-owned fields by name: a status field added to
+    # the CRD and forgotten here would be writable by any approver inside an approving write.
+    import pathlib
+
+    import yaml
+
+    crds = yaml.safe_load_all((pathlib.Path(__file__).parents[2] / "crds" / "kubepim.io.yaml").read_text())
+    crd = next(c for c in crds if c and c["spec"]["names"]["kind"] == "ActivationRequest")
+    (version,) = crd["spec"]["versions"]
+    fields = set(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]) - {"approvals"}
+    p = render().one("ValidatingAdmissionPolicy", "kubepim-request-status")
+    expression = next(v["expression"] for v in p["spec"]["variables"] if v["name"] == "changedFields")
+    listed = set(re.findall(r"'(\w+)' : ''", expression))
+    assert listed == fields, f"not guarded: {sorted(fields - listed)}; not in the CRD: {sorted(listed - fields)}"
