@@ -17,7 +17,7 @@ pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
     ApprovalPolicy, Approvers, BindingSample, PrivilegedRole, PrivilegedRoleSpec,
     PrivilegedRoleStatus, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
-    UnmanagedBindings,
+    SeparationFinding, UnmanagedBindings,
 };
 
 /// API group of every kind.

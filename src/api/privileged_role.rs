@@ -287,6 +287,29 @@ pub struct PrivilegedRoleStatus {
     /// periodic scan. Written by the scan only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmanaged_bindings: Option<UnmanagedBindings>,
+    /// Separation-of-duties findings of the latest analysis of the kept history that concern
+    /// this role (reciprocal approvals, one approver covering most activations, approvers who
+    /// request it often, break-glass use, approvals too fast to have been read). Written by the
+    /// analysis only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub separation_findings: Option<Vec<SeparationFinding>>,
+}
+
+/// One separation-of-duties finding.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeparationFinding {
+    /// ReciprocalApproval, ApproverConcentration, ApproverIsRequester, BreakGlassUse,
+    /// FastApproval.
+    #[schemars(length(max = 32))]
+    pub kind: String,
+    /// The people it is about.
+    #[serde(default)]
+    #[schemars(length(max = 8), inner(length(max = 253)))]
+    pub people: Vec<String>,
+    #[schemars(length(max = 512))]
+    pub message: String,
 }
 
 /// Standing bindings to a PrivilegedRole's role.

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod role;
 pub mod role_checks;
 pub mod role_rules;
+pub mod separation;
 pub mod standing_scan;
 pub mod sweeper;
 #[cfg(test)]

@@ -51,9 +51,11 @@ pub async fn reconcile(role: Arc<PrivilegedRole>, ctx: Arc<Context>) -> Result<A
         .iter()
         .filter(|r| r.phase() == Some(Phase::Active))
         .count() as u32;
-    // `unmanagedBindings` belongs to the standing-privilege scan: neither compared nor written.
+    // `unmanagedBindings` and `separationFindings` belong to their scans: neither compared nor
+    // written here.
     let old = PrivilegedRoleStatus {
         unmanaged_bindings: None,
+        separation_findings: None,
         ..role.status.clone().unwrap_or_default()
     };
     let mut status = PrivilegedRoleStatus {

@@ -14,6 +14,7 @@
 //! | `kubepim_revocation_lateness_seconds` | histogram | binding deleted − `expiresAt` (negative: early) |
 //! | `kubepim_active_grants` | gauge | requests in phase Active (request cache) |
 //! | `kubepim_pending_requests` | gauge | requests waiting for approval (request cache) |
+//! | `kubepim_separation_findings{kind}` | gauge | separation-of-duties findings of the latest analysis |
 //! | `kubepim_unmanaged_privileged_bindings{role}` | gauge | standing bindings per PrivilegedRole (its `status.unmanagedBindings.count`) |
 //! | `kubepim_is_leader` | gauge | 1 when this replica reconciles (always 1 without leader election) |
 //! | `kubepim_api_requests_total{verb,resource,code}` | counter | calls to the API server |
@@ -90,6 +91,12 @@ struct FootholdLabels {
     kind: &'static str,
 }
 
+/// Separation-of-duties findings of the latest analysis, by kind (bounded: five kinds).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeparationLabels {
+    kind: &'static str,
+}
+
 /// The operator's metrics; one per process, shared (`Arc`) by everything that records.
 pub struct Metrics {
     registry: Registry,
@@ -100,6 +107,7 @@ pub struct Metrics {
     bindings_removed: Family<RemovedLabels, Counter>,
     footholds: Family<FootholdLabels, Counter>,
     history_deleted: Counter,
+    separation_findings: Family<SeparationLabels, Gauge>,
     is_leader: Gauge,
     sources: Arc<Sources>,
 }
@@ -130,6 +138,12 @@ impl Metrics {
         let bindings_removed = Family::<RemovedLabels, Counter>::default();
         let footholds = Family::<FootholdLabels, Counter>::default();
         let history_deleted = Counter::default();
+        let separation_findings = Family::<SeparationLabels, Gauge>::default();
+        for kind in crate::policy::separation::FindingKind::ALL {
+            let _ = separation_findings.get_or_create(&SeparationLabels {
+                kind: kind.as_str(),
+            });
+        }
         // Every kind from the start, so rates are defined before the first reconcile.
         for kind in kind::ALL {
             let _ = reconciles.get_or_create(&KindLabels { kind });
@@ -180,6 +194,11 @@ impl Metrics {
             history_deleted.clone(),
         );
         registry.register(
+            "kubepim_separation_findings",
+            "Separation-of-duties findings of the latest analysis of the kept history, by kind",
+            separation_findings.clone(),
+        );
+        registry.register(
             "kubepim_is_leader",
             "1 when this replica runs the controllers (always 1 without leader election)",
             is_leader.clone(),
@@ -195,6 +214,7 @@ impl Metrics {
             bindings_removed,
             footholds,
             history_deleted,
+            separation_findings,
             is_leader,
             sources,
         }
@@ -254,6 +274,13 @@ impl Metrics {
 
     pub fn observe_history_deleted(&self) {
         self.history_deleted.inc();
+    }
+
+    /// The latest analysis found `count` findings of `kind`.
+    pub fn set_separation_findings(&self, kind: &'static str, count: usize) {
+        self.separation_findings
+            .get_or_create(&SeparationLabels { kind })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod risk;
 pub mod role_integrity;
 pub mod role_readiness;
+pub mod separation;
 pub mod standing;
 pub mod status;
 pub mod transition;

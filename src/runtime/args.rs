@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::controller::retention::RetentionSettings;
+use crate::controller::separation::SeparationSettings;
 use crate::controller::standing_scan::ScanSettings;
 use crate::metrics::Metrics;
 use crate::notify::NotifyConfig;
+use crate::policy::separation::Thresholds;
 use crate::policy::standing::BreakGlass;
 
 use super::Error;
@@ -31,6 +33,18 @@ pub struct RunArgs {
     /// How often ended requests are looked at for deletion (see --history-retention).
     #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
     pub history_prune_interval: Duration,
+    /// How often the kept history is analysed for separation-of-duties findings (reciprocal
+    /// approvals, one approver covering a role, approvers who request it, break-glass use,
+    /// approvals too fast to have been read). `0s` switches the analysis off.
+    #[arg(long, default_value = "5m", value_parser = crate::time::parse_duration)]
+    pub separation_interval: Duration,
+    /// How far back the separation-of-duties analysis looks (within what history retention keeps).
+    #[arg(long, default_value = "720h", value_parser = crate::time::parse_duration)]
+    pub separation_window: Duration,
+    /// An approval sooner than this after its request was made is reported as too fast to have
+    /// been read.
+    #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration)]
+    pub separation_fast_approval: Duration,
     /// Requests reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -82,6 +96,16 @@ impl RunArgs {
             retention: RetentionSettings {
                 keep_for: (!self.history_retention.is_zero()).then_some(self.history_retention),
                 interval: self.history_prune_interval,
+            },
+            separation: SeparationSettings {
+                interval: (!self.separation_interval.is_zero()).then_some(self.separation_interval),
+                thresholds: Thresholds {
+                    window: chrono::Duration::from_std(self.separation_window)
+                        .unwrap_or(chrono::Duration::days(30)),
+                    fast_approval: chrono::Duration::from_std(self.separation_fast_approval)
+                        .unwrap_or(chrono::Duration::seconds(5)),
+                    ..Thresholds::default()
+                },
             },
             concurrency: self.concurrency,
             webhook: self.webhook.settings(operator_namespace.as_deref())?,

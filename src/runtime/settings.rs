@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::controller::retention::RetentionSettings;
+use crate::controller::separation::SeparationSettings;
 use crate::controller::standing_scan::ScanSettings;
 
 use super::leader::LeaderSettings;
@@ -15,6 +16,8 @@ pub struct OperatorSettings {
     pub sweep_interval: Duration,
     /// How long ended requests are kept (history retention).
     pub retention: RetentionSettings,
+    /// The separation-of-duties analysis of the kept history.
+    pub separation: SeparationSettings,
     pub concurrency: u16,
     /// The admission webhook, served alongside the controllers (`None`: not served).
     pub webhook: Option<crate::admission::WebhookSettings>,
@@ -38,6 +41,7 @@ impl Default for OperatorSettings {
         Self {
             sweep_interval: Duration::from_secs(30),
             retention: RetentionSettings::default(),
+            separation: SeparationSettings::default(),
             concurrency: 16,
             webhook: None,
             standing: ScanSettings::default(),

@@ -19,7 +19,7 @@ use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, RoleKind};
 use crate::controller::context::{Caches, Context};
 use crate::controller::retention::{self, RetentionSettings};
 use crate::controller::{
-    self, bindings, eligibility, foothold_review, request, role, standing_scan, sweeper,
+    self, bindings, eligibility, foothold_review, request, role, separation, standing_scan, sweeper,
 };
 use crate::metrics::kind;
 use crate::notify::Notifier;
@@ -417,6 +417,14 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .take_until(stopped.wait()),
     );
 
+    // Separation of duties: the kept history analysed every interval.
+    let separation_ctx = ctx.clone();
+    let separation_loop = {
+        let settings = settings.separation.clone();
+        let stop = stopped.wait();
+        async move { separation::run(&separation_ctx, settings, stop).await }
+    };
+
     // History retention: ended requests exported, then deleted.
     let retention_loop = retention_loop(ctx.clone(), settings.retention, stopped.wait());
 
@@ -432,6 +440,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         standing_loop,
         retention_loop,
         foothold_reviews,
+        separation_loop,
     );
 }
 

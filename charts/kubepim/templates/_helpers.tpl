@@ -90,6 +90,9 @@ accept yet, each behind the value that switches it on (see the chart README):
 - --concurrency={{ .Values.operator.concurrency }}
 - --history-retention={{ .Values.operator.historyRetention }}
 - --history-prune-interval={{ .Values.operator.historyPruneInterval }}
+- --separation-interval={{ .Values.operator.separation.interval }}
+- --separation-window={{ .Values.operator.separation.window }}
+- --separation-fast-approval={{ .Values.operator.separation.fastApproval }}
 - --standing-privilege-scan-interval={{ .Values.standingPrivilege.scanInterval }}
 {{- range .Values.breakGlass.users }}
 - {{ printf "--break-glass-user=%s" . | quote }}

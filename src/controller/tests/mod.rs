@@ -8,5 +8,6 @@ mod integrity;
 mod request;
 mod retention;
 mod role;
+mod separation;
 mod standing_scan;
 mod sweeper;
