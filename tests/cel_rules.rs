@@ -89,6 +89,7 @@ fn role() -> PrivilegedRole {
             break_glass: false,
             require_requester_attributes: None,
             budget: None,
+            idle_timeout: None,
         },
     )
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::duplicated_attributes)] // repeated typed `printcolumn(...)` entries (kube-derive false positive)
 
 pub mod activation_request;
+pub mod activity;
 pub mod common;
 pub mod eligibility;
 pub mod privileged_role;
@@ -12,6 +13,7 @@ pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
     Decision, Phase, Requester,
 };
+pub use activity::{Activity, ActivitySource, NotableWrite};
 pub use common::{Budget, SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
@@ -56,4 +58,7 @@ pub mod conditions {
     pub const RISK_ASSESSED: &str = "RiskAssessed";
     /// ActivationRequest, at a grant's end: objects made while it ran that keep giving access.
     pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";
+    /// ActivationRequest, at a grant's end: whether it was used (`Used`, `NeverUsed`, or
+    /// `ActivityUnavailable` without the audit record).
+    pub const USED: &str = "Used";
 }

@@ -58,6 +58,9 @@ pub struct Context {
     pub notifier: crate::notify::Notifier,
     /// kubepim's own namespace, when known: roles reaching its ServiceAccount tokens are flagged.
     pub operator_namespace: Option<String>,
+    /// The audit ingest's aggregator when the audit endpoint is served (`None`: the activity
+    /// record is unavailable and idle timeouts are not enforced).
+    pub activity: Option<Arc<crate::ingest::Aggregator>>,
     clock: Clock,
 }
 
@@ -70,10 +73,17 @@ pub struct ContextBuilder {
     metrics: Arc<crate::metrics::Metrics>,
     notifier: crate::notify::Notifier,
     operator_namespace: Option<String>,
+    activity: Option<Arc<crate::ingest::Aggregator>>,
     clock: Clock,
 }
 
 impl ContextBuilder {
+    /// The audit ingest's aggregator (the activity record is configured).
+    pub fn activity(mut self, aggregator: Option<Arc<crate::ingest::Aggregator>>) -> Self {
+        self.activity = aggregator;
+        self
+    }
+
     /// The process-wide recorder (one shared recorder de-duplicates Events).
     pub fn recorder(mut self, recorder: Recorder) -> Self {
         self.recorder = Some(recorder);
@@ -125,6 +135,7 @@ impl ContextBuilder {
             metrics: self.metrics,
             notifier: self.notifier,
             operator_namespace: self.operator_namespace,
+            activity: self.activity,
             clock: self.clock,
         }
     }
@@ -139,6 +150,7 @@ impl Context {
             metrics: Arc::default(),
             notifier: crate::notify::Notifier::disabled(),
             operator_namespace: None,
+            activity: None,
             clock: Clock::system(),
         }
     }

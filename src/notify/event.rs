@@ -84,7 +84,9 @@ impl EventKind {
             | AuditDecision::Stuck
             | AuditDecision::Swept
             | AuditDecision::RemovedIllegitimateBinding
-            | AuditDecision::HistoryExported => return None,
+            | AuditDecision::HistoryExported
+            | AuditDecision::Activity
+            | AuditDecision::NeverUsed => return None,
         })
     }
 }

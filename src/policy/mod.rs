@@ -4,12 +4,14 @@
 //! out the [`lifecycle::Step`] it gets back. Everything that decides who gets privilege lives
 //! here so that it can be tested exhaustively.
 
+pub mod activity;
 pub mod approvals;
 pub mod binding;
 pub mod budget;
 pub mod eligibility;
 pub mod extension;
 pub mod footholds;
+pub mod idle;
 pub mod identity;
 pub mod legitimacy;
 pub mod lifecycle;

@@ -38,6 +38,10 @@ pub enum AuditDecision {
     FootholdsFound,
     /// An ended request's whole record, exported before history retention deletes it.
     HistoryExported,
+    /// One API request made under a grant (from the API server's audit events).
+    Activity,
+    /// At a grant's end: the audit record shows it was never used (over-provisioning).
+    NeverUsed,
 }
 
 impl AuditDecision {
@@ -59,6 +63,8 @@ impl AuditDecision {
             AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
             AuditDecision::FootholdsFound => "footholds-found",
             AuditDecision::HistoryExported => "history-exported",
+            AuditDecision::Activity => "activity",
+            AuditDecision::NeverUsed => "never-used",
         }
     }
 }
@@ -300,5 +306,19 @@ pub fn footholds_found(message: &str) -> Occurrence {
             reasons::FOOTHOLDS_FOUND,
             message,
         )
+    }
+}
+
+/// At a grant's end, when the audit record shows it was never used: a Normal Event `NeverUsed`
+/// and an audit line (the role may grant more than people need).
+pub fn never_used(message: &str) -> Occurrence {
+    Occurrence {
+        event: Some(event(
+            Severity::Normal,
+            reasons::NEVER_USED,
+            "Review",
+            message,
+        )),
+        ..Occurrence::plain(AuditDecision::NeverUsed, reasons::NEVER_USED, message)
     }
 }

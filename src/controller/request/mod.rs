@@ -15,7 +15,8 @@ use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::extension::Related;
 use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
 use crate::policy::status::{request_status, set_condition};
-use crate::policy::transition;
+use crate::policy::idle::{record_in_status, with_idle};
+use crate::policy::{reasons, transition};
 use crate::time::from_k8s;
 
 use super::Error;
@@ -99,7 +100,7 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     };
     let history_parts: Vec<Parts> = history.iter().map(|r| Parts::of(r)).collect();
     let history_related: Vec<Related> = history_parts.iter().map(Parts::related).collect();
-    let mut step = decide(&Input {
+    let step = decide(&Input {
         original: original_parts.as_ref().map(Parts::related),
         successor: successor_parts.as_ref().map(Parts::related),
         history: &history_related,
@@ -112,6 +113,16 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         observed: &observed,
         now,
     });
+    // The audit record, where configured, ends a grant unused for the role's idle timeout.
+    let ingest = ctx.activity.is_some();
+    let step = with_idle(
+        step,
+        role.as_deref(),
+        old_status.activity.as_ref(),
+        ingest,
+        now,
+    );
+    let mut step = step;
     tracing::debug!(request = %name, ?step, "decided");
 
     // Apply.
@@ -155,10 +166,30 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
             now,
         );
     }
+    // At a grant's end, what the aggregator counted and has not written yet goes into this write.
+    let pending = ends_grant(&old_status, &new_status)
+        .then(|| ctx.activity.as_ref().and_then(|a| a.take(&name)))
+        .flatten();
+    let usage = record_in_status(
+        &old_status,
+        &mut new_status,
+        pending.as_ref(),
+        ingest,
+        request.metadata.generation,
+        now,
+    );
+    let restore = |delta: Option<crate::api::Activity>| {
+        if let (Some(aggregator), Some(delta)) = (ctx.activity.as_ref(), delta) {
+            aggregator.restore(&name, delta);
+        }
+    };
     if new_status != old_status {
         match record::patch_status(ctx, &name, resource_version, &new_status).await {
             Ok(()) => {
                 record::status_changed(ctx, request, &old_status, &new_status, &step);
+                if let Some(usage) = usage.filter(|u| u.reason == reasons::NEVER_USED) {
+                    record::happened(ctx, request, &transition::never_used(&usage.message));
+                }
                 if let Some(found) = footholds.as_ref().filter(|f| !f.is_empty()) {
                     record::footholds(ctx, request, found);
                 }
@@ -166,12 +197,21 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
             // Someone (an approver, or our own earlier write) changed the request since we read
             // it: decide again on the newer version, which the watch delivers.
             Err(error) if error.refusal() == Refusal::Conflict => {
+                restore(pending);
                 return Ok(Action::requeue(STALE_REQUEUE));
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                restore(pending);
+                return Err(error);
+            }
         }
     }
     Ok(requeue_at(step.wake_at(), now))
+}
+
+/// Does this write end a grant (Active before, terminal after)?
+fn ends_grant(old: &ActivationRequestStatus, new: &ActivationRequestStatus) -> bool {
+    old.phase == Some(Phase::Active) && new.phase.is_some_and(Phase::is_terminal)
 }
 
 /// Another request as the decision sees it (name and status owned; the spec borrowed).

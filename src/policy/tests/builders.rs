@@ -85,6 +85,7 @@ pub fn role(name: &str) -> PrivilegedRole {
             break_glass: false,
             require_requester_attributes: None,
             budget: None,
+            idle_timeout: None,
         },
     )
 }

@@ -237,6 +237,8 @@ fn every_decision_has_its_own_audit_word() {
         RemovedIllegitimateBinding,
         FootholdsFound,
         HistoryExported,
+        Activity,
+        NeverUsed,
     ];
     // A decision added to the enum does not compile here until it is listed above too.
     for decision in all {
@@ -255,7 +257,9 @@ fn every_decision_has_its_own_audit_word() {
             | Swept
             | RemovedIllegitimateBinding
             | FootholdsFound
-            | HistoryExported => {}
+            | HistoryExported
+            | Activity
+            | NeverUsed => {}
         }
     }
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
