@@ -8,7 +8,9 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where the activity record comes from.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum ActivitySource {
     /// The API server's audit webhook posts to kubepim: the counts below are the grant's use.
     AuditWebhook,

@@ -23,7 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
-use crate::api::{Activity, ActivationRequest, Phase};
+use crate::api::{ActivationRequest, Activity, Phase};
 use crate::controller::calls;
 use crate::metrics::Metrics;
 use crate::policy::activity::{self, AuditEvent, GrantWindow, Limits, Use};
@@ -173,6 +173,21 @@ impl Aggregator {
         activity::record(delta, &item.used, self.limits);
     }
 
+    /// Records everything queued, when [`Aggregator::run`] is not draining the queue (tests and
+    /// benchmarks). Returns how many were recorded.
+    pub fn drain(&self) -> usize {
+        let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(rx) = rx.as_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Ok(item) = rx.try_recv() {
+            self.record(&item);
+            n += 1;
+        }
+        n
+    }
+
     /// What is counted for `request` and not yet written (for the reconciler's final write).
     pub fn take(&self, request: &str) -> Option<Activity> {
         self.pending
@@ -319,6 +334,4 @@ fn window_of(request: &ActivationRequest, now: DateTime<Utc>) -> Option<Window> 
     })
 }
 
-#[cfg(test)]
-#[path = "aggregator_tests.rs"]
-mod tests;
+// Tested against a scripted API server in `crate::controller::tests::activity`.

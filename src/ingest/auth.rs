@@ -69,10 +69,7 @@ mod tests {
             (&["Basic 0123456789abcdef0123456789abcdef"], false),
             (&["0123456789abcdef0123456789abcdef"], false),
             (
-                &[
-                    "Bearer wrong",
-                    "Bearer 0123456789abcdef0123456789abcdef",
-                ],
+                &["Bearer wrong", "Bearer 0123456789abcdef0123456789abcdef"],
                 false,
             ),
         ];

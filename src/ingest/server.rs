@@ -55,13 +55,19 @@ fn plain(status: StatusCode, message: &'static str) -> Response<Full> {
     response
 }
 
-async fn route(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full>, Infallible> {
+async fn route(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<Full>, Infallible> {
     if request.uri().path() != AUDIT_PATH {
         return Ok(plain(StatusCode::NOT_FOUND, "not found"));
     }
     if request.method() != Method::POST {
         state.metrics.observe_audit_batch("wrong_method");
-        return Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "POST an audit EventList"));
+        return Ok(plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST an audit EventList",
+        ));
     }
     if !auth::authorized(request.headers(), &state.token) {
         state.metrics.observe_audit_batch("unauthorized");
@@ -88,7 +94,10 @@ async fn route(state: Arc<State>, request: Request<Incoming>) -> Result<Response
     {
         Err(_) => {
             state.metrics.observe_audit_batch("malformed");
-            return Ok(plain(StatusCode::REQUEST_TIMEOUT, "body not received in time"));
+            return Ok(plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time",
+            ));
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
         Ok(Err(_)) => {
@@ -102,7 +111,10 @@ async fn route(state: Arc<State>, request: Request<Incoming>) -> Result<Response
         Err(error) => {
             state.metrics.observe_audit_batch("malformed");
             tracing::warn!(%error, "audit post refused: not an audit EventList");
-            return Ok(plain(StatusCode::BAD_REQUEST, "not an audit.k8s.io/v1 EventList"));
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                "not an audit.k8s.io/v1 EventList",
+            ));
         }
     };
     state.metrics.observe_audit_batch("accepted");

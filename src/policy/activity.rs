@@ -142,7 +142,10 @@ pub struct Use {
 /// impersonated (a grant that lets its holder impersonate is used by both).
 pub fn identities(event: &AuditEvent) -> impl Iterator<Item = &str> {
     let user = Some(event.user.username.as_str());
-    let impersonated = event.impersonated_user.as_ref().map(|u| u.username.as_str());
+    let impersonated = event
+        .impersonated_user
+        .as_ref()
+        .map(|u| u.username.as_str());
     user.into_iter()
         .chain(impersonated.filter(|i| *i != event.user.username))
         .filter(|u| !u.is_empty())
@@ -255,10 +258,18 @@ pub fn record(activity: &mut Activity, u: &Use, limits: Limits) {
         activity.denied = activity.denied.saturating_add(1);
     }
     let at = to_k8s(u.at);
-    if activity.first_use.as_ref().is_none_or(|f| from_k8s(f) > u.at) {
+    if activity
+        .first_use
+        .as_ref()
+        .is_none_or(|f| from_k8s(f) > u.at)
+    {
         activity.first_use = Some(at.clone());
     }
-    if activity.last_use.as_ref().is_none_or(|l| from_k8s(l) < u.at) {
+    if activity
+        .last_use
+        .as_ref()
+        .is_none_or(|l| from_k8s(l) < u.at)
+    {
         activity.last_use = Some(at.clone());
     }
     let key = if u.resource.is_empty() {
@@ -328,12 +339,18 @@ pub fn merge(into: &mut Activity, delta: &Activity, limits: Limits) {
     into.requests = into.requests.saturating_add(delta.requests);
     into.denied = into.denied.saturating_add(delta.denied);
     if let Some(f) = &delta.first_use
-        && into.first_use.as_ref().is_none_or(|g| from_k8s(g) > from_k8s(f))
+        && into
+            .first_use
+            .as_ref()
+            .is_none_or(|g| from_k8s(g) > from_k8s(f))
     {
         into.first_use = Some(f.clone());
     }
     if let Some(l) = &delta.last_use
-        && into.last_use.as_ref().is_none_or(|g| from_k8s(g) < from_k8s(l))
+        && into
+            .last_use
+            .as_ref()
+            .is_none_or(|g| from_k8s(g) < from_k8s(l))
     {
         into.last_use = Some(l.clone());
     }

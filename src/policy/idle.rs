@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::api::conditions::USED;
-use crate::api::{Activity, ActivationRequestStatus, Phase, PrivilegedRole};
+use crate::api::{ActivationRequestStatus, Activity, Phase, PrivilegedRole};
 use crate::time::from_k8s;
 
 use super::activity::{self, idle_at};

@@ -13,9 +13,9 @@ use crate::api::ActivationRequestStatus;
 use crate::api::conditions::FOOTHOLDS_FOUND;
 use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::extension::Related;
+use crate::policy::idle::{record_in_status, with_idle};
 use crate::policy::lifecycle::{Input, ObservedBinding, decide, is_overdue, namespace_missing};
 use crate::policy::status::{request_status, set_condition};
-use crate::policy::idle::{record_in_status, with_idle};
 use crate::policy::{reasons, transition};
 use crate::time::from_k8s;
 
@@ -115,14 +115,13 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     });
     // The audit record, where configured, ends a grant unused for the role's idle timeout.
     let ingest = ctx.activity.is_some();
-    let step = with_idle(
+    let mut step = with_idle(
         step,
         role.as_deref(),
         old_status.activity.as_ref(),
         ingest,
         now,
     );
-    let mut step = step;
     tracing::debug!(request = %name, ?step, "decided");
 
     // Apply.
