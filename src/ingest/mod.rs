@@ -39,6 +39,10 @@ pub struct IngestSettings {
     pub flush_interval: Duration,
     /// Attributed events waiting for the aggregator; past this they are dropped and counted.
     pub queue: usize,
+    /// Serve HTTPS with this certificate and key (PEM files, read at start-up). Without them:
+    /// the admission webhook's certificate when the webhook runs in this process, else plain
+    /// HTTP. The API server sends its bearer token over HTTPS only.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl IngestSettings {
@@ -50,6 +54,7 @@ impl IngestSettings {
             max_body: DEFAULT_MAX_BODY,
             flush_interval: Duration::from_secs(2),
             queue: 65_536,
+            tls_files: None,
         }
     }
 }
@@ -72,6 +77,13 @@ pub struct IngestArgs {
     /// How often at most a request's activity summary is written.
     #[arg(long, default_value = "2s", value_parser = crate::time::parse_duration)]
     pub audit_flush_interval: Duration,
+    /// Serving certificate of the audit endpoint (PEM; with `--audit-tls-key-file`). Default:
+    /// the admission webhook's certificate when the webhook is served.
+    #[arg(long, value_name = "PATH", requires = "audit_tls_key_file")]
+    pub audit_tls_cert_file: Option<PathBuf>,
+    /// Private key of `--audit-tls-cert-file` (PEM).
+    #[arg(long, value_name = "PATH", requires = "audit_tls_cert_file")]
+    pub audit_tls_key_file: Option<PathBuf>,
 }
 
 impl IngestArgs {
@@ -89,6 +101,10 @@ impl IngestArgs {
         Ok(Some(IngestSettings {
             max_body: self.audit_max_body,
             flush_interval: self.audit_flush_interval,
+            tls_files: self
+                .audit_tls_cert_file
+                .clone()
+                .zip(self.audit_tls_key_file.clone()),
             ..IngestSettings::new(listen, token)
         }))
     }
@@ -107,6 +123,8 @@ pub enum Error {
     },
     #[error("audit token: {0}")]
     WeakToken(&'static str),
+    #[error("audit endpoint TLS: {0}")]
+    Tls(String),
     #[error("audit endpoint: cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -71,7 +71,12 @@ async fn route(
     }
     if !auth::authorized(request.headers(), &state.token) {
         state.metrics.observe_audit_batch("unauthorized");
-        tracing::warn!("audit post refused: no or wrong bearer token");
+        let presented = match request.headers().get(header::AUTHORIZATION) {
+            None => "none",
+            Some(v) if v.as_bytes().starts_with(b"Bearer ") => "a wrong bearer token",
+            Some(_) => "another scheme",
+        };
+        tracing::warn!(presented, "audit post refused: no or wrong bearer token");
         return Ok(plain(StatusCode::UNAUTHORIZED, "unauthorized"));
     }
     let declared = request
@@ -131,14 +136,25 @@ pub struct AuditListener {
 }
 
 impl AuditListener {
-    /// Binds the port (failing fast if it cannot). `tls`: serve HTTPS with this configuration
-    /// (the admission webhook's, whose certificate it keeps fresh); `None`: plain HTTP.
+    /// Binds the port (failing fast if it cannot). Serves HTTPS with `settings.tls_files` when
+    /// given, else with `webhook_tls` (the admission webhook's configuration, whose certificate
+    /// it keeps fresh), else plain HTTP.
     pub async fn bind(
         settings: &IngestSettings,
         aggregator: Arc<Aggregator>,
         metrics: Arc<Metrics>,
-        tls: Option<Arc<ServerConfig>>,
+        webhook_tls: Option<Arc<ServerConfig>>,
     ) -> Result<Self, Error> {
+        let tls = match &settings.tls_files {
+            Some((cert, key)) => Some(tls_from_files(cert, key)?),
+            None => webhook_tls,
+        };
+        if tls.is_none() {
+            tracing::warn!(
+                "the audit endpoint serves plain HTTP: the API server sends its token over HTTPS \
+                 only, so put a TLS proxy in front or give --audit-tls-cert-file"
+            );
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -216,6 +232,22 @@ impl AuditListener {
         }
         tracing::info!("audit endpoint stopped");
     }
+}
+
+fn tls_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<ServerConfig>, Error> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| Error::Tls(format!("{}: {e}", p.display())))
+    };
+    let pair = crate::admission::certs::CertAndKey {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+    };
+    let resolver = Arc::new(crate::admission::tls::Resolver::default());
+    resolver.set(&pair).map_err(|e| Error::Tls(e.to_string()))?;
+    crate::admission::tls::server_config(resolver).map_err(|e| Error::Tls(e.to_string()))
 }
 
 async fn serve_connection<S>(

@@ -5,7 +5,8 @@
 //! - Only what attribution needs is read from an `audit.k8s.io/v1` Event ([`AuditEvent`]); a
 //!   whole event is never kept. An attributed event becomes a small [`Use`].
 //! - Only the `ResponseComplete` and `Panic` stages count: every request has exactly one of them
-//!   (`RequestReceived` and `ResponseStarted` would count a request twice).
+//!   (`RequestReceived` and `ResponseStarted` would count a request twice). Requests on
+//!   `activationrequests.kubepim.io` are not a grant's use: anybody may make them.
 //! - An event belongs to a grant when its user, or the user it impersonated, is the grant's
 //!   admission-stamped requester and it was received inside the grant's window
 //!   ([`GrantWindow`]). Nothing the event says about a request name is trusted: there is none.
@@ -151,13 +152,21 @@ pub fn identities(event: &AuditEvent) -> impl Iterator<Item = &str> {
         .filter(|u| !u.is_empty())
 }
 
-/// The [`Use`] an event stands for, or `None` when it is not counted (another stage, no time).
+/// The [`Use`] an event stands for, or `None` when it is not counted (another stage, no time,
+/// or kubepim's own ActivationRequests, which anybody may use without a grant).
 pub fn use_of(event: &AuditEvent) -> Option<Use> {
     if event.stage != "ResponseComplete" && event.stage != "Panic" {
         return None;
     }
     let at = event.request_received_timestamp?;
     let object = event.object_ref.as_ref();
+    // Asking for, cancelling or reading one's own requests needs no grant (and the request that
+    // activates a grant is made in the second its persisted activation time is truncated to).
+    if object
+        .is_some_and(|o| o.api_group == crate::api::GROUP && o.resource == "activationrequests")
+    {
+        return None;
+    }
     let resource = object.map_or_else(String::new, resource_key);
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Some(Use {

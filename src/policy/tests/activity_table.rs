@@ -101,6 +101,17 @@ fn only_the_needed_fields_are_read_and_only_completed_stages_count() {
 }
 
 #[test]
+fn kubepim_s_own_requests_are_not_a_grant_s_use() {
+    let mut own = event("alice", "create", "activationrequests", "", 10);
+    own["objectRef"]["apiGroup"] = json!("kubepim.io");
+    let mut other = event("alice", "create", "activationrequests", "", 10);
+    other["objectRef"]["apiGroup"] = json!("example.com");
+    let events = parse_batch(&batch(vec![own, other])).unwrap();
+    assert_eq!(use_of(&events[0]), None);
+    assert!(use_of(&events[1]).is_some());
+}
+
+#[test]
 fn resources_are_keyed_with_group_and_subresource() {
     let mut e = event("alice", "create", "rolebindings", "payments", 1);
     e["objectRef"]["apiGroup"] = json!("rbac.authorization.k8s.io");
