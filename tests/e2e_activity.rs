@@ -266,7 +266,7 @@ async fn a_grant_s_use_is_recorded_and_forged_posts_are_refused() {
         },
     )
     .await;
-    assert_eq!(seen.namespaces, [ns.clone()], "{seen:?}");
+    assert_eq!(seen.namespaces, std::slice::from_ref(&ns), "{seen:?}");
     assert!(
         seen.first_use.is_some() && seen.last_use.is_some(),
         "{seen:?}"
