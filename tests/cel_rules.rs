@@ -622,3 +622,19 @@ fn a_budget_caps_at_most_its_window() {
         BUDGET_EMPTY_WINDOW,
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Idle timeout (PrivilegedRole)
+
+#[test]
+fn an_idle_timeout_is_at_least_a_second() {
+    for d in ["1s", "30m", "1h30m"] {
+        accepted(role_with(|s| s.idle_timeout = Some(duration(d))).validate_cel());
+    }
+    for d in ["0s", "500ms"] {
+        refused(
+            role_with(|s| s.idle_timeout = Some(duration(d))).validate_cel(),
+            "idleTimeout must be at least 1s",
+        );
+    }
+}
