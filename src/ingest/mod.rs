@@ -132,3 +132,73 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ingest: IngestArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Option<IngestSettings>, Error> {
+        Cli::parse_from(std::iter::once("kubepim").chain(args.iter().copied()))
+            .ingest
+            .settings()
+    }
+
+    #[test]
+    fn off_unless_a_listen_address_is_given() {
+        assert!(settings(&[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn on_needs_a_strong_token_from_a_file() {
+        assert!(matches!(
+            settings(&["--audit-listen", "127.0.0.1:8444"]),
+            Err(Error::TokenMissing)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let weak = dir.path().join("weak");
+        std::fs::write(&weak, "secret\n").unwrap();
+        assert!(matches!(
+            settings(&[
+                "--audit-listen",
+                "127.0.0.1:8444",
+                "--audit-token-file",
+                weak.to_str().unwrap()
+            ]),
+            Err(Error::WeakToken(_))
+        ));
+        let good = dir.path().join("token");
+        std::fs::write(&good, "0123456789abcdef0123456789abcdef0123\n").unwrap();
+        let s = settings(&[
+            "--audit-listen",
+            "127.0.0.1:8444",
+            "--audit-token-file",
+            good.to_str().unwrap(),
+            "--audit-flush-interval",
+            "5s",
+        ])
+        .unwrap()
+        .expect("on");
+        assert_eq!(s.token, "0123456789abcdef0123456789abcdef0123");
+        assert_eq!(s.flush_interval, Duration::from_secs(5));
+        assert_eq!(s.max_body, DEFAULT_MAX_BODY);
+        assert!(s.tls_files.is_none());
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            settings(&[
+                "--audit-listen",
+                "127.0.0.1:8444",
+                "--audit-token-file",
+                missing.to_str().unwrap()
+            ]),
+            Err(Error::TokenFile { .. })
+        ));
+    }
+}
