@@ -62,3 +62,27 @@ pub fn export(r: &AuditRecord<'_>, record: &serde_json::Value) {
         break_glass = r.break_glass, record = %record, "{}", r.message
     );
 }
+
+/// One API request attributed to a grant (from the API server's audit events), so that a SIEM
+/// can reconstruct the session from the audit stream alone.
+#[derive(Debug, Clone)]
+pub struct ActivityRecord<'a> {
+    pub request: &'a str,
+    pub requester: &'a str,
+    pub role: &'a str,
+    pub used: &'a crate::policy::activity::Use,
+}
+
+/// Writes an attributed API request as one line (`decision="activity"`). The fields every line
+/// has are there (those that do not apply empty), so one parser reads every line.
+pub fn activity(r: &ActivityRecord<'_>) {
+    let u = r.used;
+    tracing::info!(
+        target: TARGET,
+        schema = SCHEMA, decision = AuditDecision::Activity.as_str(), request = r.request, requester = r.requester, role = r.role,
+        namespaces = "", until = "", approvers = "", reason = "", break_glass = false,
+        verb = %u.verb, resource = %u.resource, namespace = u.namespace.as_deref().unwrap_or(""),
+        name = u.name.as_deref().unwrap_or(""), code = u.code.unwrap_or(0), audit_id = %u.audit_id,
+        at = %u.at.to_rfc3339(), "{} {}", u.verb, u.resource
+    );
+}

@@ -34,6 +34,8 @@ pub mod controller;
 #[cfg(feature = "operator")]
 pub mod health;
 #[cfg(feature = "operator")]
+pub mod ingest;
+#[cfg(feature = "operator")]
 pub mod metrics;
 #[cfg(feature = "operator")]
 pub mod notify;

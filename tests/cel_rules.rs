@@ -89,6 +89,7 @@ fn role() -> PrivilegedRole {
             break_glass: false,
             require_requester_attributes: None,
             budget: None,
+            idle_timeout: None,
         },
     )
 }
@@ -620,4 +621,20 @@ fn a_budget_caps_at_most_its_window() {
         role_with(|s| s.budget = budget("0s", "0s")).validate_cel(),
         BUDGET_EMPTY_WINDOW,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle timeout (PrivilegedRole)
+
+#[test]
+fn an_idle_timeout_is_at_least_a_second() {
+    for d in ["1s", "30m", "1h30m"] {
+        accepted(role_with(|s| s.idle_timeout = Some(duration(d))).validate_cel());
+    }
+    for d in ["0s", "500ms"] {
+        refused(
+            role_with(|s| s.idle_timeout = Some(duration(d))).validate_cel(),
+            "idleTimeout must be at least 1s",
+        );
+    }
 }

@@ -323,6 +323,7 @@ async fn operator_in_a_pod_installed_by_the_chart() {
         address: Some(pre.node_ip),
         nodes: true,
         extra_users: vec![node::node_user()],
+        ..Default::default()
     };
     let Some(env) = Env::local("node", options).await else {
         return;

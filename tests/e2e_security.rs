@@ -1205,6 +1205,12 @@ async fn row09_controller_fields_only_by_the_controller() {
         // from continuousSince.
         ("endedAt", json!("2026-01-01T00:00:01Z")),
         ("continuousSince", json!("2099-01-01T00:00:00Z")),
+        // The activity record: an approver must not be able to make a grant look used (or
+        // unused, to have it end as idle).
+        (
+            "activity",
+            json!({"source": "AuditWebhook", "requests": 1, "lastUse": "2099-01-01T00:00:00Z"}),
+        ),
     ];
     for (field, value) in &fields {
         c.refused_by(
@@ -1254,6 +1260,30 @@ async fn row09_controller_fields_only_by_the_controller() {
             json!({"phase": "Active", "expiresAt": "2099-01-01T00:00:00Z", "reason": "Activated"}),
         )
         .await,
+    );
+    c.accepted(
+        "the controller writing the activity record",
+        controller_sets(
+            &controller,
+            &name,
+            json!({"activity": {"source": "AuditWebhook", "requests": 2, "lastUse": "2026-01-01T00:00:00Z"}}),
+        )
+        .await,
+    );
+    c.refused_by(
+        "request-status",
+        "carol changing the activity record while approving",
+        Api::<ActivationRequest>::all(env.client("carol"))
+            .patch_status(
+                &name,
+                &pp,
+                &json_patch(json!([
+                    {"op": "replace", "path": "/status/activity/lastUse", "value": "2100-01-01T00:00:00Z"},
+                    {"op": "add", "path": "/status/approvals/-", "value": entry("carol")},
+                ])),
+            )
+            .await,
+        "only the kubepim controller may set status.activity",
     );
     c.refused_by(
         "request-status",

@@ -242,6 +242,12 @@ impl Webhook {
         }
     }
 
+    /// A TLS configuration serving this webhook's certificate (kept fresh by [`Webhook::run`]),
+    /// for another listener of this process (the audit endpoint).
+    pub fn tls_config(&self) -> Result<Arc<ServerConfig>, Error> {
+        tls::server_config(self.resolver.clone())
+    }
+
     /// Serves, and keeps the certificate fresh, until `shutdown` resolves.
     pub async fn run(
         self,

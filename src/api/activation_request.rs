@@ -300,6 +300,10 @@ pub struct ActivationRequestStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the grant was used for, from the API server's audit events (written by kubepim's
+    /// audit ingest, only while and once the request is Active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<super::Activity>,
 }
 
 impl ActivationRequest {

@@ -4,6 +4,7 @@
 #![allow(clippy::duplicated_attributes)] // repeated typed `printcolumn(...)` entries (kube-derive false positive)
 
 pub mod activation_request;
+pub mod activity;
 pub mod common;
 pub mod eligibility;
 pub mod privileged_role;
@@ -12,6 +13,7 @@ pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
     Decision, GrantedRule, Phase, Requester,
 };
+pub use activity::{Activity, ActivitySource, NotableWrite};
 pub use common::{Budget, SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
 pub use privileged_role::{
@@ -59,4 +61,7 @@ pub mod conditions {
     /// ActivationRequest, while Active: the referenced role now allows less than when the grant
     /// was made (True, with what was removed); the grant is kept.
     pub const ROLE_NARROWED: &str = "RoleNarrowed";
+    /// ActivationRequest, at a grant's end: whether it was used (`Used`, `NeverUsed`, or
+    /// `ActivityUnavailable` without the audit record).
+    pub const USED: &str = "Used";
 }

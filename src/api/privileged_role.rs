@@ -141,6 +141,15 @@ pub struct PrivilegedRoleSpec {
     /// would exceed it is denied (`BudgetExceeded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<super::Budget>,
+    /// End a grant unused for this long (reason `Idle`). Enforced only where kubepim receives the
+    /// API server's audit events; without them a grant is never ended for idleness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("idleTimeout must be at least 1s"))]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// An attribute the requester's authenticated identity must carry.

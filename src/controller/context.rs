@@ -98,6 +98,9 @@ pub struct Context {
     pub notifier: crate::notify::Notifier,
     /// kubepim's own namespace, when known: roles reaching its ServiceAccount tokens are flagged.
     pub operator_namespace: Option<String>,
+    /// The audit ingest's aggregator when the audit endpoint is served (`None`: the activity
+    /// record is unavailable and idle timeouts are not enforced).
+    pub activity: Option<Arc<crate::ingest::Aggregator>>,
     clock: Clock,
 }
 
@@ -111,6 +114,7 @@ pub struct ContextBuilder {
     notifier: crate::notify::Notifier,
     operator_namespace: Option<String>,
     role_changes: Option<futures::channel::mpsc::UnboundedSender<ObjectRef<ActivationRequest>>>,
+    activity: Option<Arc<crate::ingest::Aggregator>>,
     clock: Clock,
 }
 
@@ -122,6 +126,12 @@ impl ContextBuilder {
         changes: futures::channel::mpsc::UnboundedSender<ObjectRef<ActivationRequest>>,
     ) -> Self {
         self.role_changes = Some(changes);
+        self
+    }
+
+    /// The audit ingest's aggregator (the activity record is configured).
+    pub fn activity(mut self, aggregator: Option<Arc<crate::ingest::Aggregator>>) -> Self {
+        self.activity = aggregator;
         self
     }
 
@@ -184,6 +194,7 @@ impl ContextBuilder {
             metrics: self.metrics,
             notifier: self.notifier,
             operator_namespace: self.operator_namespace,
+            activity: self.activity,
             clock: self.clock,
         }
     }
@@ -199,6 +210,7 @@ impl Context {
             notifier: crate::notify::Notifier::disabled(),
             operator_namespace: None,
             role_changes: None,
+            activity: None,
             clock: Clock::system(),
         }
     }

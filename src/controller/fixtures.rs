@@ -304,6 +304,26 @@ impl Caches {
         self.context_at(client, now())
     }
 
+    /// The request cache (what the audit ingest's aggregator reads).
+    pub fn requests_store(&self) -> Store<ActivationRequest> {
+        self.requests.0.clone()
+    }
+
+    /// The context at `at`, with the audit ingest's aggregator (the activity record configured).
+    pub fn context_with_activity(
+        &self,
+        client: Client,
+        at: DateTime<Utc>,
+        aggregator: Arc<crate::ingest::Aggregator>,
+    ) -> Arc<Context> {
+        let ctx = self.context_at(client, at);
+        let Ok(mut ctx) = Arc::try_unwrap(ctx) else {
+            unreachable!("a fresh context has one owner")
+        };
+        ctx.activity = Some(aggregator);
+        Arc::new(ctx)
+    }
+
     /// The context with its clock at `at`: a later pass sees a later time, as a re-check does.
     pub fn context_at(&self, client: Client, at: DateTime<Utc>) -> Arc<Context> {
         let caches = super::context::Caches::indexing(

@@ -19,6 +19,8 @@
 //! | `kubepim_is_leader` | gauge | 1 when this replica reconciles (always 1 without leader election) |
 //! | `kubepim_api_requests_total{verb,resource,code}` | counter | calls to the API server |
 //! | `kubepim_notifications_delivered_total{sink}` | counter | notifications a sink accepted |
+//! | `kubepim_audit_batches_total{result}` | counter | audit webhook posts: `accepted`, `unauthorized`, `too_large`, `malformed`, `wrong_method` |
+//! | `kubepim_audit_events_total{result}` | counter | audit events: `attributed`, `unattributed`, `skipped` (stage not counted), `dropped` (queue full) |
 //! | `kubepim_notifications_failed_total{sink,reason}` | counter | notifications lost: `reason="delivery"` after the last attempt, `"dropped"` for a full queue or shutdown |
 //!
 //! The gauges are computed on each scrape from the caches every replica keeps (no API call),
@@ -97,6 +99,12 @@ struct SeparationLabels {
     kind: &'static str,
 }
 
+/// An audit webhook post or event, by outcome (bounded: a handful of values).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
 /// The operator's metrics; one per process, shared (`Arc`) by everything that records.
 pub struct Metrics {
     registry: Registry,
@@ -108,6 +116,8 @@ pub struct Metrics {
     footholds: Family<FootholdLabels, Counter>,
     history_deleted: Counter,
     separation_findings: Family<SeparationLabels, Gauge>,
+    audit_batches: Family<ResultLabels, Counter>,
+    audit_events: Family<ResultLabels, Counter>,
     is_leader: Gauge,
     sources: Arc<Sources>,
 }
@@ -144,6 +154,8 @@ impl Metrics {
                 kind: kind.as_str(),
             });
         }
+        let audit_batches = Family::<ResultLabels, Counter>::default();
+        let audit_events = Family::<ResultLabels, Counter>::default();
         // Every kind from the start, so rates are defined before the first reconcile.
         for kind in kind::ALL {
             let _ = reconciles.get_or_create(&KindLabels { kind });
@@ -199,6 +211,18 @@ impl Metrics {
             separation_findings.clone(),
         );
         registry.register(
+            "kubepim_audit_batches",
+            "Posts to the audit webhook endpoint, by result (accepted, unauthorized, too_large, \
+             malformed, wrong_method)",
+            audit_batches.clone(),
+        );
+        registry.register(
+            "kubepim_audit_events",
+            "Audit events received, by result (attributed to a grant, unattributed, skipped: a \
+             stage that is not counted, dropped: the queue to the aggregator was full)",
+            audit_events.clone(),
+        );
+        registry.register(
             "kubepim_is_leader",
             "1 when this replica runs the controllers (always 1 without leader election)",
             is_leader.clone(),
@@ -215,8 +239,26 @@ impl Metrics {
             footholds,
             history_deleted,
             separation_findings,
+            audit_batches,
+            audit_events,
             is_leader,
             sources,
+        }
+    }
+
+    /// One post to the audit webhook endpoint and its outcome.
+    pub fn observe_audit_batch(&self, result: &'static str) {
+        self.audit_batches
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// `n` audit events with this outcome.
+    pub fn observe_audit_events(&self, result: &'static str, n: u64) {
+        if n > 0 {
+            self.audit_events
+                .get_or_create(&ResultLabels { result })
+                .inc_by(n);
         }
     }
 

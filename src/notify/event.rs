@@ -86,7 +86,9 @@ impl EventKind {
             | AuditDecision::RemovedIllegitimateBinding
             | AuditDecision::HistoryExported
             // The grant goes on; a widening ends it and is notified as `revoked`.
-            | AuditDecision::RoleNarrowed => return None,
+            | AuditDecision::RoleNarrowed
+            | AuditDecision::Activity
+            | AuditDecision::NeverUsed => return None,
         })
     }
 }

@@ -54,6 +54,7 @@ fn role(
             ticket_pattern: None,
             require_requester_attributes: None,
             budget: None,
+            idle_timeout: None,
             break_glass: false,
         },
     )

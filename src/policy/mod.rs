@@ -4,6 +4,7 @@
 //! out the [`lifecycle::Step`] it gets back. Everything that decides who gets privilege lives
 //! here so that it can be tested exhaustively.
 
+pub mod activity;
 pub mod approvals;
 pub mod binding;
 pub mod budget;
@@ -12,6 +13,7 @@ pub mod eligibility;
 pub mod extension;
 pub mod footholds;
 pub mod identity;
+pub mod idle;
 pub mod legitimacy;
 pub mod lifecycle;
 pub mod reasons;

@@ -10,6 +10,14 @@ pub const ACTIVATED: &str = "Activated";
 
 // Terminal outcomes.
 pub const DURATION_ELAPSED: &str = "DurationElapsed";
+/// The grant went unused for the role's `idleTimeout` (audit record configured).
+pub const IDLE: &str = "Idle";
+/// Condition `Used` at a grant's end: the audit record shows no request made under it.
+pub const NEVER_USED: &str = "NeverUsed";
+/// Condition `Used` at a grant's end: requests were made under it.
+pub const USED: &str = "Used";
+/// Condition `Used` at a grant's end without an audit record: not known.
+pub const ACTIVITY_UNAVAILABLE: &str = "ActivityUnavailable";
 pub const NOT_APPROVED: &str = "NotApproved";
 pub const DENIED_BY_APPROVER: &str = "DeniedByApprover";
 pub const CANCELLED_BY_REQUESTER: &str = "CancelledByRequester";

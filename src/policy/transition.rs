@@ -41,6 +41,10 @@ pub enum AuditDecision {
     /// The referenced role of an Active grant now allows less than when it was made; the grant
     /// is kept (a widening ends it: `revoked`, reason `RoleChanged`).
     RoleNarrowed,
+    /// One API request made under a grant (from the API server's audit events).
+    Activity,
+    /// At a grant's end: the audit record shows it was never used (over-provisioning).
+    NeverUsed,
 }
 
 impl AuditDecision {
@@ -63,6 +67,8 @@ impl AuditDecision {
             AuditDecision::FootholdsFound => "footholds-found",
             AuditDecision::HistoryExported => "history-exported",
             AuditDecision::RoleNarrowed => "role-narrowed",
+            AuditDecision::Activity => "activity",
+            AuditDecision::NeverUsed => "never-used",
         }
     }
 }
@@ -336,5 +342,19 @@ pub fn footholds_found(message: &str) -> Occurrence {
             reasons::FOOTHOLDS_FOUND,
             message,
         )
+    }
+}
+
+/// At a grant's end, when the audit record shows it was never used: a Normal Event `NeverUsed`
+/// and an audit line (the role may grant more than people need).
+pub fn never_used(message: &str) -> Occurrence {
+    Occurrence {
+        event: Some(event(
+            Severity::Normal,
+            reasons::NEVER_USED,
+            "Review",
+            message,
+        )),
+        ..Occurrence::plain(AuditDecision::NeverUsed, reasons::NEVER_USED, message)
     }
 }

@@ -72,6 +72,8 @@ pub struct RunArgs {
     pub metrics_bind_address: IpAddr,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub ingest: crate::ingest::IngestArgs,
     /// Notification sinks, audiences and routes (YAML; see the chart README). Read once at
     /// start-up; an invalid file stops the operator with the reason.
     #[arg(long, value_name = "PATH")]
@@ -121,6 +123,7 @@ impl RunArgs {
             leader_election,
             notifications,
             operator_namespace,
+            ingest: self.ingest.settings()?,
             metrics,
         })
     }

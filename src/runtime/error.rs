@@ -13,6 +13,8 @@ pub enum Error {
     #[error(transparent)]
     Webhook(#[from] crate::admission::Error),
     #[error(transparent)]
+    Ingest(#[from] crate::ingest::Error),
+    #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
     #[error(transparent)]
     Health(#[from] crate::health::BindError),

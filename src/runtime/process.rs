@@ -162,6 +162,43 @@ pub async fn run_operator(
         }
         None => None,
     };
+    // The audit endpoint, on every replica (the API server posts to whichever it reaches); over
+    // TLS with the webhook's certificate when this process serves the webhook.
+    let (aggregator, audit) = match settings.ingest.clone() {
+        Some(ingest) => {
+            let aggregator = crate::ingest::Aggregator::new(
+                feeds.requests.store(),
+                metrics.clone(),
+                ingest.flush_interval,
+                ingest.queue,
+                crate::time::Clock::system(),
+            );
+            let tls = match &webhook {
+                Some(webhook) => Some(webhook.tls_config()?),
+                None => None,
+            };
+            let listener = crate::ingest::AuditListener::bind(
+                &ingest,
+                aggregator.clone(),
+                metrics.clone(),
+                tls,
+            )
+            .await?;
+            (Some(aggregator), Some(listener))
+        }
+        None => (None, None),
+    };
+    let audit = {
+        let stop = stopped.wait();
+        let stop_aggregator = stopped.wait();
+        let aggregator = aggregator.clone();
+        let client = client.clone();
+        async move {
+            if let (Some(audit), Some(aggregator)) = (audit, aggregator) {
+                tokio::join!(audit.run(stop), aggregator.run(client, stop_aggregator));
+            }
+        }
+    };
     let health = {
         let stop = stopped.wait();
         async move {
@@ -218,10 +255,11 @@ pub async fn run_operator(
         synced,
         recorder,
         notifier: notifier.clone(),
+        activity: aggregator,
     });
     let terms = lead(shared, leading_rx, stop_rx, release_tx, stop_tx.clone());
 
-    let (result, ..) = tokio::join!(terms, election, watches, sync, health, webhook);
+    let (result, ..) = tokio::join!(terms, election, watches, sync, health, webhook, audit);
     notifier.shutdown(NOTIFY_GRACE).await;
     result
 }

@@ -32,6 +32,8 @@ pub struct OperatorSettings {
     /// kubepim's own namespace (`POD_NAMESPACE`, else the pod's ServiceAccount namespace; `None`
     /// outside a cluster): its ServiceAccount tokens count as a risk in roles that reach them.
     pub operator_namespace: Option<String>,
+    /// The audit webhook endpoint (`None`: not served; the activity record is unavailable).
+    pub ingest: Option<crate::ingest::IngestSettings>,
     /// Everything counted; its [`crate::metrics::Metrics::api_calls`] layer belongs on the client.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -49,6 +51,7 @@ impl Default for OperatorSettings {
             leader_election: None,
             notifications: None,
             operator_namespace: None,
+            ingest: None,
             metrics: Arc::default(),
         }
     }

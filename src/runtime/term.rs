@@ -110,6 +110,8 @@ pub(super) struct Shared {
     pub(super) synced: watch::Receiver<bool>,
     pub(super) recorder: Recorder,
     pub(super) notifier: Notifier,
+    /// The audit ingest's aggregator, when the audit endpoint is served.
+    pub(super) activity: Option<Arc<crate::ingest::Aggregator>>,
 }
 
 /// A stop signal (set once), to wait for in as many places as need it.
@@ -219,6 +221,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             .metrics(settings.metrics.clone())
             .notifier(shared.notifier.clone())
             .operator_namespace(settings.operator_namespace.clone())
+            .activity(shared.activity.clone())
             .build(),
     );
 

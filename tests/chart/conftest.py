@@ -83,6 +83,7 @@ VALUE_SETS = {
         }
     },
     "network-policy": {"networkPolicy": {"enabled": True}},
+    "audit": {"audit": {"enabled": True}, "networkPolicy": {"enabled": True}},
     "network-policy-cidrs": {
         "networkPolicy": {
             "enabled": True,

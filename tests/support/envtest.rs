@@ -136,6 +136,19 @@ pub struct ControlPlaneOptions {
     pub nodes: bool,
     /// More token users: name and groups (e.g. a kubelet's `system:node:<name>`).
     pub extra_users: Vec<(String, Vec<String>)>,
+    /// Start kube-apiserver with its audit webhook backend posting to this endpoint.
+    pub audit_webhook: Option<AuditWebhook>,
+}
+
+/// kube-apiserver's audit webhook: where it posts (e.g. the in-process operator's
+/// `https://127.0.0.1:<port>/audit`, served with [`ControlPlane::serving_cert_files`], which the
+/// webhook's kubeconfig trusts through the control plane's CA), the bearer token it presents
+/// (client-go sends it over HTTPS only), and the audit policy (YAML).
+#[derive(Clone, Debug)]
+pub struct AuditWebhook {
+    pub url: String,
+    pub token: String,
+    pub policy: String,
 }
 
 /// etcd + kube-apiserver on loopback, with their own PKI and token file.
@@ -372,6 +385,26 @@ impl ControlPlane {
             ];
         }
         let authorization = if options.nodes { "Node,RBAC" } else { "RBAC" };
+        let mut audit_args: Vec<String> = Vec::new();
+        if let Some(audit) = &options.audit_webhook {
+            let kubeconfig = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: kubepim\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+                 users:\n- name: apiserver\n  user:\n    token: {}\ncontexts:\n- name: audit\n  context:\n    \
+                 cluster: kubepim\n    user: apiserver\ncurrent-context: audit\n",
+                audit.url,
+                ca_file.display(),
+                audit.token
+            );
+            let config = write("audit-webhook.kubeconfig", &kubeconfig)?;
+            let policy = write("audit-policy.yaml", &audit.policy)?;
+            audit_args = vec![
+                format!("--audit-webhook-config-file={}", config.display()),
+                format!("--audit-policy-file={}", policy.display()),
+                "--audit-webhook-batch-max-wait=1s".into(),
+                // The operator starts after the API server: do not back off for long meanwhile.
+                "--audit-webhook-initial-backoff=200ms".into(),
+            ];
+        }
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let started = Instant::now();
@@ -419,6 +452,7 @@ impl ControlPlane {
             ])
             .args(["--service-cluster-ip-range", "10.0.0.0/24"])
             .args(&pod_args)
+            .args(&audit_args)
             .args(["--endpoint-reconciler-type", "none"])
             .args(["--profiling=false"]);
         let apiserver = apiserver_spawn.spawn()?;
@@ -592,6 +626,16 @@ impl ControlPlane {
     }
 
     /// The CA of the API server's serving certificate (what `kube-root-ca.crt` should carry).
+    /// The API server's serving certificate and key (PEM files; valid for 127.0.0.1 and
+    /// localhost, signed by [`ControlPlane::ca_file`]'s CA): what a test listener on loopback
+    /// that the API server calls (the audit webhook) can serve.
+    pub fn serving_cert_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join("apiserver.crt"),
+            self.dir.join("apiserver.key"),
+        )
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }

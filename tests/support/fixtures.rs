@@ -65,6 +65,7 @@ pub fn pod_reader(env: &Env, base: &str, namespaces: &[&str]) -> PrivilegedRole 
             break_glass: false,
             require_requester_attributes: None,
             budget: None,
+            idle_timeout: None,
         },
     );
     pr.metadata.labels = Some(env.labels());

@@ -122,6 +122,12 @@ accept yet, each behind the value that switches it on (see the chart README):
 {{- if .Values.notifications.enabled }}
 - --notifications-config={{ include "kubepim.notificationsConfigPath" . }}
 {{- end }}
+{{- if .Values.audit.enabled }}
+- --audit-listen=0.0.0.0:{{ .Values.audit.port }}
+- --audit-token-file=/etc/kubepim/audit/token
+- --audit-max-body={{ .Values.audit.maxBody | int64 }}
+- --audit-flush-interval={{ .Values.audit.flushInterval }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
@@ -185,4 +191,9 @@ with "users" and "groups". */}}
 !(request.userInfo.username in {{ .users | toJson }} ||
   request.userInfo.username.startsWith('system:serviceaccount:kube-system:') ||
   request.userInfo.groups.exists(g, g in {{ .groups | toJson }}))
+{{- end -}}
+
+{{/* The Secret holding the audit webhook's bearer token (key `token`). */}}
+{{- define "kubepim.auditTokenSecretName" -}}
+{{- .Values.audit.token.existingSecret | default (printf "%s-audit-token" (include "kubepim.fullname" .)) -}}
 {{- end -}}

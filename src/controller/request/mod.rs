@@ -13,12 +13,13 @@ use crate::api::ActivationRequestStatus;
 use crate::api::{ActivationRequest, Eligibility, Phase};
 use crate::policy::cache_lag::wait_for_caches;
 use crate::policy::extension::Related;
+use crate::policy::idle::{record_in_status, with_idle};
 use crate::policy::lifecycle::{
     Input, ObservedBinding, Step, decide, is_overdue, namespace_missing,
 };
 use crate::policy::role_integrity::{self, Verdict};
 use crate::policy::status::request_status;
-use crate::policy::transition;
+use crate::policy::{reasons, transition};
 use crate::time::from_k8s;
 
 use super::Error;
@@ -103,7 +104,7 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     };
     let history_parts: Vec<Parts> = history.iter().map(|r| Parts::of(r)).collect();
     let history_related: Vec<Related> = history_parts.iter().map(Parts::related).collect();
-    let mut step = decide(&Input {
+    let step = decide(&Input {
         original: original_parts.as_ref().map(Parts::related),
         successor: successor_parts.as_ref().map(Parts::related),
         history: &history_related,
@@ -120,6 +121,15 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
         tracing::debug!(request = %name, ?step, "refusal of a new request waits for the caches");
         return Ok(Action::requeue(delay));
     }
+    // The audit record, where configured, ends a grant unused for the role's idle timeout.
+    let ingest = ctx.activity.is_some();
+    let mut step = with_idle(
+        step,
+        role.as_deref(),
+        old_status.activity.as_ref(),
+        ingest,
+        now,
+    );
     // Role integrity: a grant whose role widened ends; an activation records the role's rules.
     let role_label = role
         .as_deref()
@@ -183,20 +193,49 @@ async fn reconcile_request(request: &ActivationRequest, ctx: &Context) -> Result
     if footholds::ends_grant(&old_status, &step) {
         crate::policy::footholds::mark_pending(&mut new_status, request.metadata.generation, now);
     }
+    // At a grant's end, what the aggregator counted and has not written yet goes into this write.
+    let pending = ends_grant(&old_status, &new_status)
+        .then(|| ctx.activity.as_ref().and_then(|a| a.take(&name)))
+        .flatten();
+    let usage = record_in_status(
+        &old_status,
+        &mut new_status,
+        pending.as_ref(),
+        ingest,
+        request.metadata.generation,
+        now,
+    );
+    let restore = |delta: Option<crate::api::Activity>| {
+        if let (Some(aggregator), Some(delta)) = (ctx.activity.as_ref(), delta) {
+            aggregator.restore(&name, delta);
+        }
+    };
     if new_status != old_status {
         match record::patch_status(ctx, &name, resource_version, &new_status).await {
             Ok(()) => {
                 record::status_changed(ctx, request, &old_status, &new_status, &step);
+                if let Some(usage) = usage.filter(|u| u.reason == reasons::NEVER_USED) {
+                    record::happened(ctx, request, &transition::never_used(&usage.message));
+                }
             }
             // Someone (an approver, or our own earlier write) changed the request since we read
             // it: decide again on the newer version, which the watch delivers.
             Err(error) if error.refusal() == Refusal::Conflict => {
+                restore(pending);
                 return Ok(Action::requeue(STALE_REQUEUE));
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                restore(pending);
+                return Err(error);
+            }
         }
     }
     Ok(requeue_at(step.wake_at(), now))
+}
+
+/// Does this write end a grant (Active before, terminal after)?
+fn ends_grant(old: &ActivationRequestStatus, new: &ActivationRequestStatus) -> bool {
+    old.phase == Some(Phase::Active) && new.phase.is_some_and(Phase::is_terminal)
 }
 
 /// Another request as the decision sees it (name and status owned; the spec borrowed).

@@ -2,6 +2,7 @@
 //! operator sees (its caches), what the API server holds, and the exact calls the reconciler must
 //! make, then counts the writes against the budget in `docs/targets.md` (no-op 0, activation ≤ 3,
 //! revocation ≤ 2). Fixtures: `super::fixtures`.
+mod activity;
 mod eligibility;
 mod foothold_review;
 mod integrity;

@@ -85,6 +85,7 @@ pub fn role(name: &str) -> PrivilegedRole {
             break_glass: false,
             require_requester_attributes: None,
             budget: None,
+            idle_timeout: None,
         },
     )
 }
@@ -170,6 +171,9 @@ pub trait RoleExt: Sized {
         self.with(|s| s.ticket_pattern = Some(p.into()))
     }
     /// A privilege budget: at most `max_elevated` per requester in any window of `per`.
+    fn idle_timeout(self, d: &str) -> Self {
+        self.with(|s| s.idle_timeout = Some(k8s_duration(d)))
+    }
     fn budget(self, max_elevated: &str, per: &str) -> Self {
         let budget = budget(max_elevated, per);
         self.with(|s| s.budget = Some(budget))

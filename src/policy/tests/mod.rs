@@ -22,10 +22,12 @@ mod deps {
     pub use kube::core::Duration as KubeDuration;
 }
 
+mod activity_table;
 mod budget_table;
 pub(crate) mod builders;
 mod extension_table;
 mod footholds_table;
+mod idle_table;
 mod legitimacy_table;
 mod lifecycle_table;
 mod retention_table;

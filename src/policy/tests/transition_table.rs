@@ -238,6 +238,8 @@ fn every_decision_has_its_own_audit_word() {
         FootholdsFound,
         HistoryExported,
         RoleNarrowed,
+        Activity,
+        NeverUsed,
     ];
     // A decision added to the enum does not compile here until it is listed above too.
     for decision in all {
@@ -257,7 +259,9 @@ fn every_decision_has_its_own_audit_word() {
             | RemovedIllegitimateBinding
             | FootholdsFound
             | HistoryExported
-            | RoleNarrowed => {}
+            | RoleNarrowed
+            | Activity
+            | NeverUsed => {}
         }
     }
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
