@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::ActivationRequest;
-use crate::policy::footholds::{is_pending, reviewed_status};
+use crate::policy::footholds::{Reviewed, is_pending, reviewed_status};
 
 use super::calls::Refusal;
 use super::context::Context;
@@ -31,7 +31,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// What one review attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reviewed {
+pub enum Attempt {
     /// The verdict is written (or nothing was pending any more).
     Done,
     /// The request changed under the write: look again at the newer version.
@@ -97,15 +97,15 @@ pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = ActivationRequest
                 None => break,
             },
             Some((name, outcome)) = running.next(), if !running.is_empty() => match outcome {
-                Reviewed::Done => {
+                Attempt::Done => {
                     queue.release(&name);
                     failures.remove(&name);
                 }
-                Reviewed::Again => {
+                Attempt::Again => {
                     queue.release(&name);
                     queue.add(name);
                 }
-                Reviewed::Failed(error) => {
+                Attempt::Failed(error) => {
                     let attempts = failures.entry(name.clone()).or_default();
                     *attempts += 1;
                     if *attempts >= ATTEMPTS {
@@ -131,37 +131,42 @@ pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = ActivationRequest
 
 /// Reviews one request as the cache holds it: scan, verdict written conditional on the version
 /// scanned for, then recorded (Event, audit line, notification, metric) when something was found.
-pub async fn review_one(ctx: &Context, name: &str) -> Reviewed {
+pub async fn review_one(ctx: &Context, name: &str) -> Attempt {
     let Some(request) = ctx.requests.get(&ObjectRef::new(name)) else {
-        return Reviewed::Done;
+        return Attempt::Done;
     };
     let Some(old) = request.status.as_ref().filter(|s| is_pending(s)) else {
-        return Reviewed::Done;
+        return Attempt::Done;
     };
     let now = ctx.now();
-    let (found, unreadable) = match footholds::review(ctx, &request, now).await {
-        Ok(reviewed) => reviewed,
+    let review = match footholds::review(ctx, &request, now).await {
+        Ok(review) => review,
         Err(error) => {
             tracing::warn!(%error, request = %name, "foothold scan failed; will retry");
-            return Reviewed::Failed(error.to_string());
+            return Attempt::Failed(error.to_string());
         }
     };
     let new = reviewed_status(
         old,
-        Ok((&found, &unreadable)),
+        Ok(Reviewed {
+            footholds: &review.footholds,
+            unreadable: &review.unreadable,
+            audited: review.audited,
+        }),
         request.metadata.generation,
         now,
     );
+    let found = review.footholds;
     match record::patch_status(ctx, name, request.resource_version(), &new).await {
         Ok(()) => {
             if !found.is_empty() {
                 record::footholds(ctx, &request, &found);
             }
-            Reviewed::Done
+            Attempt::Done
         }
-        Err(error) if error.refusal() == Refusal::Conflict => Reviewed::Again,
-        Err(error) if error.refusal() == Refusal::NotFound => Reviewed::Done,
-        Err(error) => Reviewed::Failed(error.to_string()),
+        Err(error) if error.refusal() == Refusal::Conflict => Attempt::Again,
+        Err(error) if error.refusal() == Refusal::NotFound => Attempt::Done,
+        Err(error) => Attempt::Failed(error.to_string()),
     }
 }
 

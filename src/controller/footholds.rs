@@ -17,7 +17,10 @@ use serde::de::DeserializeOwned;
 
 use crate::api::ActivationRequestStatus;
 use crate::api::{ActivationRequest, labels};
-use crate::policy::footholds::{Foothold, Found, FoundKind, GrantWindow, judge, review_window};
+use crate::policy::activity::notable_writes;
+use crate::policy::footholds::{
+    Foothold, Found, FoundKind, GrantWindow, from_audit, judge, merged, review_window,
+};
 use crate::policy::lifecycle::BindingKind;
 use crate::policy::lifecycle::Step;
 use crate::policy::reasons;
@@ -311,15 +314,15 @@ pub async fn review(
     ctx: &Context,
     request: &ActivationRequest,
     now: DateTime<Utc>,
-) -> Result<(Vec<Foothold>, Vec<&'static str>), Error> {
+) -> Result<Review, Error> {
     let Some(status) = request.status.as_ref() else {
-        return Ok(Default::default());
+        return Ok(Review::default());
     };
     let Some((from, until)) = review_window(status, now) else {
-        return Ok(Default::default());
+        return Ok(Review::default());
     };
     let Some(requester) = request.spec.requester.as_ref() else {
-        return Ok(Default::default());
+        return Ok(Review::default());
     };
     let scan = scan(ctx, request, from).await?;
     let window = GrantWindow {
@@ -328,5 +331,31 @@ pub async fn review(
         from,
         until,
     };
-    Ok((judge(&scan.found, &window), scan.unreadable))
+    let scanned = judge(&scan.found, &window);
+    // Where the audit record is configured, the requester's own writes are known by name.
+    let audited = status
+        .activity
+        .as_ref()
+        .is_some_and(|a| a.source == crate::api::ActivitySource::AuditWebhook);
+    let footholds = if audited {
+        merged(
+            scanned,
+            from_audit(notable_writes(status.activity.as_ref())),
+        )
+    } else {
+        scanned
+    };
+    Ok(Review {
+        footholds,
+        unreadable: scan.unreadable,
+        audited,
+    })
+}
+
+/// What a review found.
+#[derive(Debug, Default)]
+pub struct Review {
+    pub footholds: Vec<Foothold>,
+    pub unreadable: Vec<&'static str>,
+    pub audited: bool,
 }

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::Subject;
 
-use crate::api::ActivationRequestStatus;
 use crate::api::conditions::FOOTHOLDS_FOUND;
+use crate::api::{ActivationRequestStatus, NotableWrite};
 use crate::time::from_k8s;
 
 use super::identity::service_account_parts;
@@ -70,6 +70,14 @@ pub enum FoundKind {
     MutatingWebhookConfiguration,
     /// A workload's pod, judged by the ServiceAccount it runs as.
     Pod,
+    /// A ServiceAccount token the requester minted (TokenRequest): no object to delete, valid
+    /// until it expires. Known only from the audit record.
+    TokenRequest,
+    /// An exec, attach or port-forward stream: RBAC revocation does not close an open stream.
+    /// Known only from the audit record.
+    Stream,
+    /// Any other notable write the audit record holds (a ValidatingAdmissionPolicy, …).
+    Write,
 }
 
 impl FoundKind {
@@ -84,6 +92,9 @@ impl FoundKind {
             FoundKind::ValidatingWebhookConfiguration => "ValidatingWebhookConfiguration",
             FoundKind::MutatingWebhookConfiguration => "MutatingWebhookConfiguration",
             FoundKind::Pod => "Pod",
+            FoundKind::TokenRequest => "ServiceAccount token",
+            FoundKind::Stream => "stream",
+            FoundKind::Write => "write",
         }
     }
 }
@@ -173,6 +184,8 @@ pub fn judge(found: &[Found], grant: &GrantWindow<'_>) -> Vec<Foothold> {
             FoundKind::ValidatingWebhookConfiguration | FoundKind::MutatingWebhookConfiguration => {
                 Some("an admission webhook created during the grant (sees or changes API writes)")
             }
+            // Only ever made by `from_audit`, which sets its own reasons.
+            FoundKind::TokenRequest | FoundKind::Stream | FoundKind::Write => None,
             FoundKind::Pod => f
                 .namespace
                 .as_deref()
@@ -197,9 +210,113 @@ pub fn judge(found: &[Found], grant: &GrantWindow<'_>) -> Vec<Foothold> {
     footholds
 }
 
+/// The footholds the audit record shows: what the requester themselves created, changed or opened
+/// during the grant and the API server accepted (2xx; 101 for a stream). Precise where the scan can only guess:
+/// the audit record names the creator.
+pub fn from_audit(writes: &[NotableWrite]) -> Vec<Foothold> {
+    let mut out = Vec::new();
+    for w in writes {
+        // Accepted: 2xx, or 101 for a stream the API server upgraded.
+        if !w.code.is_some_and(|c| (200..300).contains(&c) || c == 101) {
+            continue;
+        }
+        let (base, sub) = w.resource.split_once('/').unwrap_or((&w.resource, ""));
+        let making = matches!(w.verb.as_str(), "create" | "update" | "patch");
+        let (kind, why) = match (base, sub) {
+            ("pods", "exec" | "attach" | "portforward") => (
+                FoundKind::Stream,
+                "a stream the requester opened (RBAC revocation does not close it: possibly still open)",
+            ),
+            ("serviceaccounts", "token") => (
+                FoundKind::TokenRequest,
+                "a token the requester minted (valid until it expires; it cannot be deleted)",
+            ),
+            _ if !making => continue,
+            ("rolebindings.rbac.authorization.k8s.io", "") => (
+                FoundKind::RoleBinding,
+                "made by the requester (audit record)",
+            ),
+            ("clusterrolebindings.rbac.authorization.k8s.io", "") => (
+                FoundKind::ClusterRoleBinding,
+                "made by the requester (audit record)",
+            ),
+            ("roles.rbac.authorization.k8s.io" | "clusterroles.rbac.authorization.k8s.io", "") => (
+                FoundKind::Role,
+                "made or changed by the requester (audit record)",
+            ),
+            ("serviceaccounts", "") => (
+                FoundKind::ServiceAccount,
+                "made by the requester (audit record)",
+            ),
+            ("secrets", "") => (
+                FoundKind::TokenSecret,
+                "a Secret the requester wrote (audit record; it may hold a token)",
+            ),
+            ("certificatesigningrequests.certificates.k8s.io", _) => (
+                FoundKind::CertificateSigningRequest,
+                "a certificate the requester asked for (audit record)",
+            ),
+            (
+                "validatingwebhookconfigurations.admissionregistration.k8s.io"
+                | "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+                "",
+            ) => (
+                FoundKind::ValidatingWebhookConfiguration,
+                "an admission webhook the requester wrote (audit record)",
+            ),
+            _ => (
+                FoundKind::Write,
+                "a write the requester made (audit record)",
+            ),
+        };
+        let name = match kind {
+            FoundKind::Stream | FoundKind::TokenRequest | FoundKind::Write => format!(
+                "{} {}{}",
+                w.verb,
+                w.resource,
+                w.name
+                    .as_deref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default()
+            ),
+            _ => w.name.clone().unwrap_or_default(),
+        };
+        out.push(Foothold {
+            found: Found::new(kind, w.namespace.clone(), name, Some(from_k8s(&w.time))),
+            why,
+        });
+    }
+    out
+}
+
+/// The scan's footholds and the audit record's together: an object both found is listed once,
+/// with the audit record's (precise) reason.
+pub fn merged(scanned: Vec<Foothold>, audited: Vec<Foothold>) -> Vec<Foothold> {
+    let same = |a: &Foothold, b: &Foothold| {
+        a.found.namespace == b.found.namespace
+            && a.found.name == b.found.name
+            && a.found.kind.as_str() == b.found.kind.as_str()
+    };
+    let mut out = audited;
+    for s in scanned {
+        if !out.iter().any(|a| same(a, &s)) {
+            out.push(s);
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.found.kind, &a.found.namespace, &a.found.name).cmp(&(
+            b.found.kind,
+            &b.found.namespace,
+            &b.found.name,
+        ))
+    });
+    out.dedup_by(|a, b| same(a, b));
+    out
+}
+
 /// The `FootholdsFound` condition's message: the objects, bounded.
 pub fn summary(footholds: &[Foothold]) -> String {
-    summary_of(footholds, &[])
+    summary_of(footholds, &[], false)
 }
 
 /// What the scan could not read, said after the verdict.
@@ -213,8 +330,17 @@ fn not_scanned(unreadable: &[&str]) -> String {
     )
 }
 
-/// [`summary`], saying which kinds the scan could not read.
-pub fn summary_of(footholds: &[Foothold], unreadable: &[&str]) -> String {
+/// How the verdict was reached, in the words the condition uses.
+fn how(audited: bool) -> &'static str {
+    if audited {
+        "from the audit record of the requester's own writes, and a scan of the granted scope"
+    } else {
+        "found by a scan of the granted scope: the creator is not known without the audit record"
+    }
+}
+
+/// [`summary`], saying which kinds the scan could not read and whether the audit record was used.
+pub fn summary_of(footholds: &[Foothold], unreadable: &[&str], audited: bool) -> String {
     const SHOWN: usize = 10;
     let mut listed: Vec<String> = footholds
         .iter()
@@ -225,9 +351,9 @@ pub fn summary_of(footholds: &[Foothold], unreadable: &[&str]) -> String {
         listed.push(format!("and {} more", footholds.len() - SHOWN));
     }
     format!(
-        "{} object(s) made while the grant ran may keep giving access (found by a scan of the \
-         granted scope: the creator is not known without the audit record): {}{}",
+        "{} object(s) made while the grant ran may keep giving access ({}): {}{}",
         footholds.len(),
+        how(audited),
         listed.join(", "),
         not_scanned(unreadable)
     )
@@ -235,21 +361,27 @@ pub fn summary_of(footholds: &[Foothold], unreadable: &[&str]) -> String {
 
 /// The `FootholdsFound` condition once the scan is done: True with the objects, or False.
 pub fn condition(footholds: &[Foothold]) -> super::role_readiness::ConditionState {
-    condition_of(footholds, &[])
+    condition_of(footholds, &[], false)
 }
 
 /// [`condition`], saying which kinds the scan could not read.
 pub fn condition_of(
     footholds: &[Foothold],
     unreadable: &[&str],
+    audited: bool,
 ) -> super::role_readiness::ConditionState {
     if footholds.is_empty() {
+        let how = if audited {
+            "the audit record of the requester's own writes, and a scan of the granted scope"
+        } else {
+            "a scan of the granted scope; the creator of an object is not known without the \
+             audit record"
+        };
         return super::role_readiness::ConditionState {
             status: false,
             reason: super::reasons::NO_FOOTHOLDS_FOUND,
             message: format!(
-                "nothing made while the grant ran keeps giving access (a scan of the granted \
-                 scope; the creator of an object is not known without the audit record){}",
+                "nothing made while the grant ran keeps giving access ({how}){}",
                 not_scanned(unreadable)
             ),
         };
@@ -257,7 +389,7 @@ pub fn condition_of(
     super::role_readiness::ConditionState {
         status: true,
         reason: super::reasons::FOOTHOLDS_FOUND,
-        message: summary_of(footholds, unreadable),
+        message: summary_of(footholds, unreadable, audited),
     }
 }
 
@@ -306,18 +438,32 @@ pub fn review_window(
     Some((from, until))
 }
 
+/// What a review came to.
+#[derive(Debug, Clone, Copy)]
+pub struct Reviewed<'a> {
+    pub footholds: &'a [Foothold],
+    /// Kinds the scan could not read.
+    pub unreadable: &'a [&'a str],
+    /// The audit record's writes were judged too.
+    pub audited: bool,
+}
+
 /// What the review found, as the status it leaves: `FootholdsFound` True with the objects or
 /// False, or Unknown with why the scope could not be read.
 pub fn reviewed_status(
     old: &ActivationRequestStatus,
-    outcome: Result<(&[Foothold], &[&str]), &str>,
+    outcome: Result<Reviewed<'_>, &str>,
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) -> ActivationRequestStatus {
     let mut status = old.clone();
     match outcome {
-        Ok((found, unreadable)) => {
-            let state = condition_of(found, unreadable);
+        Ok(Reviewed {
+            footholds,
+            unreadable,
+            audited,
+        }) => {
+            let state = condition_of(footholds, unreadable, audited);
             let value = if state.status { "True" } else { "False" };
             set_condition_to(
                 &mut status.conditions,

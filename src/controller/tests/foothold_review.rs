@@ -6,7 +6,7 @@ use kube::api::ObjectMeta;
 use crate::api::conditions::FOOTHOLDS_FOUND;
 use crate::api::{ActivationRequest, ActivationRequestStatus, Phase};
 use crate::controller::fixtures::*;
-use crate::controller::foothold_review::{Reviewed, review_one};
+use crate::controller::foothold_review::{Attempt, review_one};
 use crate::policy::footholds::mark_pending;
 use crate::policy::reasons;
 use crate::time::{to_k8s, truncate_to_second};
@@ -79,7 +79,7 @@ async fn a_clean_grant_is_reviewed_in_one_write() {
         )
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
-    assert_eq!(outcome.result, Reviewed::Done);
+    assert_eq!(outcome.result, Attempt::Done);
     assert_eq!(outcome.server.writes(), 1);
     assert!(!outcome.server.published(reasons::FOOTHOLDS_FOUND));
 }
@@ -108,7 +108,7 @@ async fn a_binding_made_during_the_grant_is_reported_and_one_made_before_is_not(
         }))
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
-    assert_eq!(outcome.result, Reviewed::Done);
+    assert_eq!(outcome.result, Attempt::Done);
     assert_eq!(outcome.server.writes(), 1);
     assert!(outcome.server.published(reasons::FOOTHOLDS_FOUND));
 }
@@ -126,7 +126,7 @@ async fn a_conflicting_write_is_looked_at_again_and_nothing_is_recorded() {
         .then(expect::status_patched("r1").replies_conflict())
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
-    assert_eq!(outcome.result, Reviewed::Again);
+    assert_eq!(outcome.result, Attempt::Again);
     assert!(!outcome.server.published(reasons::FOOTHOLDS_FOUND));
 }
 
@@ -143,7 +143,7 @@ async fn a_failed_scan_is_retried_not_written() {
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
     assert!(
-        matches!(outcome.result, Reviewed::Failed(_)),
+        matches!(outcome.result, Attempt::Failed(_)),
         "{:?}",
         outcome.result
     );
@@ -160,7 +160,7 @@ async fn nothing_is_read_or_written_for_a_request_already_reviewed() {
         .holding(&request)
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
-    assert_eq!(outcome.result, Reviewed::Done);
+    assert_eq!(outcome.result, Attempt::Done);
     assert!(outcome.server.calls.is_empty());
 }
 
@@ -214,5 +214,5 @@ async fn kinds_the_operator_may_not_list_are_named_in_the_verdict() {
         }))
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
-    assert_eq!(outcome.result, Reviewed::Done);
+    assert_eq!(outcome.result, Attempt::Done);
 }

@@ -136,7 +136,9 @@ fn the_condition_says_what_was_found_and_how_precisely() {
 #[test]
 fn a_review_is_pending_from_the_grants_end_to_its_verdict() {
     use crate::api::{ActivationRequestStatus, Phase};
-    use crate::policy::footholds::{is_pending, mark_pending, review_window, reviewed_status};
+    use crate::policy::footholds::{
+        Reviewed, is_pending, mark_pending, review_window, reviewed_status,
+    };
     use crate::time::to_k8s;
 
     let ended = |phase: Phase| ActivationRequestStatus {
@@ -172,7 +174,11 @@ fn a_review_is_pending_from_the_grants_end_to_its_verdict() {
 
     for (outcome, want) in [
         (
-            Ok((&[][..], &[][..])),
+            Ok(Reviewed {
+                footholds: &[],
+                unreadable: &[],
+                audited: false,
+            }),
             ("False", reasons::NO_FOOTHOLDS_FOUND),
         ),
         (
@@ -261,7 +267,7 @@ fn certificates_webhooks_and_workloads_left_behind() {
 
 #[test]
 fn the_condition_names_the_kinds_the_scan_could_not_read() {
-    let clean = condition_of(&[], &["secrets", "pods"]);
+    let clean = condition_of(&[], &["secrets", "pods"], false);
     assert!(!clean.status);
     assert!(
         clean
@@ -271,4 +277,102 @@ fn the_condition_names_the_kinds_the_scan_could_not_read() {
         clean.message
     );
     assert!(!condition(&[]).message.contains("not scanned"));
+}
+
+/// With the audit record, the requester's own accepted writes are footholds by name — tokens
+/// minted and streams opened included, which no scan can see — and an object both the record and
+/// the scan found is listed once, with the record's reason.
+#[test]
+fn the_audit_record_names_what_the_requester_made() {
+    use crate::api::NotableWrite;
+    use crate::policy::footholds::{from_audit, merged};
+    use crate::time::to_k8s;
+
+    let write = |verb: &str, resource: &str, name: Option<&str>, code: i32| NotableWrite {
+        verb: verb.into(),
+        resource: resource.into(),
+        namespace: Some("payments".into()),
+        name: name.map(Into::into),
+        code: Some(code),
+        time: to_k8s(at(20)),
+        audit_id: None,
+    };
+    let writes = [
+        write(
+            "create",
+            "rolebindings.rbac.authorization.k8s.io",
+            Some("edit-for-alice"),
+            201,
+        ),
+        write("create", "serviceaccounts/token", Some("backdoor"), 201),
+        write("create", "pods/exec", Some("web-0"), 101),
+        // Refused by the API server: nothing was made.
+        write(
+            "create",
+            "rolebindings.rbac.authorization.k8s.io",
+            Some("denied"),
+            403,
+        ),
+        // A deletion leaves nothing behind.
+        write(
+            "delete",
+            "rolebindings.rbac.authorization.k8s.io",
+            Some("old"),
+            200,
+        ),
+        write(
+            "patch",
+            "validatingadmissionpolicies.admissionregistration.k8s.io",
+            Some("p"),
+            200,
+        ),
+    ];
+    let audited = from_audit(&writes);
+    let got: Vec<(String, &str)> = audited.iter().map(|f| (f.describe(), f.why)).collect();
+    let want: Vec<(String, &str)> = [
+        (
+            "RoleBinding payments/edit-for-alice",
+            "made by the requester (audit record)",
+        ),
+        (
+            "ServiceAccount token payments/create serviceaccounts/token backdoor",
+            "a token the requester minted (valid until it expires; it cannot be deleted)",
+        ),
+        (
+            "stream payments/create pods/exec web-0",
+            "a stream the requester opened (RBAC revocation does not close it: possibly still open)",
+        ),
+        (
+            "write payments/patch validatingadmissionpolicies.admissionregistration.k8s.io p",
+            "a write the requester made (audit record)",
+        ),
+    ]
+    .into_iter()
+    .map(|(d, why)| (d.to_string(), why))
+    .collect();
+    assert_eq!(got, want);
+
+    // The scan found the same RoleBinding (and a ServiceAccount the record does not hold).
+    let groups = vec![];
+    let scanned = judge(
+        &[
+            binding("edit-for-alice", 20, "User", "alice", None),
+            object(FoundKind::ServiceAccount, "made-by-someone", 21),
+        ],
+        &alices_grant(&groups),
+    );
+    let all = merged(scanned, audited);
+    let edit: Vec<_> = all
+        .iter()
+        .filter(|f| f.found.name == "edit-for-alice")
+        .collect();
+    assert_eq!(edit.len(), 1);
+    assert_eq!(edit[0].why, "made by the requester (audit record)");
+    assert!(all.iter().any(|f| f.found.name == "made-by-someone"));
+    let state = condition_of(&all, &[], true);
+    assert!(
+        state.message.contains("from the audit record"),
+        "{}",
+        state.message
+    );
 }
