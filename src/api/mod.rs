@@ -1,13 +1,18 @@
-//! The three kinds of `kubepim.io/v1alpha1`: types and schema only, no client calls.
+//! The kinds of `kubepim.io/v1alpha1`: types and schema only, no client calls.
 //!
 //! Every string and list is bounded so the API server's CEL cost estimator accepts the rules.
 #![allow(clippy::duplicated_attributes)] // repeated typed `printcolumn(...)` entries (kube-derive false positive)
 
+pub mod access_review;
 pub mod activation_request;
 pub mod common;
 pub mod eligibility;
 pub mod privileged_role;
 
+pub use access_review::{
+    AccessReview, AccessReviewSpec, AccessReviewStatus, Evidence, ItemDecision, ReviewDecision,
+    ReviewItem, ReviewPhase, ReviewSchedule, ReviewSelector, Reviewers,
+};
 pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
     Decision, Phase, Requester,

@@ -137,3 +137,29 @@ def test_operator_deletes_requests_only_for_history_retention():
     assert on_requests == [
         {"apiGroups": ["kubepim.io"], "resources": ["activationrequests"], "verbs": ["patch", "delete"]}
     ], on_requests
+
+
+def test_operator_fills_and_closes_reviews_but_never_rewrites_their_spec():
+    # Items, phase and outcomes go through /status; the schedule creates the next review. No
+    # update, patch or delete of a review's spec: a review is the platform team's record.
+    operator = render().one("ClusterRole", "kubepim-operator")
+    on_reviews = [rule for rule in rules(operator) if "accessreviews" in rule["resources"]]
+    assert on_reviews == [
+        {
+            "apiGroups": ["kubepim.io"],
+            "resources": ["accessreviews"],
+            "verbs": ["get", "list", "watch", "create", "manage"],
+        }
+    ], on_reviews
+    status = [rule for rule in rules(operator) if "accessreviews/status" in rule["resources"]]
+    assert status == [{"apiGroups": ["kubepim.io"], "resources": ["accessreviews/status"], "verbs": ["patch"]}]
+
+
+def test_reviewer_role_is_not_aggregated_and_only_decides():
+    reviewer = render().one("ClusterRole", "kubepim-reviewer")
+    labels = reviewer["metadata"].get("labels", {})
+    assert not any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in labels), labels
+    writes = [rule for rule in rules(reviewer) if set(rule["verbs"]) & RBAC_WRITES]
+    assert writes == [
+        {"apiGroups": ["kubepim.io"], "resources": ["accessreviews/status"], "verbs": ["get", "patch", "update"]}
+    ], writes
