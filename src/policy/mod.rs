@@ -15,6 +15,8 @@ pub mod legitimacy;
 pub mod lifecycle;
 pub mod reasons;
 pub mod retention;
+pub mod review;
+pub mod review_decisions;
 pub mod risk;
 pub mod role_readiness;
 pub mod standing;

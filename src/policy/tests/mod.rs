@@ -29,5 +29,6 @@ mod footholds_table;
 mod legitimacy_table;
 mod lifecycle_table;
 mod retention_table;
+mod review_table;
 mod transition_table;
 mod validation_table;
