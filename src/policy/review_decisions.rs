@@ -65,6 +65,8 @@ pub enum ReviewRefusal {
         "append exactly one decision per write: status.decisions would go from {before} to {after} entries"
     )]
     NotOne { before: usize, after: usize },
+    #[error("this decision is already recorded; add a comment or a different decision")]
+    Duplicate,
     #[error("the review holds at most {MAX_DECISIONS} decisions")]
     TooMany,
     #[error("no item {0} in this review")]
@@ -176,6 +178,10 @@ pub fn check_status_write<'n>(
     let Some(decision) = new.decisions.last() else {
         return Ok(None);
     };
+    // As the admission policy: no entry twice (which keeps its prefix check exact).
+    if old.decisions.contains(decision) {
+        return Err(ReviewRefusal::Duplicate);
+    }
     if decision.reviewer != caller.username {
         return Err(ReviewRefusal::NotYourName {
             caller: caller.username.into(),

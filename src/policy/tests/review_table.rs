@@ -467,6 +467,13 @@ fn status_writes_append_exactly_one_own_decision_while_open() {
             Err("one"),
         ),
         ("nothing", &old, old.clone(), bob, Err("one")),
+        (
+            "the same entry again",
+            &one,
+            with(vec![keep_alice.clone(), keep_alice.clone()]),
+            bob,
+            Err("duplicate"),
+        ),
         ("edit", &one, with(vec![edited]), bob, Err("append-only")),
         ("remove", &one, old.clone(), bob, Err("append-only")),
         (
@@ -551,6 +558,7 @@ fn status_writes_append_exactly_one_own_decision_while_open() {
             .map(|_| ())
             .map_err(|e| match e {
                 ReviewRefusal::NotOne { .. } => "one",
+                ReviewRefusal::Duplicate => "duplicate",
                 ReviewRefusal::NotAppendOnly => "append-only",
                 ReviewRefusal::NotYourName { .. } => "name",
                 ReviewRefusal::NotYourGroups(_) => "groups",

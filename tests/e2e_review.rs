@@ -1,0 +1,401 @@
+//! End-to-end: access reviews (issue 13 §1) on a real API server, as distinct users, with the
+//! chart's RBAC and admission policies (`review-status`) rendered by real Helm and applied.
+//!
+//! - `decisions_are_the_reviewers_own_and_append_only`: admission alone (the admin, allowed
+//!   every verb and so "the controller", writes the items): two reviewers decide (bob by name,
+//!   carol through the group sre-leads); alice's self-review is refused, and so is carol's on a
+//!   group she is in; a ServiceAccount with the reviewer role is refused; a non-reviewer, a
+//!   decision in another's name or groups, two at once, an edit, a controller field, the
+//!   controller deciding, and a decision after close are refused. Each refusal has a positive
+//!   control.
+//!
+//! Run: `KUBEBUILDER_ASSETS=/opt/kubebuilder-assets cargo test --test e2e_review`
+#[allow(dead_code)]
+#[path = "support/security.rs"]
+mod security;
+mod support;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kubepim::api::{
+    AccessReview, AccessReviewSpec, AccessReviewStatus, Evidence, ReviewDecision, ReviewItem,
+    ReviewPhase, ReviewSelector, Reviewers, SubjectRef,
+};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use support::Env;
+use support::envtest::{ASSETS_ENV, KUBECONFIG_ENV, groups_of};
+
+const POLICY_TIMEOUT: Duration = Duration::from_secs(30);
+const POLICY: &str = "ValidatingAdmissionPolicy 'kubepim-review-status'";
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+fn cluster_configured() -> bool {
+    [ASSETS_ENV, KUBECONFIG_ENV]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+}
+
+static RELEASE: OnceCell<bool> = OnceCell::const_new();
+
+/// The shared control plane with the chart's RBAC and policies, and the chart's reviewer role
+/// bound to bob, carol, alice and mallory (RBAC lets all four patch review status; the policy
+/// decides). `None`: skipped.
+async fn env(test: &str) -> Option<Env> {
+    if !cluster_configured() {
+        say("SKIPPED: e2e_review: set KUBEBUILDER_ASSETS (or KUBEPIM_E2E_KUBECONFIG)");
+        return None;
+    }
+    let env = Env::shared(test).await?;
+    let installed = *RELEASE
+        .get_or_init(|| async {
+            let values = json!({"admission": {"policies": {"enabled": true}}});
+            let release = security::install(&env, values)
+                .await
+                .unwrap_or_else(|e| panic!("installing the chart's security layer: {e:#}"));
+            if release.is_none() {
+                return false;
+            }
+            let binding = ClusterRoleBinding {
+                metadata: ObjectMeta {
+                    name: Some("kubepim-e2e-reviewers".into()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: "kubepim-reviewer".into(),
+                },
+                subjects: Some(
+                    ["alice", "bob", "carol", "mallory"]
+                        .iter()
+                        .map(|u| Subject {
+                            api_group: Some("rbac.authorization.k8s.io".into()),
+                            kind: "User".into(),
+                            name: u.to_string(),
+                            namespace: None,
+                        })
+                        .collect(),
+                ),
+            };
+            Api::<ClusterRoleBinding>::all(env.admin())
+                .patch(
+                    "kubepim-e2e-reviewers",
+                    &PatchParams::apply("kubepim-e2e").force(),
+                    &Patch::Apply(&binding),
+                )
+                .await
+                .expect("binding the reviewer role");
+            true
+        })
+        .await;
+    if !installed {
+        say("SKIPPED: e2e_review: python3 module helm_python missing");
+        return None;
+    }
+    Some(env)
+}
+
+fn item(eligibility: &str, subject: SubjectRef) -> ReviewItem {
+    ReviewItem {
+        id: kubepim::policy::review::item_id(eligibility, &subject),
+        eligibility: eligibility.into(),
+        eligibility_uid: "uid".into(),
+        eligibility_generation: 1,
+        role: "payments-admin".into(),
+        subject,
+        evidence: Evidence::default(),
+        recommendation: ReviewDecision::Remove,
+        recommendation_reason: "unused for 90 days".into(),
+        outcome: None,
+    }
+}
+
+/// A review by bob and the group sre-leads, opened by the admin with three items: alice,
+/// mallory, and the group payments-oncall (alice and carol are in it).
+async fn open_review(env: &Env, base: &str) -> String {
+    let name = env.name(base);
+    let spec = AccessReviewSpec {
+        selector: ReviewSelector {
+            all: true,
+            ..Default::default()
+        },
+        reviewers: Reviewers {
+            users: vec!["bob".into()],
+            groups: vec!["sre-leads".into()],
+            subjects_approvers: false,
+        },
+        due_at: None,
+        duration: Some("336h".parse().expect("duration")),
+        default_decision: ReviewDecision::Keep,
+        lookback: "2160h".parse().expect("duration"),
+        schedule: None,
+    };
+    let mut review = AccessReview::new(&name, spec);
+    review.metadata.labels = Some(env.labels());
+    let api: Api<AccessReview> = Api::all(env.admin());
+    api.create(&PostParams::default(), &review)
+        .await
+        .expect("creating the review");
+    let status = AccessReviewStatus {
+        phase: Some(ReviewPhase::Open),
+        items: vec![
+            item("pay", SubjectRef::user("alice")),
+            item("pay", SubjectRef::user("mallory")),
+            item("pay", SubjectRef::group("payments-oncall")),
+        ],
+        item_count: Some(3),
+        ..Default::default()
+    };
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .expect("the admin (allowed manage) opening the review");
+    name
+}
+
+fn entry(item: &str, decision: &str, reviewer: &str) -> Value {
+    json!({"item": item, "decision": decision, "reviewer": reviewer, "groups": groups_of(reviewer)})
+}
+
+/// Appends `entries` to the review's decisions as `client` (merge patch of the whole list).
+async fn append(client: &Client, name: &str, entries: &[Value]) -> Result<(), kube::Error> {
+    let api: Api<AccessReview> = Api::all(client.clone());
+    let current = api.get_status(name).await?;
+    let mut decisions: Vec<Value> = current
+        .status
+        .map(|s| s.decisions)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| serde_json::to_value(d).expect("decision to JSON"))
+        .collect();
+    decisions.extend(entries.iter().cloned());
+    patch(client, name, json!({"status": {"decisions": decisions}})).await
+}
+
+async fn patch(client: &Client, name: &str, body: Value) -> Result<(), kube::Error> {
+    Api::<AccessReview>::all(client.clone())
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map(drop)
+}
+
+#[track_caller]
+fn refused(what: &str, result: Result<(), kube::Error>, message: &str) {
+    match result {
+        Err(kube::Error::Api(e)) => {
+            assert!(
+                e.message.contains(POLICY) && e.message.contains(message),
+                "{what}: refused, but not by the review-status policy with {message:?}: {}",
+                e.message
+            );
+        }
+        Err(e) => panic!("{what}: failed without an API error: {e}"),
+        Ok(()) => panic!("{what}: accepted, must be refused ({message})"),
+    }
+}
+
+#[track_caller]
+fn accepted(what: &str, result: Result<(), kube::Error>) {
+    if let Err(e) = result {
+        panic!("{what}: refused, must be accepted: {e}");
+    }
+}
+
+#[tokio::test]
+async fn decisions_are_the_reviewers_own_and_append_only() {
+    let Some(env) = env("decisions").await else {
+        return;
+    };
+    let name = open_review(&env, "q1").await;
+    let (alice, bob, carol, mallory) = (
+        env.client("alice"),
+        env.client("bob"),
+        env.client("carol"),
+        env.client("mallory"),
+    );
+    let alice_item = "pay/User/alice";
+    let mallory_item = "pay/User/mallory";
+    let group_item = "pay/Group/payments-oncall";
+
+    // The policy takes effect through the API server's informers: wait for the first refusal.
+    security::eventually("the review-status policy", POLICY_TIMEOUT, || async {
+        match append(&alice, &name, &[entry(alice_item, "Keep", "alice")]).await {
+            Err(kube::Error::Api(e)) if e.message.contains(POLICY) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("policy in effect");
+
+    refused(
+        "alice keeping her own access",
+        append(&alice, &name, &[entry(alice_item, "Keep", "alice")]).await,
+        "you cannot review your own access",
+    );
+    refused(
+        "carol deciding about a group she is in",
+        append(&carol, &name, &[entry(group_item, "Keep", "carol")]).await,
+        "you cannot review your own access",
+    );
+    refused(
+        "mallory, not a reviewer",
+        append(&mallory, &name, &[entry(alice_item, "Remove", "mallory")]).await,
+        "is not a reviewer of item",
+    );
+    refused(
+        "bob deciding in carol's name",
+        append(&bob, &name, &[entry(alice_item, "Keep", "carol")]).await,
+        "must be your own identity 'bob'",
+    );
+    let mut no_groups = entry(alice_item, "Keep", "bob");
+    no_groups["groups"] = json!([]);
+    refused(
+        "bob without his groups",
+        append(&bob, &name, &[no_groups]).await,
+        "must be exactly your own groups",
+    );
+    refused(
+        "bob deciding two items at once",
+        append(
+            &bob,
+            &name,
+            &[
+                entry(alice_item, "Keep", "bob"),
+                entry(mallory_item, "Remove", "bob"),
+            ],
+        )
+        .await,
+        "append exactly one decision per write",
+    );
+    refused(
+        "bob on an item the review does not have",
+        append(&bob, &name, &[entry("pay/User/zed", "Keep", "bob")]).await,
+        "no item 'pay/User/zed'",
+    );
+
+    // Positive controls: bob by name, carol through sre-leads, bob on the group.
+    accepted(
+        "bob keeping alice",
+        append(&bob, &name, &[entry(alice_item, "Keep", "bob")]).await,
+    );
+    accepted(
+        "carol removing mallory",
+        append(&carol, &name, &[entry(mallory_item, "Remove", "carol")]).await,
+    );
+    accepted(
+        "bob keeping payments-oncall",
+        append(&bob, &name, &[entry(group_item, "Keep", "bob")]).await,
+    );
+
+    // Append-only: no edit, no removal, no duplicate.
+    let edited = json!({"status": {"decisions": [
+        entry(alice_item, "Remove", "bob"),
+        entry(mallory_item, "Remove", "carol"),
+        entry(group_item, "Keep", "bob"),
+        entry(alice_item, "Remove", "bob"),
+    ]}});
+    refused(
+        "bob rewriting his decision",
+        patch(&bob, &name, edited).await,
+        "append-only",
+    );
+    refused(
+        "bob recording the same decision twice",
+        append(&bob, &name, &[entry(alice_item, "Keep", "bob")]).await,
+        "already recorded",
+    );
+    refused(
+        "bob closing the review",
+        patch(&bob, &name, json!({"status": {"phase": "Closed"}})).await,
+        "only the kubepim controller may set status.phase",
+    );
+
+    // A ServiceAccount with the reviewer role.
+    let ns = env.namespace("robots").await;
+    let robot = security::service_account_client(&env, &ns, "robot").await;
+    let robot_name = format!("system:serviceaccount:{ns}:robot");
+    let crb = ClusterRoleBinding {
+        metadata: env.meta("robot-reviewer"),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "kubepim-reviewer".into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: None,
+            kind: "ServiceAccount".into(),
+            name: "robot".into(),
+            namespace: Some(ns.clone()),
+        }]),
+    };
+    Api::<ClusterRoleBinding>::all(env.admin())
+        .create(&PostParams::default(), &crb)
+        .await
+        .expect("binding the robot");
+    let robot_entry = json!({"item": alice_item, "decision": "Remove", "reviewer": robot_name,
+        "groups": security::service_account_groups(&ns)});
+    security::eventually("the robot's RBAC", POLICY_TIMEOUT, || async {
+        match append(&robot, &name, std::slice::from_ref(&robot_entry)).await {
+            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(POLICY) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("robot reaches admission");
+    refused(
+        "a ServiceAccount reviewing",
+        append(&robot, &name, &[robot_entry]).await,
+        "cannot review access",
+    );
+
+    // The controller (here the admin, allowed every verb) never decides.
+    refused(
+        "the controller deciding",
+        append(&env.admin(), &name, &[entry(alice_item, "Remove", "admin")]).await,
+        "never adds, removes or changes review decisions",
+    );
+    // It closes; after that nobody decides.
+    accepted(
+        "the controller closing",
+        patch(&env.admin(), &name, json!({"status": {"phase": "Closed"}})).await,
+    );
+    refused(
+        "bob deciding after close",
+        append(&bob, &name, &[entry(mallory_item, "Keep", "bob")]).await,
+        "decisions are accepted only while it is Open",
+    );
+
+    let review = Api::<AccessReview>::all(env.admin())
+        .get(&name)
+        .await
+        .expect("the review");
+    let recorded: Vec<(String, String)> = review
+        .status
+        .map(|s| s.decisions)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| (d.item, d.reviewer))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (alice_item.to_string(), "bob".to_string()),
+            (mallory_item.to_string(), "carol".to_string()),
+            (group_item.to_string(), "bob".to_string()),
+        ],
+        "{}",
+        review.metadata.name.as_deref().unwrap_or_default()
+    );
+}
