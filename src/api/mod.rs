@@ -18,7 +18,7 @@ pub use activation_request::{
     Decision, Phase, Requester,
 };
 pub use common::{Budget, SubjectKind, SubjectRef};
-pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
+pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus, RemovedSubject};
 pub use privileged_role::{
     ApprovalPolicy, Approvers, BindingSample, PrivilegedRole, PrivilegedRoleSpec,
     PrivilegedRoleStatus, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
@@ -61,4 +61,11 @@ pub mod conditions {
     pub const RISK_ASSESSED: &str = "RiskAssessed";
     /// ActivationRequest, at a grant's end: objects made while it ran that keep giving access.
     pub const FOOTHOLDS_FOUND: &str = "FootholdsFound";
+    /// Eligibility: a closed AccessReview removed some of its subjects (reason `SubjectsRemoved`
+    /// or `NoneRemoved`).
+    pub const REVIEW_REMOVED: &str = "ReviewRemoved";
+    /// AccessReview: items filled, open for decisions (reason `Open`), or closed (`Closed`).
+    pub const REVIEW_OPEN: &str = "Open";
+    /// AccessReview: more (eligibility, subject) pairs than one review holds.
+    pub const TRUNCATED: &str = "Truncated";
 }

@@ -8,8 +8,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::api::{AccessReview, ActivationRequest, Eligibility, PrivilegedRole};
 use crate::policy::lifecycle::{ObservedBinding, binding_name};
+use crate::policy::review_decisions::{Removal, honoured, removals};
 
 use crate::time::Clock;
 
@@ -44,6 +45,9 @@ pub struct Context {
     /// Only managed bindings are cached (label-selected watch), never all bindings.
     pub role_bindings: Store<RoleBinding>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    /// Access reviews: closed ones remove (eligibility, subject) pairs (see
+    /// [`crate::policy::review_decisions`]). Empty unless set with [`ContextBuilder::reviews`].
+    pub reviews: Store<AccessReview>,
     pub recorder: Recorder,
     /// Standing-privilege findings of the latest scan, per PrivilegedRole: what the metric
     /// `kubepim_unmanaged_privileged_bindings{role}` exports.
@@ -66,6 +70,7 @@ pub struct Context {
 pub struct ContextBuilder {
     client: Client,
     caches: Caches,
+    reviews: Option<Store<AccessReview>>,
     recorder: Option<Recorder>,
     metrics: Arc<crate::metrics::Metrics>,
     notifier: crate::notify::Notifier,
@@ -74,6 +79,12 @@ pub struct ContextBuilder {
 }
 
 impl ContextBuilder {
+    /// The access review cache (kept out of [`Caches`]: contexts without one see no removals).
+    pub fn reviews(mut self, reviews: Store<AccessReview>) -> Self {
+        self.reviews = Some(reviews);
+        self
+    }
+
     /// The process-wide recorder (one shared recorder de-duplicates Events).
     pub fn recorder(mut self, recorder: Recorder) -> Self {
         self.recorder = Some(recorder);
@@ -118,6 +129,9 @@ impl ContextBuilder {
             eligibilities,
             role_bindings,
             cluster_role_bindings,
+            reviews: self
+                .reviews
+                .unwrap_or_else(|| kube::runtime::reflector::store().0),
             recorder,
             standing: Default::default(),
             bind_checks: Default::default(),
@@ -135,6 +149,7 @@ impl Context {
         ContextBuilder {
             client,
             caches,
+            reviews: None,
             recorder: None,
             metrics: Arc::default(),
             notifier: crate::notify::Notifier::disabled(),
@@ -194,13 +209,25 @@ impl Context {
             .collect()
     }
 
-    /// Eligibilities that name this role (filtering by subject is the policy's job).
+    /// Eligibilities that name this role (filtering by subject is the policy's job), each
+    /// without the subjects a closed access review removed from it: every decision on a request
+    /// sees only the subjects still honoured, so a grant resting on a removed one is revoked.
     pub fn eligibilities_for(&self, role: &str) -> Vec<Arc<Eligibility>> {
+        let reviews = self.reviews.state();
+        let reviews: Vec<&AccessReview> = reviews.iter().map(Arc::as_ref).collect();
         self.eligibilities
             .state()
             .into_iter()
             .filter(|e| e.spec.role == role)
+            .map(|e| honoured_only(e, &reviews))
             .collect()
+    }
+
+    /// The removals by closed reviews in force for `eligibility`.
+    pub fn removals_for(&self, eligibility: &Eligibility) -> Vec<Removal> {
+        let reviews = self.reviews.state();
+        let reviews: Vec<&AccessReview> = reviews.iter().map(Arc::as_ref).collect();
+        removals(eligibility, &reviews)
     }
 
     /// Managed bindings that may belong to `request`, looked up by their deterministic name in
@@ -266,6 +293,20 @@ impl Context {
             }
         });
     }
+}
+
+/// `eligibility` as the request policy must see it: without the subjects reviews removed.
+fn honoured_only(eligibility: Arc<Eligibility>, reviews: &[&AccessReview]) -> Arc<Eligibility> {
+    let removed = removals(&eligibility, reviews);
+    if removed.is_empty() {
+        return eligibility;
+    }
+    let mut narrowed = eligibility.as_ref().clone();
+    narrowed.spec.subjects = honoured(&eligibility, &removed)
+        .into_iter()
+        .cloned()
+        .collect();
+    Arc::new(narrowed)
 }
 
 fn found_binding<K: Resource>(

@@ -14,6 +14,7 @@ pub mod memory;
 mod record;
 pub mod request;
 pub mod retention;
+pub mod review;
 pub mod role;
 pub mod role_checks;
 pub mod standing_scan;

@@ -84,7 +84,11 @@ impl EventKind {
             | AuditDecision::Stuck
             | AuditDecision::Swept
             | AuditDecision::RemovedIllegitimateBinding
-            | AuditDecision::HistoryExported => return None,
+            | AuditDecision::HistoryExported
+            | AuditDecision::ReviewOpened
+            | AuditDecision::ReviewClosed
+            | AuditDecision::ReviewRemoved
+            | AuditDecision::ReviewScheduled => return None,
         })
     }
 }

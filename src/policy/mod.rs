@@ -17,6 +17,7 @@ pub mod reasons;
 pub mod retention;
 pub mod review;
 pub mod review_decisions;
+pub mod review_transition;
 pub mod risk;
 pub mod role_readiness;
 pub mod standing;

@@ -38,6 +38,14 @@ pub enum AuditDecision {
     FootholdsFound,
     /// An ended request's whole record, exported before history retention deletes it.
     HistoryExported,
+    /// An AccessReview's items were filled: open for decisions.
+    ReviewOpened,
+    /// An AccessReview reached its due time: outcomes recorded.
+    ReviewClosed,
+    /// A closed AccessReview removed a subject from an Eligibility.
+    ReviewRemoved,
+    /// A schedule created the next AccessReview.
+    ReviewScheduled,
 }
 
 impl AuditDecision {
@@ -59,6 +67,10 @@ impl AuditDecision {
             AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
             AuditDecision::FootholdsFound => "footholds-found",
             AuditDecision::HistoryExported => "history-exported",
+            AuditDecision::ReviewOpened => "review-opened",
+            AuditDecision::ReviewClosed => "review-closed",
+            AuditDecision::ReviewRemoved => "review-removed",
+            AuditDecision::ReviewScheduled => "review-scheduled",
         }
     }
 }

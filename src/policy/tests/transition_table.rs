@@ -237,6 +237,10 @@ fn every_decision_has_its_own_audit_word() {
         RemovedIllegitimateBinding,
         FootholdsFound,
         HistoryExported,
+        ReviewOpened,
+        ReviewClosed,
+        ReviewRemoved,
+        ReviewScheduled,
     ];
     // A decision added to the enum does not compile here until it is listed above too.
     for decision in all {
@@ -255,7 +259,11 @@ fn every_decision_has_its_own_audit_word() {
             | Swept
             | RemovedIllegitimateBinding
             | FootholdsFound
-            | HistoryExported => {}
+            | HistoryExported
+            | ReviewOpened
+            | ReviewClosed
+            | ReviewRemoved
+            | ReviewScheduled => {}
         }
     }
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
