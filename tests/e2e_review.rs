@@ -399,3 +399,324 @@ async fn decisions_are_the_reviewers_own_and_append_only() {
         review.metadata.name.as_deref().unwrap_or_default()
     );
 }
+
+/// Binds the chart's reviewer role to `users` (RBAC lets them patch review status; the policy
+/// decides what they may write).
+async fn bind_reviewers(env: &Env, users: &[&str]) {
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some("kubepim-e2e-reviewers".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "kubepim-reviewer".into(),
+        },
+        subjects: Some(
+            users
+                .iter()
+                .map(|u| Subject {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "User".into(),
+                    name: u.to_string(),
+                    namespace: None,
+                })
+                .collect(),
+        ),
+    };
+    Api::<ClusterRoleBinding>::all(env.admin())
+        .patch(
+            "kubepim-e2e-reviewers",
+            &PatchParams::apply("kubepim-e2e").force(),
+            &Patch::Apply(&binding),
+        )
+        .await
+        .expect("binding the reviewer role");
+}
+
+async fn review_of(env: &Env, name: &str) -> AccessReview {
+    Api::<AccessReview>::all(env.admin())
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("review {name}: {e}"))
+}
+
+/// The operator (as the chart's ServiceAccount, with the chart's RBAC and policies) fills a
+/// quarterly review, two reviewers decide, alice's self-review is refused, the review closes at
+/// its due time, bob's removal revokes alice's active grant and shows on the Eligibility, the
+/// schedule creates the next review, and a change of the Eligibility in Git lifts the removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarterly_review_removes_and_revokes() {
+    if !cluster_configured() {
+        say("SKIPPED: e2e_review: set KUBEBUILDER_ASSETS (or KUBEPIM_E2E_KUBECONFIG)");
+        return;
+    }
+    let Some(env) = Env::isolated("review-flow").await else {
+        return;
+    };
+    if env.startup().is_none() {
+        say("SKIPPED: a_quarterly_review_removes_and_revokes needs a control plane of its own");
+        return;
+    }
+    let values = json!({
+        "admission": {"policies": {"enabled": true}},
+        "bindableRoles": {"clusterRoles": [support::envtest::POD_READER], "roles": []},
+    });
+    let Some(_release) = security::install(&env, values)
+        .await
+        .unwrap_or_else(|e| panic!("installing: {e:#}"))
+    else {
+        say("SKIPPED: e2e_review: python3 module helm_python missing");
+        return;
+    };
+    bind_reviewers(&env, &["alice", "bob", "carol"]).await;
+    let mut config =
+        security::service_account_config(&env, security::RELEASE_NAMESPACE, security::OPERATOR_SA)
+            .await
+            .expect("operator identity");
+    config.default_retry = false;
+    env.start_operator_with(Default::default(), config);
+
+    let ns = env.namespace("apps").await;
+    let role =
+        support::fixtures::create_role(&env, &support::fixtures::pod_reader(&env, "pods", &[&ns]))
+            .await
+            .metadata
+            .name
+            .expect("role name");
+    let el = support::fixtures::eligibility(
+        &env,
+        "pay",
+        &role,
+        vec![SubjectRef::user("alice"), SubjectRef::user("mallory")],
+    );
+    let el = support::fixtures::create_eligibility(&env, &el).await;
+    let elig = el.metadata.name.clone().expect("eligibility name");
+    let request = support::fixtures::request(&env, "grant", "alice", &role, &[&ns], "30m");
+    let request = support::fixtures::submit(&env, "alice", &request)
+        .await
+        .metadata
+        .name
+        .expect("request name");
+    support::wait::phase(&env, &request, kubepim::api::Phase::Active).await;
+
+    // The review: by bob and sre-leads (carol), due 20 s after creation, quarterly.
+    let name = env.name("quarterly");
+    let mut review = AccessReview::new(
+        &name,
+        AccessReviewSpec {
+            selector: ReviewSelector {
+                roles: vec![role.clone()],
+                ..Default::default()
+            },
+            reviewers: Reviewers {
+                users: vec!["bob".into()],
+                groups: vec!["sre-leads".into()],
+                subjects_approvers: false,
+            },
+            due_at: None,
+            duration: Some("20s".parse().expect("duration")),
+            default_decision: ReviewDecision::Keep,
+            lookback: "2160h".parse().expect("duration"),
+            schedule: Some(kubepim::api::ReviewSchedule {
+                every: "2160h".parse().expect("duration"),
+            }),
+        },
+    );
+    review.metadata.labels = Some(env.labels());
+    Api::<AccessReview>::all(env.admin())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("creating the review");
+    let opened = support::wait::until(
+        &env,
+        "the review to open",
+        support::wait::TIMEOUT,
+        || async {
+            let r = review_of(&env, &name).await;
+            match r.phase() {
+                Some(ReviewPhase::Open) => Ok(r),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let status = opened.status.expect("status");
+    let ids: Vec<&str> = status.items.iter().map(|i| i.id.as_str()).collect();
+    let alice_item = format!("{elig}/User/alice");
+    let mallory_item = format!("{elig}/User/mallory");
+    assert_eq!(ids, [alice_item.as_str(), mallory_item.as_str()]);
+    assert_eq!(
+        status.items[0].evidence.activations, 1,
+        "alice's grant is evidence"
+    );
+    assert_eq!(
+        status.items[1].recommendation,
+        ReviewDecision::Keep,
+        "young eligibility"
+    );
+
+    security::eventually("the review-status policy", POLICY_TIMEOUT, || async {
+        match append(
+            &env.client("alice"),
+            &name,
+            &[entry(&alice_item, "Keep", "alice")],
+        )
+        .await
+        {
+            Err(kube::Error::Api(e)) if e.message.contains(POLICY) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("policy in effect");
+    refused(
+        "alice keeping her own access",
+        append(
+            &env.client("alice"),
+            &name,
+            &[entry(&alice_item, "Keep", "alice")],
+        )
+        .await,
+        "you cannot review your own access",
+    );
+    accepted(
+        "bob removing alice",
+        append(
+            &env.client("bob"),
+            &name,
+            &[entry(&alice_item, "Remove", "bob")],
+        )
+        .await,
+    );
+    accepted(
+        "carol keeping mallory",
+        append(
+            &env.client("carol"),
+            &name,
+            &[entry(&mallory_item, "Keep", "carol")],
+        )
+        .await,
+    );
+
+    // Closed at the due time; alice's grant, resting only on the removed subject, is revoked.
+    let closed = support::wait::until(
+        &env,
+        "the review to close",
+        Duration::from_secs(60),
+        || async {
+            let r = review_of(&env, &name).await;
+            match r.phase() {
+                Some(ReviewPhase::Closed) => Ok(r),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let outcomes: Vec<_> = closed
+        .status
+        .as_ref()
+        .expect("status")
+        .items
+        .iter()
+        .map(|i| i.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [Some(ReviewDecision::Remove), Some(ReviewDecision::Keep)]
+    );
+    let revoked = support::wait::phase(&env, &request, kubepim::api::Phase::Revoked).await;
+    assert!(
+        support::fixtures::role_bindings_of(&env, &request)
+            .await
+            .is_empty(),
+        "alice's binding is gone: {}",
+        support::wait::describe(&revoked)
+    );
+    let eligibilities: Api<kubepim::api::Eligibility> = Api::all(env.admin());
+    support::wait::until(
+        &env,
+        "the removal on the Eligibility",
+        support::wait::TIMEOUT,
+        || async {
+            let e = eligibilities.get(&elig).await.map_err(|e| e.to_string())?;
+            let status = e.status.unwrap_or_default();
+            let removed: Vec<&str> = status
+                .removed_by_review
+                .iter()
+                .map(|r| r.subject.name.as_str())
+                .collect();
+            let condition = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "ReviewRemoved");
+            match condition {
+                Some(c) if c.status == "True" && removed == ["alice"] => Ok(()),
+                other => Err(format!("removed {removed:?}, condition {other:?}")),
+            }
+        },
+    )
+    .await;
+    // A new request by alice on the same eligibility is denied; mallory's still granted.
+    let again = support::fixtures::request(&env, "again", "alice", &role, &[&ns], "5m");
+    let again = support::fixtures::submit(&env, "alice", &again)
+        .await
+        .metadata
+        .name
+        .expect("name");
+    support::wait::phase(&env, &again, kubepim::api::Phase::Denied).await;
+    let mallory = support::fixtures::request(&env, "mallory", "mallory", &role, &[&ns], "5m");
+    let mallory = support::fixtures::submit(&env, "mallory", &mallory)
+        .await
+        .metadata
+        .name
+        .expect("name");
+    support::wait::phase(&env, &mallory, kubepim::api::Phase::Active).await;
+
+    // The schedule: the next review exists, due one period after this one.
+    let next = support::wait::until(&env, "the next review", support::wait::TIMEOUT, || async {
+        let r = review_of(&env, &name).await;
+        r.status
+            .and_then(|s| s.next_review)
+            .ok_or_else(|| "no status.nextReview yet".to_string())
+    })
+    .await;
+    let next = review_of(&env, &next).await;
+    let due = kubepim::policy::review::due_at(&closed).expect("due");
+    assert_eq!(
+        next.spec.due_at.as_ref().map(kubepim::time::from_k8s),
+        Some(due + chrono::Duration::hours(2160))
+    );
+
+    // Git changes the Eligibility: the removal no longer holds.
+    eligibilities
+        .patch(
+            &elig,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"subjects": [
+                {"kind": "User", "name": "alice"}, {"kind": "User", "name": "mallory"},
+                {"kind": "User", "name": "carol"}]}})),
+        )
+        .await
+        .expect("Git edits the Eligibility");
+    support::wait::until(
+        &env,
+        "the removal lifted",
+        support::wait::TIMEOUT,
+        || async {
+            let e = eligibilities.get(&elig).await.map_err(|e| e.to_string())?;
+            let status = e.status.unwrap_or_default();
+            let condition = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "ReviewRemoved");
+            match condition {
+                Some(c) if c.status == "False" && status.removed_by_review.is_empty() => Ok(()),
+                other => Err(format!("condition {other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(env.stop_operator().await, "Ok(())");
+}

@@ -103,8 +103,9 @@ pub struct EligibilityStatus {
     #[serde(default)]
     pub activations: u64,
     /// Subjects a closed AccessReview removed: named in the spec but not honoured, until the
-    /// Eligibility changes in Git (see `docs/reviews.md`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Eligibility changes in Git (see `docs/reviews.md`). Always serialised: the status is
+    /// merge-patched, and an empty list must replace the last removals.
+    #[serde(default)]
     #[schemars(length(max = 64))]
     pub removed_by_review: Vec<RemovedSubject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
