@@ -234,15 +234,16 @@ pub struct ItemDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = 256))]
     pub comment: Option<String>,
 }
 
-/// Most items one review holds (an object must stay under etcd's size limit); more are left out
-/// and reported by the `Truncated` condition.
-pub const MAX_ITEMS: usize = 3000;
+/// Most items one review holds: an object must stay under etcd's 1.5 MiB limit, and 2,000 items
+/// with their evidence are about 0.75 MB of JSON (benches/review.rs), leaving room for the
+/// decisions. More are left out and reported by the `Truncated` condition.
+pub const MAX_ITEMS: usize = 2000;
 /// Most decisions one review holds.
-pub const MAX_DECISIONS: usize = 6000;
+pub const MAX_DECISIONS: usize = 4000;
 
 /// Observed state of a review.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -255,11 +256,11 @@ pub struct AccessReviewStatus {
     pub due_at: Option<Time>,
     /// Written once, when the review opens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 3000))]
+    #[schemars(length(max = 2000))]
     pub items: Vec<ReviewItem>,
     /// Reviewers' decisions, append-only; the last one per item counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 6000))]
+    #[schemars(length(max = 4000))]
     pub decisions: Vec<ItemDecision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_count: Option<u32>,
