@@ -5,6 +5,7 @@
 mod eligibility;
 mod request;
 mod retention;
+mod review;
 mod role;
 mod standing_scan;
 mod sweeper;
