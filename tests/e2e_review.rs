@@ -590,14 +590,44 @@ async fn a_quarterly_review_removes_and_revokes() {
         )
         .await,
     );
-    accepted(
-        "carol keeping mallory",
-        append(
-            &env.client("carol"),
-            &name,
-            &[entry(&mallory_item, "Keep", "carol")],
-        )
-        .await,
+    // carol as `kubectl pim review` does it: her items (never her own), then her decision
+    // under the identity the API server reports for her.
+    let carol = env.client("carol");
+    let me = kubepim::ops::who_am_i(&carol)
+        .await
+        .expect("carol's identity");
+    let listed = review_of(&env, &name).await;
+    let mine: Vec<&str> = kubepim::ops::reviews::my_items(&listed, &me)
+        .iter()
+        .map(|i| i.item.id.as_str())
+        .collect();
+    assert_eq!(mine, [alice_item.as_str(), mallory_item.as_str()]);
+    kubepim::ops::reviews::decide(
+        &carol,
+        &me,
+        &name,
+        &mallory_item,
+        ReviewDecision::Keep,
+        Some("still on call"),
+    )
+    .await
+    .expect("carol keeping mallory through kubectl pim's operation");
+    // alice through the same operation: refused before anything is written.
+    let alice_me = kubepim::ops::who_am_i(&env.client("alice"))
+        .await
+        .expect("alice");
+    let refused_locally = kubepim::ops::reviews::decide(
+        &env.client("alice"),
+        &alice_me,
+        &name,
+        &alice_item,
+        ReviewDecision::Keep,
+        None,
+    )
+    .await;
+    assert!(
+        matches!(&refused_locally, Err(kubepim::ops::OpsError::Refused(r)) if r.sentence.contains("cannot review your own access")),
+        "{refused_locally:?}"
     );
 
     // Closed at the due time; alice's grant, resting only on the removed subject, is revoked.
