@@ -29,6 +29,7 @@ mod footholds_table;
 mod legitimacy_table;
 mod lifecycle_table;
 mod retention_table;
+mod review_decisions_table;
 mod review_table;
 mod transition_table;
 mod validation_table;
