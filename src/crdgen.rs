@@ -2,7 +2,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::api::{AccessReview, ActivationRequest, Eligibility, PrivilegedRole};
 
 /// All CRDs, in install order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
@@ -10,6 +10,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         PrivilegedRole::crd(),
         Eligibility::crd(),
         ActivationRequest::crd(),
+        AccessReview::crd(),
     ]
 }
 

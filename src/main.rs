@@ -1,4 +1,5 @@
-//! `kubepim`: the operator (`run`), its CRDs (`crds`) and the offline policy check (`check`).
+//! `kubepim`: the operator (`run`), its CRDs (`crds`), the offline policy check (`check`) and the
+//! access review report for auditors (`review report`).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,6 +37,55 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t)]
         output: kubepim::check::Format,
     },
+    /// Access reviews.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// The evidence of a review for auditors: every item with its evidence, recommendation,
+    /// decisions (who, when, why) and outcome.
+    ///
+    /// Reads the AccessReview from the cluster (kubeconfig or in-cluster), or with --file from an
+    /// export (`kubectl get accessreview NAME -o yaml`). Exit code 0, or 2 if it cannot be read.
+    Report {
+        /// The AccessReview (not needed with --file).
+        #[arg(required_unless_present = "file")]
+        name: Option<String>,
+        /// Read the review from this YAML or JSON file instead of the cluster.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: kubepim::ops::reviews::ReportFormat,
+    },
+}
+
+/// The review to report on, from a file or the cluster.
+fn load_review(
+    name: Option<&str>,
+    file: Option<&PathBuf>,
+) -> Result<kubepim::api::AccessReview, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        return serde_saphyr::from_str(&text)
+            .map_err(|e| format!("{}: not an AccessReview: {e}", path.display()));
+    }
+    let name = name.ok_or("name a review or give --file")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("connecting to the cluster: {e}"))?;
+        kube::Api::<kubepim::api::AccessReview>::all(client)
+            .get(name)
+            .await
+            .map_err(|e| format!("reading access review {name}: {e}"))
+    })
 }
 
 fn main() -> ExitCode {
@@ -55,5 +105,17 @@ fn main() -> ExitCode {
             kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now), output)
         }
         Command::Run(args) => kubepim::runtime::run_blocking(*args),
+        Command::Review(ReviewCommand::Report { name, file, output }) => {
+            match load_review(name.as_deref(), file.as_ref()) {
+                Ok(review) => {
+                    print!("{}", kubepim::ops::reviews::report(&review, output));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }

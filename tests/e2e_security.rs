@@ -314,6 +314,31 @@ async fn wait_enforced(env: &Env, docs: &[Value]) -> anyhow::Result<()> {
                 })
                 .await?
             }
+            "review-status" => {
+                // The controller (the admin, allowed every verb) adding a decision.
+                let name = env.name("canary-review");
+                let review = json!({"apiVersion": "kubepim.io/v1alpha1", "kind": "AccessReview",
+                    "metadata": {"name": name},
+                    "spec": {"selector": {"all": true}, "reviewers": {"users": ["bob"]}, "duration": "1h"}});
+                let reviews: Api<kubepim::api::AccessReview> = Api::all(admin.clone());
+                let review: kubepim::api::AccessReview = serde_json::from_value(review)?;
+                match reviews.create(&PostParams::default(), &review).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let patch = Patch::Merge(json!({"status": {"decisions": [
+                    {"item": "x/User/alice", "decision": "Keep", "reviewer": "admin"}]}}));
+                security::eventually(&what, POLICY_TIMEOUT, || async {
+                    refused(
+                        reviews
+                            .patch_status(&name, &dry_patch, &patch)
+                            .await
+                            .map(drop),
+                    )
+                })
+                .await?
+            }
             other => anyhow::bail!("no canary for policy {other}"),
         }
     }

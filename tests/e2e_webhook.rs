@@ -31,7 +31,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kubepim::admission::{WebhookSettings, tls::keys};
 use kubepim::api::{
     ActivationRequest, Eligibility, FINALIZER, Phase, PrivilegedRole, Requester, SubjectRef,
@@ -138,9 +138,19 @@ fn built_here(namespace: &str, url: &str) -> Vec<Value> {
         "name": "people-not-the-controller-on-status",
         "expression": "!has(request.subResource) || request.subResource != \"status\" || !authorizer.group(\"kubepim.io\").resource(\"activationrequests\").check(\"manage\").allowed()",
     }]);
+    let mut reviews = webhook(
+        "review-identity.kubepim.io",
+        "/mutate",
+        json!([rule("UPDATE", "accessreviews/status")]),
+    );
+    reviews["reinvocationPolicy"] = json!("IfNeeded");
+    reviews["matchConditions"] = json!([{
+        "name": "people-not-the-controller",
+        "expression": "!authorizer.group(\"kubepim.io\").resource(\"accessreviews\").check(\"manage\").allowed()",
+    }]);
     vec![
         json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-               "metadata": {"name": "kubepim"}, "webhooks": [mutating]}),
+               "metadata": {"name": "kubepim"}, "webhooks": [mutating, reviews]}),
         json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
                "metadata": {"name": "kubepim"},
                "webhooks": [webhook("request.kubepim.io", "/validate", json!([rule("CREATE", "activationrequests")]))]}),
@@ -638,6 +648,52 @@ async fn webhook_stamps_identities_and_gives_fast_feedback() {
         "{:?}",
         status.message
     );
+    // An access review decision written with only item and decision: reviewer, groups and time
+    // are bob's, stamped by the webhook (the operator fills the review first).
+    let reviewer = json!({"metadata": {"name": env.name("reviewer")},
+        "rules": [{"apiGroups": ["kubepim.io"], "resources": ["accessreviews/status"], "verbs": ["get", "patch"]},
+                  {"apiGroups": ["kubepim.io"], "resources": ["accessreviews"], "verbs": ["get"]}]});
+    let reviewer: ClusterRole = create(Api::all(env.admin()), &reviewer).await;
+    let binding = json!({"metadata": {"name": reviewer.name_any()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": reviewer.name_any()},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]});
+    let _: ClusterRoleBinding = create(Api::all(env.admin()), &binding).await;
+    let review_name = env.name("review");
+    let review = json!({"apiVersion": "kubepim.io/v1alpha1", "kind": "AccessReview",
+        "metadata": {"name": review_name},
+        "spec": {"selector": {"roles": [role_name]}, "reviewers": {"users": ["bob"]}, "duration": "1h"}});
+    let reviews: Api<kubepim::api::AccessReview> = Api::all(env.admin());
+    let _ = create(reviews.clone(), &review).await;
+    wait::until(&env, "the review to open", wait::TIMEOUT, || {
+        let reviews = reviews.clone();
+        let review_name = review_name.clone();
+        async move {
+            let r = reviews.get(&review_name).await.map_err(|e| e.to_string())?;
+            match r.phase() {
+                Some(kubepim::api::ReviewPhase::Open) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let item = format!("{}/User/alice", alice_may.name_any());
+    let decide = json!([{"op": "add", "path": "/status/decisions", "value": [{"item": item, "decision": "Remove"}]}]);
+    let decided = Api::<kubepim::api::AccessReview>::all(env.client("bob"))
+        .patch_status(
+            &review_name,
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(decide).expect("a JSON patch")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bob deciding with only item and decision: {e}"));
+    let decisions = decided.status.expect("status").decisions;
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(
+        (decisions[0].reviewer.as_str(), decisions[0].groups.clone()),
+        ("bob", groups_of("bob"))
+    );
+    assert!(decisions[0].at.is_some(), "the webhook stamps the time");
+
     env.check_operator();
     let outcome = env.stop_operator().await;
     assert!(outcome.starts_with("Ok"), "{outcome}");

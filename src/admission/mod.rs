@@ -27,6 +27,7 @@
 pub mod certs;
 pub mod handler;
 pub mod mutate;
+pub mod mutate_review;
 pub mod request;
 pub mod server;
 mod settings;

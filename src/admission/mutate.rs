@@ -42,6 +42,12 @@ pub enum Mutation {
 /// requester or the appended approval, or a refusal when the write cannot be stamped (no
 /// username, approvals changed rather than appended).
 pub fn stamp_identities(req: &AdmissionRequest<DynamicObject>, now: DateTime<Utc>) -> Mutation {
+    if super::mutate_review::is_access_review(req) {
+        return match (&req.operation, req.sub_resource.as_deref()) {
+            (Operation::Update, Some("status")) => super::mutate_review::on_status_update(req, now),
+            _ => Mutation::Patch(vec![]),
+        };
+    }
     if !is_activation_request(req) {
         // Not ours (a misconfigured rule): admit unchanged.
         return Mutation::Patch(vec![]);

@@ -102,6 +102,24 @@ pub struct EligibilityStatus {
     /// Number of activations that rested on it.
     #[serde(default)]
     pub activations: u64,
+    /// Subjects a closed AccessReview removed: named in the spec but not honoured, until the
+    /// Eligibility changes in Git (see `docs/reviews.md`). Always serialised: the status is
+    /// merge-patched, and an empty list must replace the last removals.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub removed_by_review: Vec<RemovedSubject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A subject an AccessReview removed from an Eligibility.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedSubject {
+    pub subject: SubjectRef,
+    /// The AccessReview whose outcome removed it.
+    #[schemars(length(max = 253))]
+    pub review: String,
+    /// When that review closed.
+    pub at: Time,
 }

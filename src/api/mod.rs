@@ -1,21 +1,26 @@
-//! The three kinds of `kubepim.io/v1alpha1`: types and schema only, no client calls.
+//! The kinds of `kubepim.io/v1alpha1`: types and schema only, no client calls.
 //!
 //! Every string and list is bounded so the API server's CEL cost estimator accepts the rules.
 #![allow(clippy::duplicated_attributes)] // repeated typed `printcolumn(...)` entries (kube-derive false positive)
 
+pub mod access_review;
 pub mod activation_request;
 pub mod activity;
 pub mod common;
 pub mod eligibility;
 pub mod privileged_role;
 
+pub use access_review::{
+    AccessReview, AccessReviewSpec, AccessReviewStatus, Evidence, ItemDecision, ReviewDecision,
+    ReviewItem, ReviewPhase, ReviewSchedule, ReviewSelector, Reviewers,
+};
 pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
     Decision, GrantedRule, Phase, Requester,
 };
 pub use activity::{Activity, ActivitySource, NotableWrite};
 pub use common::{Budget, SubjectKind, SubjectRef};
-pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus};
+pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus, RemovedSubject};
 pub use privileged_role::{
     ApprovalPolicy, Approvers, BindingSample, PrivilegedRole, PrivilegedRoleSpec,
     PrivilegedRoleStatus, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
@@ -64,4 +69,11 @@ pub mod conditions {
     /// ActivationRequest, at a grant's end: whether it was used (`Used`, `NeverUsed`, or
     /// `ActivityUnavailable` without the audit record).
     pub const USED: &str = "Used";
+    /// Eligibility: a closed AccessReview removed some of its subjects (reason `SubjectsRemoved`
+    /// or `NoneRemoved`).
+    pub const REVIEW_REMOVED: &str = "ReviewRemoved";
+    /// AccessReview: items filled, open for decisions (reason `Open`), or closed (`Closed`).
+    pub const REVIEW_OPEN: &str = "Open";
+    /// AccessReview: more (eligibility, subject) pairs than one review holds.
+    pub const TRUNCATED: &str = "Truncated";
 }

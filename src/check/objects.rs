@@ -6,25 +6,29 @@ use kube::core::cel::{ErrorKind, ValidationErrors};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{ActivationRequest, Eligibility, GROUP, PrivilegedRole, VERSION};
+use crate::api::{AccessReview, ActivationRequest, Eligibility, GROUP, PrivilegedRole, VERSION};
 
 use super::findings::{Findings, Source, Subject};
 use super::load::Document;
 use super::schema;
 
-/// The three kubepim kinds.
+/// The kubepim kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     PrivilegedRole,
     Eligibility,
     ActivationRequest,
+    /// Typically an export (`kubectl get accessreview -o yaml`): its closed outcomes are checked
+    /// against the Eligibilities in Git.
+    AccessReview,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [
+    pub const ALL: [Kind; 4] = [
         Kind::PrivilegedRole,
         Kind::Eligibility,
         Kind::ActivationRequest,
+        Kind::AccessReview,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +36,7 @@ impl Kind {
             Self::PrivilegedRole => "PrivilegedRole",
             Self::Eligibility => "Eligibility",
             Self::ActivationRequest => "ActivationRequest",
+            Self::AccessReview => "AccessReview",
         }
     }
 
@@ -53,6 +58,7 @@ pub struct PolicySet {
     pub roles: Vec<Located<PrivilegedRole>>,
     pub eligibilities: Vec<Located<Eligibility>>,
     pub requests: Vec<Located<ActivationRequest>>,
+    pub reviews: Vec<Located<AccessReview>>,
     /// Every kubepim object with a name, including those that could not be read: duplicates
     /// are found among these, and a reference to an unreadable object is not reported as
     /// missing (its own errors say what is wrong).
@@ -153,7 +159,7 @@ impl Reader {
                     format!(
                         "apiVersion {api_version:?} with kind {kind_text:?} is not a kubepim kind: \
                          expected apiVersion {expected_api_version} with kind PrivilegedRole, \
-                         Eligibility or ActivationRequest"
+                         Eligibility, ActivationRequest or AccessReview"
                     ),
                 );
                 return true;
@@ -203,6 +209,17 @@ impl Reader {
                     set.requests.push(Located {
                         subject,
                         resource: request,
+                    });
+                }
+            }
+            Kind::AccessReview => {
+                if let Some(review) =
+                    typed::<AccessReview>(value, kind, &subject, fits_schema, findings)
+                {
+                    report_cel(review.validate_cel(), &subject, findings);
+                    set.reviews.push(Located {
+                        subject,
+                        resource: review,
                     });
                 }
             }
@@ -280,7 +297,8 @@ fn check_metadata(kind: Kind, value: &Value, subject: &Subject, findings: &mut F
             ),
         );
     }
-    if value.get("status").is_some_and(|s| !s.is_null()) {
+    // A review's status is what an export is read for.
+    if kind != Kind::AccessReview && value.get("status").is_some_and(|s| !s.is_null()) {
         if kind == Kind::ActivationRequest {
             findings.error(
                 subject,

@@ -16,6 +16,7 @@ use super::objects::{Kind, Located, PolicySet};
 /// Runs every semantic check over the whole set.
 pub fn check_set(set: &PolicySet, now: DateTime<Utc>, findings: &mut Findings) {
     duplicate_names(set, findings);
+    removed_by_reviews(set, findings);
     // The first of duplicate names is the one the checks resolve references to.
     let mut roles: HashMap<&str, &PrivilegedRole> = HashMap::new();
     for role in &set.roles {
@@ -347,3 +348,49 @@ fn would_be_granted(
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;
+
+/// Eligibilities still in Git that a closed access review (an export among the checked files)
+/// removed a subject from. The operator no longer honours that subject, but only while the
+/// Eligibility is unchanged: the next edit of it in Git, whatever it changes, makes the subject
+/// eligible again. So Git must drop the subject, or keep it on purpose after a new review.
+fn removed_by_reviews(set: &PolicySet, findings: &mut Findings) {
+    use crate::api::{ReviewDecision, ReviewPhase};
+    for review in &set.reviews {
+        let Some(status) = review.resource.status.as_ref() else {
+            continue;
+        };
+        if status.phase != Some(ReviewPhase::Closed) {
+            continue;
+        }
+        for item in status
+            .items
+            .iter()
+            .filter(|i| i.outcome == Some(ReviewDecision::Remove))
+        {
+            for elig in set
+                .eligibilities
+                .iter()
+                .filter(|e| e.subject.name == item.eligibility)
+            {
+                if let Some(index) = elig
+                    .resource
+                    .spec
+                    .subjects
+                    .iter()
+                    .position(|s| *s == item.subject)
+                {
+                    findings.error(
+                        &elig.subject,
+                        Some(&format!("spec.subjects[{index}]")),
+                        format!(
+                            "{:?} {} was removed by access review {}: drop it from this Eligibility \
+                             (the operator stops honouring it, but the next change to this file \
+                             would make it eligible again)",
+                            item.subject.kind, item.subject.name, review.subject.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -431,3 +431,67 @@ fn regex_errors_are_summarised_on_one_line() {
     let error = regex::Regex::new(&unclosed).unwrap_err();
     assert_eq!(regex_error_summary(&error), "unclosed group");
 }
+
+/// A closed review export: alice removed from alice-payments-admin, bob kept.
+fn review_export(phase: &str) -> String {
+    format!(
+        "
+apiVersion: kubepim.io/v1alpha1
+kind: AccessReview
+metadata: {{name: q3}}
+spec:
+  selector: {{roles: [payments-admin]}}
+  reviewers: {{users: [carol]}}
+  duration: 336h
+status:
+  phase: {phase}
+  items:
+    - id: alice-payments-admin/User/alice
+      eligibility: alice-payments-admin
+      eligibilityUid: u1
+      eligibilityGeneration: 3
+      role: payments-admin
+      subject: {{kind: User, name: alice}}
+      evidence: {{activations: 0}}
+      recommendation: Remove
+      recommendationReason: unused for 90 days
+      outcome: Remove
+    - id: alice-payments-admin/User/bob
+      eligibility: alice-payments-admin
+      eligibilityUid: u1
+      eligibilityGeneration: 3
+      role: payments-admin
+      subject: {{kind: User, name: bob}}
+      evidence: {{activations: 2}}
+      recommendation: Keep
+      recommendationReason: used
+      outcome: Keep
+"
+    )
+}
+
+#[test]
+fn a_subject_a_closed_review_removed_is_reported_while_still_in_git() {
+    let both = ELIGIBILITY.replace(
+        "[{kind: User, name: alice}]",
+        "[{kind: User, name: bob}, {kind: User, name: alice}]",
+    );
+    assert_eq!(
+        check(&[ROLE, &both, &review_export("Closed")]),
+        [
+            "1.yaml: Eligibility/alice-payments-admin: error: spec.subjects[1]: User alice was removed \
+             by access review q3: drop it from this Eligibility (the operator stops honouring it, but \
+             the next change to this file would make it eligible again)"
+        ]
+    );
+    // Dropped in Git: clean. An open review has no outcome yet: nothing to report.
+    let bob_only = ELIGIBILITY.replace("name: alice}]", "name: bob}]");
+    assert_eq!(
+        check(&[ROLE, &bob_only, &review_export("Closed")]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        check(&[ROLE, &both, &review_export("Open")]),
+        Vec::<String>::new()
+    );
+}

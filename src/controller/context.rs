@@ -8,8 +8,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{ActivationRequest, Eligibility, PrivilegedRole};
+use crate::api::{AccessReview, ActivationRequest, Eligibility, PrivilegedRole};
 use crate::policy::lifecycle::{ObservedBinding, binding_name};
+use crate::policy::review_decisions::{Removal, honoured, removals};
 
 use crate::time::Clock;
 
@@ -82,6 +83,9 @@ pub struct Context {
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     request_index: RequestIndex,
     eligibility_index: EligibilityIndex,
+    /// Access reviews: closed ones remove (eligibility, subject) pairs (see
+    /// [`crate::policy::review_decisions`]). Empty unless set with [`ContextBuilder::reviews`].
+    pub reviews: Store<AccessReview>,
     pub recorder: Recorder,
     /// Standing-privilege findings of the latest scan, per PrivilegedRole: what the metric
     /// `kubepim_unmanaged_privileged_bindings{role}` exports.
@@ -109,6 +113,7 @@ pub struct Context {
 pub struct ContextBuilder {
     client: Client,
     caches: Caches,
+    reviews: Option<Store<AccessReview>>,
     recorder: Option<Recorder>,
     metrics: Arc<crate::metrics::Metrics>,
     notifier: crate::notify::Notifier,
@@ -132,6 +137,12 @@ impl ContextBuilder {
     /// The audit ingest's aggregator (the activity record is configured).
     pub fn activity(mut self, aggregator: Option<Arc<crate::ingest::Aggregator>>) -> Self {
         self.activity = aggregator;
+        self
+    }
+
+    /// The access review cache (kept out of [`Caches`]: contexts without one see no removals).
+    pub fn reviews(mut self, reviews: Store<AccessReview>) -> Self {
+        self.reviews = Some(reviews);
         self
     }
 
@@ -183,6 +194,9 @@ impl ContextBuilder {
             cluster_role_bindings,
             request_index,
             eligibility_index,
+            reviews: self
+                .reviews
+                .unwrap_or_else(|| kube::runtime::reflector::store().0),
             recorder,
             standing: Default::default(),
             bind_checks: Default::default(),
@@ -205,6 +219,7 @@ impl Context {
         ContextBuilder {
             client,
             caches,
+            reviews: None,
             recorder: None,
             metrics: Arc::default(),
             notifier: crate::notify::Notifier::disabled(),
@@ -282,13 +297,25 @@ impl Context {
             .collect()
     }
 
-    /// Eligibilities that name this role (filtering by subject is the policy's job).
+    /// Eligibilities that name this role (filtering by subject is the policy's job), each
+    /// without the subjects a closed access review removed from it: every decision on a request
+    /// sees only the subjects still honoured, so a grant resting on a removed one is revoked.
     pub fn eligibilities_for(&self, role: &str) -> Vec<Arc<Eligibility>> {
+        let reviews = self.reviews.state();
+        let reviews: Vec<&AccessReview> = reviews.iter().map(Arc::as_ref).collect();
         self.eligibility_index
             .objects(&self.eligibilities, &index::by_role(role))
             .into_iter()
             .filter(|e| e.spec.role == role)
+            .map(|e| honoured_only(e, &reviews))
             .collect()
+    }
+
+    /// The removals by closed reviews in force for `eligibility`.
+    pub fn removals_for(&self, eligibility: &Eligibility) -> Vec<Removal> {
+        let reviews = self.reviews.state();
+        let reviews: Vec<&AccessReview> = reviews.iter().map(Arc::as_ref).collect();
+        removals(eligibility, &reviews)
     }
 
     /// Managed bindings that may belong to `request`, looked up by their deterministic name in
@@ -354,6 +381,20 @@ impl Context {
             }
         });
     }
+}
+
+/// `eligibility` as the request policy must see it: without the subjects reviews removed.
+fn honoured_only(eligibility: Arc<Eligibility>, reviews: &[&AccessReview]) -> Arc<Eligibility> {
+    let removed = removals(&eligibility, reviews);
+    if removed.is_empty() {
+        return eligibility;
+    }
+    let mut narrowed = eligibility.as_ref().clone();
+    narrowed.spec.subjects = honoured(&eligibility, &removed)
+        .into_iter()
+        .cloned()
+        .collect();
+    Arc::new(narrowed)
 }
 
 fn found_binding<K: Resource>(

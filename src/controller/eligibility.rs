@@ -6,8 +6,8 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::api::conditions::ACTIVE;
-use crate::api::{ActivationRequest, Eligibility, EligibilityStatus, Phase};
+use crate::api::conditions::{ACTIVE, REVIEW_REMOVED};
+use crate::api::{ActivationRequest, Eligibility, EligibilityStatus, Phase, RemovedSubject};
 use crate::policy::eligibility::{active_condition, window_state};
 use crate::policy::identity::subject_matches;
 use crate::policy::status::set_condition;
@@ -99,6 +99,48 @@ pub async fn reconcile(elig: Arc<Eligibility>, ctx: Arc<Context>) -> Result<Acti
         elig.metadata.generation,
         now,
     );
+    // Subjects closed reviews removed: shown, and (through `Context::eligibilities_for`) no
+    // longer honoured for any request. The condition appears with the first removal only, so
+    // eligibilities never reviewed are not rewritten.
+    let removed = ctx.removals_for(&elig);
+    status.removed_by_review = removed
+        .iter()
+        .take(64)
+        .map(|r| RemovedSubject {
+            subject: r.subject.clone(),
+            review: r.review.clone(),
+            at: to_k8s(r.closed_at),
+        })
+        .collect();
+    let had_condition = status.conditions.iter().any(|c| c.type_ == REVIEW_REMOVED);
+    if !removed.is_empty() || had_condition {
+        let (reason, message) = match removed.as_slice() {
+            [] => (
+                "NoneRemoved",
+                "no subject is removed by an access review".to_string(),
+            ),
+            removed => (
+                "SubjectsRemoved",
+                format!(
+                    "not honoured, removed by access review: {}; they stay removed until this Eligibility changes in Git",
+                    removed
+                        .iter()
+                        .map(|r| format!("{:?} {} ({})", r.subject.kind, r.subject.name, r.review))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        set_condition(
+            &mut status.conditions,
+            REVIEW_REMOVED,
+            !removed.is_empty(),
+            reason,
+            &message,
+            elig.metadata.generation,
+            now,
+        );
+    }
     if status != old {
         calls::patch_status::<Eligibility>(&ctx.client, &name, &status, "patch eligibility status")
             .await?;

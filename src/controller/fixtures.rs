@@ -29,8 +29,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::{
-    ActivationRequest, ActivationRequestStatus, Eligibility, FINALIZER, Phase, PrivilegedRole,
-    labels,
+    AccessReview, ActivationRequest, ActivationRequestStatus, Eligibility, FINALIZER, Phase,
+    PrivilegedRole, labels,
 };
 use crate::policy::lifecycle::binding_name;
 use crate::time::to_k8s;
@@ -257,6 +257,7 @@ pub struct Caches {
     eligibilities: (Store<Eligibility>, Writer<Eligibility>),
     role_bindings: (Store<RoleBinding>, Writer<RoleBinding>),
     cluster_role_bindings: (Store<ClusterRoleBinding>, Writer<ClusterRoleBinding>),
+    reviews: (Store<AccessReview>, Writer<AccessReview>),
 }
 
 fn put<K>(store: &mut (Store<K>, Writer<K>), obj: K)
@@ -274,6 +275,7 @@ impl Caches {
             eligibilities: reflector::store(),
             role_bindings: reflector::store(),
             cluster_role_bindings: reflector::store(),
+            reviews: reflector::store(),
         }
     }
 
@@ -293,6 +295,10 @@ impl Caches {
     }
     pub fn request(mut self, request: ActivationRequest) -> Self {
         put(&mut self.requests, request);
+        self
+    }
+    pub fn review(mut self, review: AccessReview) -> Self {
+        put(&mut self.reviews, review);
         self
     }
     pub fn role_binding(mut self, binding: RoleBinding) -> Self {
@@ -334,6 +340,7 @@ impl Caches {
             self.cluster_role_bindings.0.clone(),
         );
         let ctx = Context::builder(client, caches)
+            .reviews(self.reviews.0.clone())
             .clock(crate::time::Clock::fixed(at))
             .build();
         // As if the role reconciler had read every referenced role already (with no rules), so
@@ -698,6 +705,24 @@ pub mod expect {
             format!("/apis/kubepim.io/v1alpha1/privilegedroles/{name}/status"),
         );
         e.content_type = Some(MERGE_PATCH);
+        e
+    }
+
+    pub fn review_status_patched(name: &str) -> Expectation {
+        let mut e = call(
+            Method::PATCH,
+            format!("/apis/kubepim.io/v1alpha1/accessreviews/{name}/status"),
+        );
+        e.content_type = Some(MERGE_PATCH);
+        e
+    }
+
+    pub fn review_created() -> Expectation {
+        let mut e = call(
+            Method::POST,
+            "/apis/kubepim.io/v1alpha1/accessreviews".into(),
+        );
+        e.content_type = Some("application/json");
         e
     }
 

@@ -16,6 +16,7 @@ pub mod memory;
 mod record;
 pub mod request;
 pub mod retention;
+pub mod review;
 pub mod role;
 pub mod role_checks;
 pub mod role_rules;

@@ -57,7 +57,8 @@ pub mod kind {
     pub const REQUEST: &str = "ActivationRequest";
     pub const ROLE: &str = "PrivilegedRole";
     pub const ELIGIBILITY: &str = "Eligibility";
-    pub const ALL: [&str; 3] = [REQUEST, ROLE, ELIGIBILITY];
+    pub const ACCESS_REVIEW: &str = "AccessReview";
+    pub const ALL: [&str; 4] = [REQUEST, ROLE, ELIGIBILITY, ACCESS_REVIEW];
 }
 
 const RECONCILE_BUCKETS: [f64; 13] = [

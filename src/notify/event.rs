@@ -88,7 +88,11 @@ impl EventKind {
             // The grant goes on; a widening ends it and is notified as `revoked`.
             | AuditDecision::RoleNarrowed
             | AuditDecision::Activity
-            | AuditDecision::NeverUsed => return None,
+            | AuditDecision::NeverUsed
+            | AuditDecision::ReviewOpened
+            | AuditDecision::ReviewClosed
+            | AuditDecision::ReviewRemoved
+            | AuditDecision::ReviewScheduled => return None,
         })
     }
 }

@@ -8,6 +8,7 @@
 pub mod identity;
 pub mod refusal;
 pub mod requests;
+pub mod reviews;
 pub mod roles;
 pub mod timeline;
 

@@ -50,7 +50,10 @@ pub struct Ask<'a> {
 }
 
 /// The span during which a grant in `history` held the role, if it ever did.
-fn elevation(request: &Related<'_>, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+pub fn elevation(
+    request: &Related<'_>,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let status = request.status;
     let start = from_k8s(status.activated_at.as_ref()?);
     let expires_at = status.expires_at.as_ref().map(from_k8s);

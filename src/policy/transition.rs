@@ -45,6 +45,14 @@ pub enum AuditDecision {
     Activity,
     /// At a grant's end: the audit record shows it was never used (over-provisioning).
     NeverUsed,
+    /// An AccessReview's items were filled: open for decisions.
+    ReviewOpened,
+    /// An AccessReview reached its due time: outcomes recorded.
+    ReviewClosed,
+    /// A closed AccessReview removed a subject from an Eligibility.
+    ReviewRemoved,
+    /// A schedule created the next AccessReview.
+    ReviewScheduled,
 }
 
 impl AuditDecision {
@@ -69,6 +77,10 @@ impl AuditDecision {
             AuditDecision::RoleNarrowed => "role-narrowed",
             AuditDecision::Activity => "activity",
             AuditDecision::NeverUsed => "never-used",
+            AuditDecision::ReviewOpened => "review-opened",
+            AuditDecision::ReviewClosed => "review-closed",
+            AuditDecision::ReviewRemoved => "review-removed",
+            AuditDecision::ReviewScheduled => "review-scheduled",
         }
     }
 }

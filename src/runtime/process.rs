@@ -90,12 +90,14 @@ pub async fn run_operator(
     );
     let (role_bindings, rb_watch) = Feed::new(Api::all(client.clone()), managed.clone());
     let (cluster_role_bindings, crb_watch) = Feed::new(Api::all(client.clone()), managed);
+    let (reviews, reviews_watch) = Feed::new(Api::all(client.clone()), fast.clone());
     let feeds = Feeds {
         requests,
         roles,
         eligibilities,
         role_bindings,
         cluster_role_bindings,
+        reviews,
     };
     let (synced_tx, synced) = watch::channel(false);
     metrics.attach_caches(feeds.requests.store(), feeds.roles.store(), synced.clone());
@@ -103,7 +105,7 @@ pub async fn run_operator(
         let stop = stopped.wait();
         async move {
             tokio::select! {
-                _ = async { tokio::join!(requests_watch, roles_watch, eligibilities_watch, rb_watch, crb_watch) } => {}
+                _ = async { tokio::join!(requests_watch, roles_watch, eligibilities_watch, rb_watch, crb_watch, reviews_watch) } => {}
                 _ = stop => {}
             }
         }

@@ -15,11 +15,12 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, RoleKind};
+use crate::api::{AccessReview, ActivationRequest, Eligibility, PrivilegedRole, RoleKind};
 use crate::controller::context::{Caches, Context};
 use crate::controller::retention::{self, RetentionSettings};
 use crate::controller::{
-    self, bindings, eligibility, foothold_review, request, role, separation, standing_scan, sweeper,
+    self, bindings, eligibility, foothold_review, request, review, role, separation, standing_scan,
+    sweeper,
 };
 use crate::metrics::kind;
 use crate::notify::Notifier;
@@ -81,6 +82,7 @@ pub(super) struct Feeds {
     pub(super) eligibilities: Feed<Eligibility>,
     pub(super) role_bindings: Feed<RoleBinding>,
     pub(super) cluster_role_bindings: Feed<ClusterRoleBinding>,
+    pub(super) reviews: Feed<AccessReview>,
 }
 
 impl Feeds {
@@ -90,14 +92,15 @@ impl Feeds {
     /// it last (kube-runtime keeps a single waker), so two waiters can hang one of them. Everyone
     /// else reads the flag this one sets.
     pub(super) async fn synced(&self) -> bool {
-        let (a, b, c, d, e) = tokio::join!(
+        let (a, b, c, d, e, f) = tokio::join!(
             async { self.requests.store().wait_until_ready().await },
             async { self.roles.store().wait_until_ready().await },
             async { self.eligibilities.store().wait_until_ready().await },
             async { self.role_bindings.store().wait_until_ready().await },
             async { self.cluster_role_bindings.store().wait_until_ready().await },
+            async { self.reviews.store().wait_until_ready().await },
         );
-        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok()
+        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok() && f.is_ok()
     }
 }
 
@@ -217,6 +220,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let ctx = Arc::new(
         Context::builder(shared.client.clone(), caches)
             .role_changes(role_changes)
+            .reviews(feeds.reviews.store())
             .recorder(shared.recorder.clone())
             .metrics(settings.metrics.clone())
             .notifier(shared.notifier.clone())
@@ -246,6 +250,9 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     };
     let for_role = by_role(ctx.clone());
     let for_eligibility = by_role(ctx.clone());
+    // A closed review that removed subjects: the requests of those roles are judged again at
+    // once (a grant resting only on a removed subject is revoked).
+    let for_review = by_role(ctx.clone());
     let extensions = ctx.clone();
     let request_of = |name: Option<String>| name.map(|n| ObjectRef::<ActivationRequest>::new(&n));
 
@@ -260,6 +267,12 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 feeds.eligibilities.subscribe(false),
                 move |e: Eligibility| for_eligibility(e.spec.role.clone()),
             )
+            .watches_stream(feeds.reviews.subscribe(false), move |r: AccessReview| {
+                review::roles_of(&r)
+                    .into_iter()
+                    .flat_map(&for_review)
+                    .collect::<Vec<_>>()
+            })
             // Extensions: a change of one side of a hand-over is news to the other (the original
             // ends once its extension is Active; a pending extension is refused once its original
             // has ended).
@@ -319,8 +332,18 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             futures::stream::iter(affected)
         })
     };
-    let eligibility_refresh =
-        throttle(futures::stream::select(by_request, by_role), STATUS_REFRESH);
+    // A closed review's removals show in the status of the Eligibilities it names.
+    let by_review = feeds.reviews.subscribe(false).flat_map(|r| {
+        futures::stream::iter(
+            r.ok()
+                .map(|r| review::eligibilities_of(&r))
+                .unwrap_or_default(),
+        )
+    });
+    let eligibility_refresh = throttle(
+        futures::stream::select(futures::stream::select(by_request, by_role), by_review),
+        STATUS_REFRESH,
+    );
 
     // A change of a referenced Role or ClusterRole re-reads it at once (role integrity, and
     // readiness and risk without waiting for the re-check). Metadata only, and nothing is kept:
@@ -380,6 +403,17 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     )
     .for_each(|_| future::ready(()));
 
+    let review_controller =
+        Controller::for_stream(feeds.reviews.subscribe(true), feeds.reviews.store())
+            .with_config(ControllerConfig::default().concurrency(2))
+            .graceful_shutdown_on(stopped.wait())
+            .run(
+                |r, ctx| measured(kind::ACCESS_REVIEW, ctx.clone(), review::reconcile(r, ctx)),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| future::ready(()));
+
     let sweep_ctx = ctx.clone();
     let interval = settings.sweep_interval;
     let stop_sweeping = stopped.wait();
@@ -438,6 +472,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         request_controller,
         role_controller,
         eligibility_controller,
+        review_controller,
         sweeper_loop,
         binding_guard,
         standing_loop,

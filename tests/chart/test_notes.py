@@ -19,6 +19,7 @@ def test_next_steps():
         "kubepim-policy-admin",
         "kubepim-requester",
         "kubepim-approver",
+        "kubepim-reviewer",  # access reviews
         "The image is kubepim:0.1.0",  # what to do when the image cannot be pulled
         "ImagePullBackOff",
         "docker build -t REGISTRY/kubepim:0.1.0 . && docker push REGISTRY/kubepim:0.1.0",

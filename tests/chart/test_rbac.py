@@ -153,3 +153,27 @@ def test_the_foothold_scan_reads_secrets_and_pods_only_when_asked():
     ]
     opted = render({"footholds": {"scanSecretsAndPods": True}}).one("ClusterRole", "kubepim-operator")
     assert _reads(opted, "secrets") == [{"apiGroups": [""], "resources": ["secrets", "pods"], "verbs": ["list"]}]
+def test_operator_fills_and_closes_reviews_but_never_rewrites_their_spec():
+    # Items, phase and outcomes go through /status; the schedule creates the next review. No
+    # update, patch or delete of a review's spec: a review is the platform team's record.
+    operator = render().one("ClusterRole", "kubepim-operator")
+    on_reviews = [rule for rule in rules(operator) if "accessreviews" in rule["resources"]]
+    assert on_reviews == [
+        {
+            "apiGroups": ["kubepim.io"],
+            "resources": ["accessreviews"],
+            "verbs": ["get", "list", "watch", "create", "manage"],
+        }
+    ], on_reviews
+    status = [rule for rule in rules(operator) if "accessreviews/status" in rule["resources"]]
+    assert status == [{"apiGroups": ["kubepim.io"], "resources": ["accessreviews/status"], "verbs": ["patch"]}]
+
+
+def test_reviewer_role_is_not_aggregated_and_only_decides():
+    reviewer = render().one("ClusterRole", "kubepim-reviewer")
+    labels = reviewer["metadata"].get("labels", {})
+    assert not any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in labels), labels
+    writes = [rule for rule in rules(reviewer) if set(rule["verbs"]) & RBAC_WRITES]
+    assert writes == [
+        {"apiGroups": ["kubepim.io"], "resources": ["accessreviews/status"], "verbs": ["get", "patch", "update"]}
+    ], writes

@@ -739,6 +739,14 @@ pub fn operator_cluster_role() -> ClusterRole {
                 &["activationrequests/finalizers"],
                 &["update"],
             ),
+            // Access reviews: filled and closed through /status, the next one of a schedule
+            // created; `manage` is how the review-status policy recognises the controller.
+            rule(
+                &["kubepim.io"],
+                &["accessreviews"],
+                &["get", "list", "watch", "create", "manage"],
+            ),
+            rule(&["kubepim.io"], &["accessreviews/status"], &["patch"]),
             // History retention deletes ended requests.
             rule(&["kubepim.io"], &["activationrequests"], &["delete"]),
             // The grants themselves.

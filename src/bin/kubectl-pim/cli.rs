@@ -29,6 +29,8 @@ Examples:
   kubectl pim deny payments-admin-alice-x7k2q --reason 'use the read-only role'
   kubectl pim show payments-admin-alice-x7k2q         # timeline and Events
   kubectl pim cancel payments-admin-alice-x7k2q       # end a request or grant early
+  kubectl pim review list                             # open review items I may decide
+  kubectl pim review decide q3 --item pay/User/alice --remove --comment 'left the team'
   source <(kubectl pim completion bash)
 
 Identity: who you are is asked from the API server (SelfSubjectReview), never from a flag.
@@ -86,11 +88,51 @@ pub enum Command {
     /// A request's timeline: created, decisions (who, when), activation, bindings, expiry, Events.
     #[command(alias = "describe")]
     Show(ShowArgs),
+    /// Access reviews: list the items I may decide, and decide them (keep or remove).
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  source <(kubectl pim completion bash)\n  \
         kubectl pim completion zsh > \"${fpath[1]}/_kubectl-pim\"\n  \
         kubectl pim completion fish > ~/.config/fish/completions/kubectl-pim.fish")]
     Completion { shell: clap_complete::Shell },
+}
+
+/// `kubectl pim review ...`
+#[derive(Subcommand, Debug)]
+pub enum ReviewCommand {
+    /// Items of open access reviews I may decide (never my own access), with their evidence.
+    #[command(alias = "ls")]
+    List(ReviewListArgs),
+    /// Record my decision on one item: keep or remove the subject's eligibility.
+    Decide(ReviewDecideArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReviewListArgs {
+    /// Only this review (default: every open one).
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("decision").required(true).args(["keep", "remove"])))]
+pub struct ReviewDecideArgs {
+    /// The AccessReview.
+    pub name: String,
+    /// The item's id, as `kubectl pim review list` shows it (`<eligibility>/<kind>/<name>`).
+    #[arg(long)]
+    pub item: String,
+    /// Keep the subject's eligibility.
+    #[arg(long)]
+    pub keep: bool,
+    /// Remove it: once the review closes, the Eligibility stops honouring the subject.
+    #[arg(long)]
+    pub remove: bool,
+    /// Why (recorded with the decision).
+    #[arg(long)]
+    pub comment: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -149,3 +149,46 @@ fn help_documents_exit_codes_and_examples() {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
     }
 }
+
+#[test]
+fn review_decide_needs_exactly_one_of_keep_and_remove() {
+    let cli = parse(&[
+        "review",
+        "decide",
+        "q3",
+        "--item",
+        "pay/User/alice",
+        "--remove",
+        "--comment",
+        "left the team",
+    ])
+    .unwrap();
+    match cli.command {
+        Command::Review(ReviewCommand::Decide(args)) => {
+            assert_eq!(
+                (
+                    args.name.as_str(),
+                    args.item.as_str(),
+                    args.keep,
+                    args.remove
+                ),
+                ("q3", "pay/User/alice", false, true)
+            );
+            assert_eq!(args.comment.as_deref(), Some("left the team"));
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+    for bad in [
+        &["review", "decide", "q3", "--item", "x"][..],
+        &[
+            "review", "decide", "q3", "--item", "x", "--keep", "--remove",
+        ],
+        &["review", "decide", "q3", "--keep"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} must be a usage error");
+    }
+    assert!(matches!(
+        parse(&["review", "ls"]).unwrap().command,
+        Command::Review(ReviewCommand::List(ReviewListArgs { name: None, .. }))
+    ));
+}

@@ -14,7 +14,7 @@ use kubepim::policy::approvals::{Purpose, required, required_for};
 
 use crate::cli::{
     ApproveArgs, Command, DenyArgs, ExtendArgs, LsArgs, NameArg, Output, OutputArgs, RequestArgs,
-    ShowArgs, exit,
+    ReviewCommand, ReviewDecideArgs, ReviewListArgs, ShowArgs, exit,
 };
 use crate::output;
 
@@ -44,6 +44,8 @@ pub async fn run(command: Command, client: Client) -> Result<u8> {
         Command::Extend(args) => extend(&client, args).await,
         Command::Ls(args) => ls(&client, args).await,
         Command::Show(args) => show(&client, args).await,
+        Command::Review(ReviewCommand::List(args)) => review_list(&client, args).await,
+        Command::Review(ReviewCommand::Decide(args)) => review_decide(&client, args).await,
         // Handled in main without a cluster.
         Command::Completion { .. } => Ok(exit::OK),
     }
@@ -245,4 +247,83 @@ async fn show(client: &Client, args: ShowArgs) -> Result<u8> {
     };
     print(&text)?;
     Ok(exit::OK)
+}
+
+async fn review_list(client: &Client, args: ReviewListArgs) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let api: Api<kubepim::api::AccessReview> = Api::all(client.clone());
+    let reviews = match &args.name {
+        Some(name) => vec![
+            api.get(name)
+                .await
+                .with_context(|| format!("reading access review {name}"))?,
+        ],
+        None => api
+            .list(&ListParams::default())
+            .await
+            .context("listing access reviews")?
+            .items
+            .into_iter()
+            .filter(|r| r.phase() == Some(kubepim::api::ReviewPhase::Open))
+            .collect(),
+    };
+    let rows: Vec<(String, Vec<ops::reviews::MyItem<'_>>)> = reviews
+        .iter()
+        .map(|r| (r.name_any(), ops::reviews::my_items(r, &me)))
+        .collect();
+    match args.output.output {
+        Some(Output::Json) | Some(Output::Yaml) => {
+            let doc: Vec<_> = rows
+                .iter()
+                .flat_map(|(review, items)| {
+                    items.iter().map(move |i| {
+                        json!({"review": review, "item": i.item, "mine": i.mine, "latest": i.latest.map(|(d, by)| json!({"decision": d, "by": by}))})
+                    })
+                })
+                .collect();
+            let text = if args.output.output == Some(Output::Json) {
+                serde_json::to_string_pretty(&doc)? + "\n"
+            } else {
+                serde_saphyr::to_string(&doc)?
+            };
+            print(&text)?;
+        }
+        _ => print(&output::review_items(&rows))?,
+    }
+    Ok(exit::OK)
+}
+
+async fn review_decide(client: &Client, args: ReviewDecideArgs) -> Result<u8> {
+    let me = ops::who_am_i(client).await?;
+    let decision = if args.remove {
+        kubepim::api::ReviewDecision::Remove
+    } else {
+        kubepim::api::ReviewDecision::Keep
+    };
+    match ops::reviews::decide(
+        client,
+        &me,
+        &args.name,
+        &args.item,
+        decision,
+        args.comment.as_deref(),
+    )
+    .await
+    {
+        Ok(_) => {
+            say(&format!(
+                "{}: {} {} (recorded as {})",
+                args.name,
+                decision.as_str(),
+                args.item,
+                me.username
+            ));
+            Ok(exit::OK)
+        }
+        Err(OpsError::Refused(refusal)) => {
+            say(&format!("refused: {refusal}"));
+            Ok(exit::REFUSED)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

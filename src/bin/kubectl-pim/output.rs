@@ -327,6 +327,67 @@ pub fn list_document(items: &[ActivationRequest]) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 
+/// `kubectl pim review list`: one line per item I may decide.
+pub fn review_items(rows: &[(String, Vec<kubepim::ops::reviews::MyItem<'_>>)]) -> String {
+    let mut table = vec![vec![
+        "REVIEW".to_string(),
+        "ITEM".into(),
+        "ROLE".into(),
+        "USES".into(),
+        "LAST USED".into(),
+        "HOURS".into(),
+        "RECOMMENDED".into(),
+        "MINE".into(),
+        "LATEST".into(),
+    ]];
+    for (review, items) in rows {
+        for i in items {
+            let e = &i.item.evidence;
+            table.push(vec![
+                review.clone(),
+                i.item.id.clone(),
+                i.item.role.clone(),
+                e.activations.to_string(),
+                e.last_used
+                    .as_ref()
+                    .map_or("never".into(), |t| t.0.to_string()),
+                format!("{}", e.elevated_hours),
+                format!(
+                    "{} ({})",
+                    i.item.recommendation.as_str(),
+                    i.item.recommendation_reason
+                ),
+                i.mine.map_or("-".into(), |d| d.as_str().to_string()),
+                i.latest
+                    .map_or("-".into(), |(d, by)| format!("{} by {by}", d.as_str())),
+            ]);
+        }
+    }
+    if table.len() == 1 {
+        return "no open review items for you to decide\n".into();
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 #[path = "output_tests.rs"]
 mod tests;

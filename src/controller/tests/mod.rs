@@ -8,6 +8,7 @@ mod foothold_review;
 mod integrity;
 mod request;
 mod retention;
+mod review;
 mod role;
 mod separation;
 mod standing_scan;

@@ -31,6 +31,8 @@ mod idle_table;
 mod legitimacy_table;
 mod lifecycle_table;
 mod retention_table;
+mod review_decisions_table;
+mod review_table;
 mod role_integrity_properties;
 mod transition_table;
 mod validation_table;

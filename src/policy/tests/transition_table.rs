@@ -240,6 +240,10 @@ fn every_decision_has_its_own_audit_word() {
         RoleNarrowed,
         Activity,
         NeverUsed,
+        ReviewOpened,
+        ReviewClosed,
+        ReviewRemoved,
+        ReviewScheduled,
     ];
     // A decision added to the enum does not compile here until it is listed above too.
     for decision in all {
@@ -261,7 +265,11 @@ fn every_decision_has_its_own_audit_word() {
             | HistoryExported
             | RoleNarrowed
             | Activity
-            | NeverUsed => {}
+            | NeverUsed
+            | ReviewOpened
+            | ReviewClosed
+            | ReviewRemoved
+            | ReviewScheduled => {}
         }
     }
     let words: std::collections::BTreeSet<&str> = all.iter().map(|d| d.as_str()).collect();
