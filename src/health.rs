@@ -22,6 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::listen::Accepted;
 use crate::metrics::{self, Metrics};
 
 type Full = http_body_util::Full<Bytes>;
@@ -211,25 +212,12 @@ impl HealthServer {
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = &mut shutdown => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "metrics listener accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
+        while let Some(Accepted {
+            permit,
+            stream,
+            peer,
+        }) = crate::listen::next(&self.listener, &slots, &mut shutdown, "metrics").await
+        {
             let health = self.health.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {

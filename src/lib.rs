@@ -36,6 +36,8 @@ pub mod health;
 #[cfg(feature = "operator")]
 pub mod ingest;
 #[cfg(feature = "operator")]
+pub mod listen;
+#[cfg(feature = "operator")]
 pub mod metrics;
 #[cfg(feature = "operator")]
 pub mod notify;

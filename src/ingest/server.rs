@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use crate::listen::Accepted;
 use crate::metrics::Metrics;
 use crate::policy::activity::parse_batch;
 
@@ -186,25 +187,12 @@ impl AuditListener {
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = &mut shutdown => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "audit endpoint accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
+        while let Some(Accepted {
+            permit,
+            stream,
+            peer,
+        }) = crate::listen::next(&self.listener, &slots, &mut shutdown, "audit").await
+        {
             let state = self.state.clone();
             let acceptor = acceptor.clone();
             let watcher = graceful.watcher();
