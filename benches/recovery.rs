@@ -26,7 +26,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use kubepim::api::{ActivationRequest, Decision, Phase, SubjectRef, labels};
 use kubepim::policy::lifecycle::binding_name;
@@ -37,7 +37,7 @@ use support::fixtures::{
     namespace_reader, request, with_approvers,
 };
 
-use common::{Operator, env_usize};
+use common::{Operator, env_usize, requests_now};
 
 /// What the binding watch saw, by binding name.
 #[derive(Default)]
@@ -104,27 +104,6 @@ async fn create_grants(env: &Env, role: &str, names: &[String], duration: &str) 
         .try_collect::<Vec<()>>()
         .await
         .expect("creating the grants");
-}
-
-/// The test's requests by name, listed page by page.
-async fn requests_now(env: &Env) -> HashMap<String, ActivationRequest> {
-    let api: Api<ActivationRequest> = Api::all(env.admin());
-    let mut out = HashMap::new();
-    let mut params = ListParams::default()
-        .labels(&format!(
-            "{}={}",
-            support::envtest::TEST_LABEL,
-            env.labels()[support::envtest::TEST_LABEL]
-        ))
-        .limit(500);
-    loop {
-        let page = api.list(&params).await.expect("list requests");
-        out.extend(page.items.into_iter().map(|r| (r.name_any(), r)));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return out,
-        }
-    }
 }
 
 async fn wait_until_active(env: &Env, names: &[String], timeout: Duration) {

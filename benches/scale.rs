@@ -19,10 +19,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{Operator, cpu_seconds, env_usize, memory_mib};
+use common::{Operator, cpu_seconds, env_usize, memory_mib, requests_now};
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kubepim::api::{ActivationRequest, Phase, SubjectRef};
 use support::Env;
 use support::fixtures::{
@@ -45,29 +45,13 @@ async fn sample(pid: u32, window: Duration) -> (f64, f64, f64, f64) {
     (max_rss, last.0, last.1, cpu)
 }
 
-/// How many of the test's requests are Active, listed page by page.
+/// How many of the test's requests are Active.
 async fn active_count(env: &Env) -> usize {
-    let api: Api<ActivationRequest> = Api::all(env.admin());
-    let mut active = 0;
-    let mut params = ListParams::default()
-        .labels(&format!(
-            "{}={}",
-            support::envtest::TEST_LABEL,
-            env.labels()[support::envtest::TEST_LABEL]
-        ))
-        .limit(500);
-    loop {
-        let page = api.list(&params).await.expect("list requests");
-        active += page
-            .items
-            .iter()
-            .filter(|r| r.phase() == Some(Phase::Active))
-            .count();
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return active,
-        }
-    }
+    requests_now(env)
+        .await
+        .values()
+        .filter(|r| r.phase() == Some(Phase::Active))
+        .count()
 }
 
 fn main() {

@@ -8,7 +8,34 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kubepim::api::ActivationRequest;
+
 use crate::support::Env;
+
+/// The test's requests by name, listed page by page.
+pub async fn requests_now(env: &Env) -> HashMap<String, ActivationRequest> {
+    let api: Api<ActivationRequest> = Api::all(env.admin());
+    let mut out = HashMap::new();
+    let mut params = ListParams::default()
+        .labels(&format!(
+            "{}={}",
+            crate::support::envtest::TEST_LABEL,
+            env.labels()[crate::support::envtest::TEST_LABEL]
+        ))
+        .limit(500);
+    loop {
+        let page = api.list(&params).await.expect("list requests");
+        out.extend(page.items.into_iter().map(|r| (r.name_any(), r)));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return out,
+        }
+    }
+}
 
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
