@@ -23,9 +23,9 @@ fn report_from_an_export_as_csv_markdown_and_json() {
     assert_eq!(
         csv.lines().collect::<Vec<_>>(),
         [
-            "item,eligibility,role,subjectKind,subject,activations,lastUsed,elevatedHours,approvers,recommendation,outcome,decisions",
-            "payments/User/alice,payments,payments-admin,User,alice,0,,0.0,,Remove,Remove,carol Remove",
-            "payments/User/bob,payments,payments-admin,User,bob,3,2026-09-12T08:00:00Z,4.5,carol,Keep,Keep,",
+            "item,eligibility,role,subjectKind,subject,activations,lastUsed,elevatedHours,approvers,auditedRequests,unusedGrants,recommendation,outcome,decisions",
+            "payments/User/alice,payments,payments-admin,User,alice,0,,0.0,,,,Remove,Remove,carol Remove",
+            "payments/User/bob,payments,payments-admin,User,bob,3,2026-09-12T08:00:00Z,4.5,carol,,,Keep,Keep,",
         ]
     );
     let (code, md, _) = kubepim(&["review", "report", "--file", EXPORT]);

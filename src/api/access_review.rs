@@ -184,6 +184,25 @@ pub struct Evidence {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 253)))]
     pub approvers: Vec<String>,
+    /// From the audit record, where it exists: how many of those grants it covered, the API
+    /// requests made under them, and how many were never used at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<ReviewedActivity>,
+}
+
+/// What the audit record says those grants were used for.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewedActivity {
+    /// Grants the audit record covered.
+    #[serde(default)]
+    pub grants: u32,
+    /// API requests made under them.
+    #[serde(default)]
+    pub requests: i64,
+    /// Of those grants, never used.
+    #[serde(default)]
+    pub unused_grants: u32,
 }
 
 /// One (eligibility, subject) pair under review. Written by the controller only.

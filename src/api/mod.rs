@@ -12,7 +12,7 @@ pub mod privileged_role;
 
 pub use access_review::{
     AccessReview, AccessReviewSpec, AccessReviewStatus, Evidence, ItemDecision, ReviewDecision,
-    ReviewItem, ReviewPhase, ReviewSchedule, ReviewSelector, Reviewers,
+    ReviewItem, ReviewPhase, ReviewSchedule, ReviewSelector, ReviewedActivity, Reviewers,
 };
 pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,

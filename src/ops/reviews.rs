@@ -184,6 +184,9 @@ fn rows(review: &AccessReview) -> Vec<Value> {
                 "lastUsed": item.evidence.last_used,
                 "elevatedHours": item.evidence.elevated_hours,
                 "approvers": item.evidence.approvers,
+                // From the audit record, where it covered the grants (empty otherwise).
+                "auditedRequests": item.evidence.activity.as_ref().map(|a| a.requests),
+                "unusedGrants": item.evidence.activity.as_ref().map(|a| a.unused_grants),
                 "recommendation": item.recommendation.as_str(),
                 "recommendationReason": item.recommendation_reason,
                 "decisions": decisions,
@@ -254,6 +257,8 @@ pub fn report(review: &AccessReview, format: ReportFormat) -> String {
                 "lastUsed",
                 "elevatedHours",
                 "approvers",
+                "auditedRequests",
+                "unusedGrants",
                 "recommendation",
                 "outcome",
             ];
@@ -290,13 +295,13 @@ pub fn report(review: &AccessReview, format: ReportFormat) -> String {
                     ""
                 }
             );
-            out.push_str("| Eligibility | Role | Subject | Activations | Last used | Elevated h | Approvers | Recommendation | Decisions | Outcome |\n");
-            out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+            out.push_str("| Eligibility | Role | Subject | Activations | Last used | Elevated h | Approvers | API requests (unused grants) | Recommendation | Decisions | Outcome |\n");
+            out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
             for row in &rows {
                 let cell = |v: String| v.replace('|', "\\|");
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} {} | {} | {} | {} | {} | {} ({}) | {} | {}{} |",
+                    "| {} | {} | {} {} | {} | {} | {} | {} | {} | {} ({}) | {} | {}{} |",
                     cell(text(&row["eligibility"])),
                     cell(text(&row["role"])),
                     text(&row["subjectKind"]),
@@ -305,6 +310,10 @@ pub fn report(review: &AccessReview, format: ReportFormat) -> String {
                     text(&row["lastUsed"]),
                     text(&row["elevatedHours"]),
                     cell(text(&row["approvers"])),
+                    match row["auditedRequests"].as_i64() {
+                        Some(n) => format!("{n} ({})", text(&row["unusedGrants"])),
+                        None => "no audit record".into(),
+                    },
                     text(&row["recommendation"]),
                     cell(text(&row["recommendationReason"])),
                     cell(decided_by(row)),

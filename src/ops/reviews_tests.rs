@@ -18,6 +18,7 @@ fn item(subject: SubjectRef, recommendation: ReviewDecision) -> ReviewItem {
             last_used: Some(to_k8s(Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap())),
             elevated_hours: 3.5,
             approvers: vec!["carol".into()],
+            activity: None,
         },
         recommendation,
         recommendation_reason: "used 2 times in 90 days, last 1 days ago".into(),
@@ -117,8 +118,9 @@ fn report_as_markdown() {
     assert!(md.contains("- Undecided items: Remove\n"), "{md}");
     assert!(
         md.contains(
-            "| pay | payments-admin | User alice | 2 | 2026-03-01T09:00:00Z | 3.5 | carol | Keep \
-             (used 2 times in 90 days, last 1 days ago) | bob Remove; bob Keep | Keep (if closed now) |"
+            "| pay | payments-admin | User alice | 2 | 2026-03-01T09:00:00Z | 3.5 | carol | no audit \
+             record | Keep (used 2 times in 90 days, last 1 days ago) | bob Remove; bob Keep | Keep \
+             (if closed now) |"
         ),
         "{md}"
     );
@@ -135,11 +137,11 @@ fn report_as_csv_and_json() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "item,eligibility,role,subjectKind,subject,activations,lastUsed,elevatedHours,approvers,recommendation,outcome,decisions"
+        "item,eligibility,role,subjectKind,subject,activations,lastUsed,elevatedHours,approvers,auditedRequests,unusedGrants,recommendation,outcome,decisions"
     );
     assert_eq!(
         lines[1],
-        "pay/User/alice,pay,payments-admin,User,alice,2,2026-03-01T09:00:00Z,3.5,carol,Keep,Keep,bob Remove; bob Keep"
+        "pay/User/alice,pay,payments-admin,User,alice,2,2026-03-01T09:00:00Z,3.5,carol,,,Keep,Keep,bob Remove; bob Keep"
     );
     assert_eq!(lines.len(), 3);
     let json: Value = serde_json::from_str(&report(&review(), ReportFormat::Json)).unwrap();

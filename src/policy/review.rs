@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::api::{
-    AccessReview, AccessReviewSpec, AccessReviewStatus, Decision, Eligibility, Evidence,
-    ReviewDecision, ReviewItem, ReviewPhase, ReviewSelector, SubjectKind, SubjectRef,
-    access_review::MAX_ITEMS,
+    AccessReview, AccessReviewSpec, AccessReviewStatus, ActivitySource, Decision, Eligibility,
+    Evidence, ReviewDecision, ReviewItem, ReviewPhase, ReviewSelector, ReviewedActivity,
+    SubjectKind, SubjectRef, access_review::MAX_ITEMS,
 };
 use crate::time::{duration_from_k8s, from_k8s, to_k8s};
 
@@ -69,6 +69,8 @@ struct Grant<'a> {
     start: DateTime<Utc>,
     hours: Duration,
     approvers: Vec<&'a str>,
+    /// Requests the audit record attributed to the grant (`None`: no audit record).
+    audited_requests: Option<i64>,
 }
 
 /// Grants held in the lookback window, indexed by (role, holder): each grant appears under its
@@ -99,10 +101,17 @@ impl<'a> History<'a> {
                 .map(|a| a.approver.as_str())
                 .collect::<Vec<_>>();
             let role = request.spec.role.as_str();
+            let audited_requests = request
+                .status
+                .activity
+                .as_ref()
+                .filter(|a| a.source == ActivitySource::AuditWebhook)
+                .map(|a| a.requests);
             let grant = || Grant {
                 start,
                 hours: end - start.max(since),
                 approvers: approvers.clone(),
+                audited_requests,
             };
             by_holder
                 .entry((role, Holder::User(requester.username.as_str())))
@@ -148,11 +157,19 @@ impl<'a> History<'a> {
         approvers.dedup();
         approvers.truncate(MAX_EVIDENCE_APPROVERS);
         let total: Duration = grants.iter().map(|g| g.hours).sum();
+        let audited: Vec<i64> = grants.iter().filter_map(|g| g.audited_requests).collect();
+        let activity = (!audited.is_empty()).then(|| ReviewedActivity {
+            grants: u32::try_from(audited.len()).unwrap_or(u32::MAX),
+            requests: audited.iter().sum(),
+            unused_grants: u32::try_from(audited.iter().filter(|r| **r == 0).count())
+                .unwrap_or(u32::MAX),
+        });
         Evidence {
             activations: u32::try_from(grants.len()).unwrap_or(u32::MAX),
             last_used: grants.iter().map(|g| g.start).max().map(to_k8s),
             elevated_hours: (total.num_seconds() as f64 / 36.0).round() / 100.0,
             approvers,
+            activity,
         }
     }
 }
@@ -194,6 +211,19 @@ pub fn recommend(
         return remove(format!(
             "eligibility window ended {} days ago",
             days(now - end)
+        ));
+    }
+    // Activated, but the audit record shows none of those grants was ever used: the access is
+    // held for nothing.
+    if let Some(activity) = &evidence.activity
+        && activity.grants > 0
+        && activity.unused_grants == activity.grants
+        && activity.grants == evidence.activations
+    {
+        return remove(format!(
+            "activated {} times in {} days but never used (audit record)",
+            evidence.activations,
+            days(lookback)
         ));
     }
     match evidence.last_used.as_ref().map(from_k8s) {

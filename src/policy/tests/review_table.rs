@@ -229,6 +229,17 @@ fn recommendation_rule() {
         ..Default::default()
     };
     let unused = crate::api::Evidence::default();
+    // Activated twice, and the audit record covered both: never used, or used once.
+    let audited = |grants: u32, unused_grants: u32| crate::api::Evidence {
+        activations: 2,
+        activity: Some(crate::api::ReviewedActivity {
+            grants,
+            requests: i64::from(grants - unused_grants) * 7,
+            unused_grants,
+        }),
+        ..used(3)
+    };
+    let (never_used, once_used, half_recorded) = (audited(2, 2), audited(2, 1), audited(1, 1));
     let mut young = elig("young", ROLE);
     young.metadata.creation_timestamp = Some(to_k8s(t0() - days(30)));
     let ended = elig("ended", ROLE).not_after(t0() - days(5));
@@ -252,6 +263,25 @@ fn recommendation_rule() {
             &used(1),
             ReviewDecision::Remove,
             "eligibility window ended 5 days ago",
+        ),
+        (
+            &old,
+            &never_used,
+            ReviewDecision::Remove,
+            "activated 2 times in 90 days but never used (audit record)",
+        ),
+        (
+            &old,
+            &once_used,
+            ReviewDecision::Keep,
+            "used 2 times in 90 days, last 3 days ago",
+        ),
+        // One grant without the audit record: it may have been used; not judged unused.
+        (
+            &old,
+            &half_recorded,
+            ReviewDecision::Keep,
+            "used 2 times in 90 days, last 3 days ago",
         ),
     ];
     for (e, ev, decision, reason) in cases {
@@ -352,4 +382,39 @@ fn a_schedule_makes_the_next_review_one_period_after_the_due_time() {
 
 fn first_without_schedule() -> AccessReview {
     at_review(spec(), None)
+}
+
+#[test]
+fn evidence_carries_what_the_audit_record_says_of_the_grants() {
+    let with_activity = |mut kept: Kept, requests: Option<i64>| {
+        kept.2.activity = requests.map(|n| crate::api::Activity {
+            source: crate::api::ActivitySource::AuditWebhook,
+            requests: n,
+            ..Default::default()
+        });
+        kept
+    };
+    let history = [
+        with_activity(grant("alice", ROLE, t0() - days(10), 1, &["bob"]), Some(0)),
+        with_activity(grant("alice", ROLE, t0() - days(5), 1, &["bob"]), Some(12)),
+        // Before the audit record was configured: not counted either way.
+        with_activity(grant("alice", ROLE, t0() - days(3), 1, &["bob"]), None),
+    ];
+    let status = filled(&[elig("pay", ROLE).users(&["alice"])], &history);
+    let ev = &status.items[0].evidence;
+    assert_eq!(ev.activations, 3);
+    assert_eq!(
+        ev.activity,
+        Some(crate::api::ReviewedActivity {
+            grants: 2,
+            requests: 12,
+            unused_grants: 1,
+        })
+    );
+    // Without any audit record there is no activity evidence at all.
+    let bare = filled(
+        &[elig("pay", ROLE).users(&["alice"])],
+        &[grant("alice", ROLE, t0() - days(3), 1, &[])],
+    );
+    assert_eq!(bare.items[0].evidence.activity, None);
 }
