@@ -1,5 +1,5 @@
 //! `kubepim`: the operator (`run`), its CRDs (`crds`), the offline policy check (`check`) and the
-//! access review report for auditors (`review report`).
+//! reports for auditors (`review report`, `separation report`).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,6 +40,76 @@ enum Command {
     /// Access reviews.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Separation of duties.
+    #[command(subcommand)]
+    Separation(SeparationCommand),
+}
+
+#[derive(Subcommand)]
+enum SeparationCommand {
+    /// The separation-of-duties findings of the kept history for auditors (the detectors the
+    /// operator runs): reciprocal approvals, one approver covering a role, approvers who request
+    /// it, break-glass use, approvals too fast to have been read.
+    ///
+    /// Reads the ActivationRequests and PrivilegedRoles from the cluster, or with --file from
+    /// exports (`kubectl get activationrequests,privilegedroles -o yaml`). Exit code 0 (findings
+    /// or not), or 2 if the input cannot be read.
+    Report {
+        /// Read from these YAML or JSON files instead of the cluster.
+        #[arg(long)]
+        file: Vec<PathBuf>,
+        /// How far back to look.
+        #[arg(long, default_value = "720h", value_parser = kubepim::time::parse_duration)]
+        window: std::time::Duration,
+        /// Approvals sooner than this after the request are reported.
+        #[arg(long, default_value = "5s", value_parser = kubepim::time::parse_duration)]
+        fast_approval: std::time::Duration,
+        /// Judge at this instant (RFC 3339) instead of now.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: kubepim::ops::separation::ReportFormat,
+    },
+}
+
+type History = (
+    Vec<kubepim::api::ActivationRequest>,
+    Vec<kubepim::api::PrivilegedRole>,
+);
+
+/// The requests and roles to analyse, from files or the cluster.
+fn load_history(files: &[PathBuf]) -> Result<History, String> {
+    if !files.is_empty() {
+        let mut all = (Vec::new(), Vec::new());
+        for path in files {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let (requests, roles) = kubepim::ops::separation::objects_of(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            all.0.extend(requests);
+            all.1.extend(roles);
+        }
+        return Ok(all);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("connecting to the cluster: {e}"))?;
+        let lp = kube::api::ListParams::default();
+        let requests = kube::Api::<kubepim::api::ActivationRequest>::all(client.clone())
+            .list(&lp)
+            .await
+            .map_err(|e| format!("listing activation requests: {e}"))?;
+        let roles = kube::Api::<kubepim::api::PrivilegedRole>::all(client)
+            .list(&lp)
+            .await
+            .map_err(|e| format!("listing privileged roles: {e}"))?;
+        Ok((requests.items, roles.items))
+    })
 }
 
 #[derive(Subcommand)]
@@ -105,6 +175,41 @@ fn main() -> ExitCode {
             kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now), output)
         }
         Command::Run(args) => kubepim::runtime::run_blocking(*args),
+        Command::Separation(SeparationCommand::Report {
+            file,
+            window,
+            fast_approval,
+            now,
+            output,
+        }) => match load_history(&file) {
+            Ok((requests, roles)) => {
+                let thresholds = kubepim::policy::separation::Thresholds {
+                    window: chrono::Duration::from_std(window)
+                        .unwrap_or(chrono::Duration::days(30)),
+                    fast_approval: chrono::Duration::from_std(fast_approval)
+                        .unwrap_or(chrono::Duration::seconds(5)),
+                    ..Default::default()
+                };
+                let now = now.unwrap_or_else(chrono::Utc::now);
+                let findings =
+                    kubepim::ops::separation::findings(&requests, &roles, &thresholds, now);
+                print!(
+                    "{}",
+                    kubepim::ops::separation::report(
+                        &findings,
+                        requests.len(),
+                        &thresholds,
+                        now,
+                        output
+                    )
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Review(ReviewCommand::Report { name, file, output }) => {
             match load_review(name.as_deref(), file.as_ref()) {
                 Ok(review) => {

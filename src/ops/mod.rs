@@ -10,6 +10,7 @@ pub mod refusal;
 pub mod requests;
 pub mod reviews;
 pub mod roles;
+pub mod separation;
 pub mod timeline;
 
 pub use identity::who_am_i;
