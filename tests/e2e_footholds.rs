@@ -152,5 +152,52 @@ async fn a_grant_that_leaves_bindings_behind_says_so_at_its_end() {
     })
     .await;
     assert_eq!(said.type_.as_deref(), Some("Warning"));
+
+    // The structured list `kubectl pim footholds` reads, and the removal with an admin's rights:
+    // alice's own binding, the ServiceAccount and its binding go; the binding from before stays.
+    let recorded = kubepim::ops::footholds::of(&env.admin(), &name)
+        .await
+        .expect("the recorded footholds");
+    assert!(
+        recorded
+            .iter()
+            .any(|f| f.kind == "RoleBinding" && f.name == "edit-for-alice" && f.uid.is_some()),
+        "{recorded:#?}"
+    );
+    assert!(fixtures::can(&env, "alice", "list", "pods", Some(&ns)).await);
+    let removed = kubepim::ops::footholds::remove(&env.admin(), &recorded).await;
+    for (f, outcome) in &removed {
+        assert_eq!(
+            *outcome,
+            kubepim::ops::footholds::Removal::Removed,
+            "{f:?}: {outcome:?}"
+        );
+    }
+    for gone in ["edit-for-alice", "backdoor-reader"] {
+        assert!(
+            rbs.get_opt(gone).await.expect("read").is_none(),
+            "{gone} is still there"
+        );
+    }
+    assert!(
+        Api::<ServiceAccount>::namespaced(env.admin(), &ns)
+            .get_opt("backdoor")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(rbs.get_opt("before").await.expect("read").is_some());
+    // Only the binding from before still lets alice list pods: it is not the grant's to remove.
+    rbs.delete("before", &Default::default())
+        .await
+        .expect("delete");
+    wait::until(&env, "alice denied", wait::TIMEOUT, || async {
+        if fixtures::can(&env, "alice", "list", "pods", Some(&ns)).await {
+            Err("alice may still list pods".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     env.stop_operator().await;
 }

@@ -304,6 +304,34 @@ pub struct ActivationRequestStatus {
     /// audit ingest, only while and once the request is Active).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<super::Activity>,
+    /// What the grant left behind that may keep giving access, as the foothold review at its end
+    /// found it (the `FootholdsFound` condition says it in words): what `kubectl pim footholds`
+    /// lists and, with `--remove`, deletes with its caller's own rights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub footholds: Vec<FootholdRef>,
+}
+
+/// One object a grant left behind.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FootholdRef {
+    /// RoleBinding, ClusterRoleBinding, Role, ServiceAccount, Secret, CertificateSigningRequest,
+    /// ValidatingWebhookConfiguration, MutatingWebhookConfiguration, Pod, or (from the audit
+    /// record) `ServiceAccount token`, `stream`, `write`.
+    #[schemars(length(max = 64))]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+    #[schemars(length(max = 512))]
+    pub name: String,
+    /// The object's uid when the scan saw it (a removal is conditional on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub uid: Option<String>,
+    #[schemars(length(max = 256))]
+    pub why: String,
 }
 
 impl ActivationRequest {

@@ -16,7 +16,7 @@ pub use access_review::{
 };
 pub use activation_request::{
     ActivationRequest, ActivationRequestSpec, ActivationRequestStatus, Approval, BindingRef,
-    Decision, GrantedRule, Phase, Requester,
+    Decision, FootholdRef, GrantedRule, Phase, Requester,
 };
 pub use activity::{Activity, ActivitySource, NotableWrite};
 pub use common::{Budget, SubjectKind, SubjectRef};

@@ -5,6 +5,7 @@
 //! Nothing here decides who gets privilege: the API server's admission layer and the controller
 //! do. These functions only write what the caller is allowed to write, read back what happened and
 //! explain refusals in plain words (keeping the server's own message).
+pub mod footholds;
 pub mod identity;
 pub mod refusal;
 pub mod requests;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::Subject;
 
 use crate::api::conditions::FOOTHOLDS_FOUND;
-use crate::api::{ActivationRequestStatus, NotableWrite};
+use crate::api::{ActivationRequestStatus, FootholdRef, NotableWrite};
 use crate::time::from_k8s;
 
 use super::identity::service_account_parts;
@@ -107,6 +107,17 @@ pub struct Foothold {
 }
 
 impl Foothold {
+    /// What the request's status keeps of it.
+    pub fn reference(&self) -> FootholdRef {
+        FootholdRef {
+            kind: self.found.kind.as_str().into(),
+            namespace: self.found.namespace.clone(),
+            name: self.found.name.chars().take(512).collect(),
+            uid: self.found.uid.clone(),
+            why: self.why.into(),
+        }
+    }
+
     /// `RoleBinding payments/edit-me`.
     pub fn describe(&self) -> String {
         let f = &self.found;
@@ -463,6 +474,7 @@ pub fn reviewed_status(
             unreadable,
             audited,
         }) => {
+            status.footholds = footholds.iter().take(20).map(Foothold::reference).collect();
             let state = condition_of(footholds, unreadable, audited);
             let value = if state.status { "True" } else { "False" };
             set_condition_to(

@@ -91,6 +91,13 @@ pub enum Command {
     /// Access reviews: list the items I may decide, and decide them (keep or remove).
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// What an ended grant left behind (its foothold review), and with --remove the removal of
+    /// its RBAC bindings, Roles, ServiceAccounts and Secrets with your own rights.
+    #[command(
+        after_help = "Examples:\n  kubectl pim footholds db-admin-alice-x7k2p\n  \
+        kubectl pim footholds db-admin-alice-x7k2p --remove"
+    )]
+    Footholds(FootholdsArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  source <(kubectl pim completion bash)\n  \
         kubectl pim completion zsh > \"${fpath[1]}/_kubectl-pim\"\n  \
@@ -147,6 +154,16 @@ pub struct OutputArgs {
     /// Output format (default: a table).
     #[arg(short, long, value_enum)]
     pub output: Option<Output>,
+}
+
+#[derive(Args, Debug)]
+pub struct FootholdsArgs {
+    /// The ActivationRequest.
+    pub name: String,
+    /// Delete the removable ones (conditional on the uid the review saw); the others are listed
+    /// for you to judge.
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(Args, Debug)]

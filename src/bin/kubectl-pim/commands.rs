@@ -13,8 +13,8 @@ use serde_json::json;
 use kubepim::policy::approvals::{Purpose, required, required_for};
 
 use crate::cli::{
-    ApproveArgs, Command, DenyArgs, ExtendArgs, LsArgs, NameArg, Output, OutputArgs, RequestArgs,
-    ReviewCommand, ReviewDecideArgs, ReviewListArgs, ShowArgs, exit,
+    ApproveArgs, Command, DenyArgs, ExtendArgs, FootholdsArgs, LsArgs, NameArg, Output, OutputArgs,
+    RequestArgs, ReviewCommand, ReviewDecideArgs, ReviewListArgs, ShowArgs, exit,
 };
 use crate::output;
 
@@ -46,6 +46,7 @@ pub async fn run(command: Command, client: Client) -> Result<u8> {
         Command::Show(args) => show(&client, args).await,
         Command::Review(ReviewCommand::List(args)) => review_list(&client, args).await,
         Command::Review(ReviewCommand::Decide(args)) => review_decide(&client, args).await,
+        Command::Footholds(args) => footholds(&client, args).await,
         // Handled in main without a cluster.
         Command::Completion { .. } => Ok(exit::OK),
     }
@@ -326,4 +327,42 @@ async fn review_decide(client: &Client, args: ReviewDecideArgs) -> Result<u8> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+async fn footholds(client: &Client, args: FootholdsArgs) -> Result<u8> {
+    let found = ops::footholds::of(client, &args.name).await?;
+    if found.is_empty() {
+        print(&format!(
+            "{}: no footholds recorded (see its FootholdsFound condition)\n",
+            args.name
+        ))?;
+        return Ok(exit::OK);
+    }
+    if !args.remove {
+        print(&output::footholds(&found))?;
+        return Ok(exit::OK);
+    }
+    let mut failed = false;
+    let mut text = String::new();
+    for (f, outcome) in ops::footholds::remove(client, &found).await {
+        let what = match &f.namespace {
+            Some(ns) => format!("{} {ns}/{}", f.kind, f.name),
+            None => format!("{} {}", f.kind, f.name),
+        };
+        let said = match outcome {
+            ops::footholds::Removal::Removed => "removed".to_string(),
+            ops::footholds::Removal::AlreadyGone => "already gone".to_string(),
+            ops::footholds::Removal::Kept => format!("kept for you to judge ({})", f.why),
+            ops::footholds::Removal::Replaced => {
+                "kept: the object of that name is another one now".to_string()
+            }
+            ops::footholds::Removal::Failed(error) => {
+                failed = true;
+                format!("NOT removed: {error}")
+            }
+        };
+        text.push_str(&format!("{what}: {said}\n"));
+    }
+    print(&text)?;
+    Ok(if failed { exit::ERROR } else { exit::OK })
 }

@@ -391,3 +391,21 @@ pub fn review_items(rows: &[(String, Vec<kubepim::ops::reviews::MyItem<'_>>)]) -
 #[cfg(test)]
 #[path = "output_tests.rs"]
 mod tests;
+
+/// The footholds a review recorded: one line each, whether `--remove` deletes it.
+pub fn footholds(found: &[kubepim::api::FootholdRef]) -> String {
+    let mut out = String::from("KIND\tOBJECT\tREMOVABLE\tWHY\n");
+    for f in found {
+        let object = match &f.namespace {
+            Some(ns) => format!("{ns}/{}", f.name),
+            None => f.name.clone(),
+        };
+        let removable = if kubepim::ops::footholds::removable(f).is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        out.push_str(&format!("{}\t{object}\t{removable}\t{}\n", f.kind, f.why));
+    }
+    out
+}
