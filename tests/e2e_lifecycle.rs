@@ -1561,6 +1561,15 @@ async fn an_idle_cluster_writes_nothing_once_the_last_grant_has_ended() {
         },
     )
     .await;
+    // The foothold review follows the revocation: its verdict is the request's last write.
+    until(&env, "the foothold review's verdict", TIMEOUT, || async {
+        let request = requests.get(&name).await.map_err(|e| e.to_string())?;
+        match request.status.as_ref() {
+            Some(s) if !kubepim::policy::footholds::is_pending(s) => Ok(()),
+            _ => Err("review pending".to_string()),
+        }
+    })
+    .await;
 
     // Settled. Any write to these objects would change their resourceVersion.
     let versions = || async {
