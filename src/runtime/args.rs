@@ -45,6 +45,18 @@ pub struct RunArgs {
     /// been read.
     #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration)]
     pub separation_fast_approval: Duration,
+    /// One approver's share of a role's approved activations that is reported (0 to 1)…
+    #[arg(long, default_value_t = 0.8)]
+    pub separation_concentration: f64,
+    /// …once the role has at least this many approved activations in the window.
+    #[arg(long, default_value_t = 10)]
+    pub separation_concentration_min: usize,
+    /// Requests of a role by one of its approvers that are reported.
+    #[arg(long, default_value_t = 3)]
+    pub separation_approver_requests: usize,
+    /// Break-glass activations per person in the window that are reported.
+    #[arg(long, default_value_t = 3)]
+    pub separation_break_glass_uses: usize,
     /// Requests reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -106,7 +118,10 @@ impl RunArgs {
                         .unwrap_or(chrono::Duration::days(30)),
                     fast_approval: chrono::Duration::from_std(self.separation_fast_approval)
                         .unwrap_or(chrono::Duration::seconds(5)),
-                    ..Thresholds::default()
+                    concentration: self.separation_concentration.clamp(0.0, 1.0),
+                    concentration_min: self.separation_concentration_min.max(1),
+                    approver_requests: self.separation_approver_requests.max(1),
+                    break_glass_uses: self.separation_break_glass_uses.max(1),
                 },
             },
             concurrency: self.concurrency,

@@ -93,6 +93,10 @@ accept yet, each behind the value that switches it on (see the chart README):
 - --separation-interval={{ .Values.operator.separation.interval }}
 - --separation-window={{ .Values.operator.separation.window }}
 - --separation-fast-approval={{ .Values.operator.separation.fastApproval }}
+- --separation-concentration={{ .Values.operator.separation.concentration }}
+- --separation-concentration-min={{ .Values.operator.separation.concentrationMin }}
+- --separation-approver-requests={{ .Values.operator.separation.approverRequests }}
+- --separation-break-glass-uses={{ .Values.operator.separation.breakGlassUses }}
 - --standing-privilege-scan-interval={{ .Values.standingPrivilege.scanInterval }}
 {{- range .Values.breakGlass.users }}
 - {{ printf "--break-glass-user=%s" . | quote }}
