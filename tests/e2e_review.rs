@@ -110,6 +110,7 @@ fn item(eligibility: &str, subject: SubjectRef) -> ReviewItem {
         eligibility: eligibility.into(),
         eligibility_uid: "uid".into(),
         eligibility_generation: 1,
+        eligibility_subjects: None,
         role: "payments-admin".into(),
         subject,
         evidence: Evidence::default(),

@@ -221,6 +221,13 @@ pub struct ReviewItem {
     pub eligibility_uid: String,
     #[serde(default)]
     pub eligibility_generation: i64,
+    /// A digest of the subjects the Eligibility named when the item was filled: a removal holds
+    /// while the Eligibility names the same subjects (Git dropping the subject, or changing who
+    /// is named, lifts it; edits to its window or durations do not). Items filled before this
+    /// field existed fall back to the generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub eligibility_subjects: Option<String>,
     #[schemars(length(min = 1, max = 253))]
     pub role: String,
     pub subject: SubjectRef,

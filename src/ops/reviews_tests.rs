@@ -11,6 +11,7 @@ fn item(subject: SubjectRef, recommendation: ReviewDecision) -> ReviewItem {
         eligibility: "pay".into(),
         eligibility_uid: "u".into(),
         eligibility_generation: 1,
+        eligibility_subjects: None,
         role: "payments-admin".into(),
         subject,
         evidence: Evidence {

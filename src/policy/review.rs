@@ -283,6 +283,9 @@ pub fn fill(
                 eligibility: name.clone(),
                 eligibility_uid: eligibility.metadata.uid.clone().unwrap_or_default(),
                 eligibility_generation: eligibility.metadata.generation.unwrap_or_default(),
+                eligibility_subjects: Some(super::review_decisions::subjects_digest(
+                    &eligibility.spec.subjects,
+                )),
                 role: eligibility.spec.role.clone(),
                 subject: subject.clone(),
                 evidence,

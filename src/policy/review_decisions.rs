@@ -7,12 +7,14 @@
 //! status without admission (policies not installed) still cannot be a self-review or a
 //! ServiceAccount's.
 //!
-//! **How long a removal holds.** An item records the Eligibility's uid and `metadata.generation`
-//! when the review was filled. A `Remove` outcome excludes that subject from that Eligibility for
-//! as long as the Eligibility has the same uid and the same generation. Any change to its spec
-//! (Git dropping the subject, re-adding it, or editing anything else in it) bumps the generation
-//! and lifts the removal: the change in Git is the explicit decision that now counts. Deleting
-//! and recreating it (a new uid) does the same. Among several closed reviews of the same item
+//! **How long a removal holds.** An item records the Eligibility's uid and a digest of the
+//! subjects it named when the review was filled. A `Remove` outcome excludes that subject from
+//! that Eligibility for as long as it has the same uid and names the same subjects. Git dropping
+//! the subject (and re-adding it later), or changing who the Eligibility names, lifts the
+//! removal: a change to the subjects in Git is the explicit decision that now counts. Edits to
+//! anything else (its window, durations, labels) do not lift it. Deleting and recreating the
+//! Eligibility (a new uid) does. Items filled before the digest existed hold for the recorded
+//! `metadata.generation`. Among several closed reviews of the same item
 //! (same uid and generation), the latest closed one counts, so a later review may keep a subject
 //! an earlier one removed.
 use std::collections::HashMap;
@@ -245,6 +247,25 @@ pub struct Removal {
     pub closed_at: DateTime<Utc>,
 }
 
+/// sha256 (lower-case hex) of the subjects an Eligibility names, in a canonical order.
+pub fn subjects_digest(subjects: &[SubjectRef]) -> String {
+    let mut named: Vec<String> = subjects
+        .iter()
+        .map(|s| {
+            format!(
+                "{:?}/{}/{}",
+                s.kind,
+                s.namespace.as_deref().unwrap_or_default(),
+                s.name
+            )
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    let hash = ring::digest::digest(&ring::digest::SHA256, named.join("\n").as_bytes());
+    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The removals in force for `eligibility` (see the module docs for how long one holds).
 pub fn removals(eligibility: &Eligibility, reviews: &[&AccessReview]) -> Vec<Removal> {
     let Some(name) = eligibility.metadata.name.as_deref() else {
@@ -252,6 +273,7 @@ pub fn removals(eligibility: &Eligibility, reviews: &[&AccessReview]) -> Vec<Rem
     };
     let uid = eligibility.metadata.uid.as_deref().unwrap_or_default();
     let generation = eligibility.metadata.generation.unwrap_or_default();
+    let subjects = subjects_digest(&eligibility.spec.subjects);
     // Latest closed outcome per subject.
     let mut latest: Vec<(SubjectRef, DateTime<Utc>, ReviewDecision, String)> = Vec::new();
     for review in reviews {
@@ -266,10 +288,11 @@ pub fn removals(eligibility: &Eligibility, reviews: &[&AccessReview]) -> Vec<Rem
             let Some(outcome) = item.outcome else {
                 continue;
             };
-            if item.eligibility != name
-                || item.eligibility_uid != uid
-                || item.eligibility_generation != generation
-            {
+            let same_subjects = match &item.eligibility_subjects {
+                Some(recorded) => *recorded == subjects,
+                None => item.eligibility_generation == generation,
+            };
+            if item.eligibility != name || item.eligibility_uid != uid || !same_subjects {
                 continue;
             }
             let review_name = review.metadata.name.clone().unwrap_or_default();

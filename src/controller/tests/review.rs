@@ -307,8 +307,11 @@ async fn a_removal_shows_on_the_eligibility_and_its_subject_is_no_longer_honoure
         .map(|s| s.name.as_str())
         .collect();
     assert_eq!(names, ["mallory"]);
-    // Git changes the Eligibility: honoured again.
+    // Git edits something else: the removal holds. Git changes who is named: honoured again.
     let mut edited = elig();
     edited.metadata.generation = Some(2);
-    assert!(ctx.removals_for(&edited).is_empty());
+    assert_eq!(ctx.removals_for(&edited).len(), 1);
+    let mut renamed = eligibility(ELIG, ROLE).users(&[ALICE, "mallory", "carol"]);
+    renamed.metadata.generation = Some(2);
+    assert!(ctx.removals_for(&renamed).is_empty());
 }

@@ -344,7 +344,7 @@ fn closed_review(
 }
 
 #[test]
-fn a_removal_holds_for_the_same_eligibility_generation_only() {
+fn a_removal_holds_while_the_eligibility_names_the_same_subjects() {
     let e = elig("pay", ROLE).users(&["alice", "bob"]);
     let q1 = closed_review(
         "q1",
@@ -369,10 +369,28 @@ fn a_removal_holds_for_the_same_eligibility_generation_only() {
         .map(|s| s.name.as_str())
         .collect();
     assert_eq!(honoured, ["bob"]);
-    // Git changed the Eligibility (generation 2): the removal no longer applies.
+    // Git edited something else (generation 2, same subjects): the removal still holds.
     let mut edited = e.clone();
     edited.metadata.generation = Some(2);
-    assert!(decisions::removals(&edited, &[&q1]).is_empty());
+    edited.spec.max_duration = None;
+    assert_eq!(decisions::removals(&edited, &[&q1]).len(), 1);
+    // Git changed who is named (dropped alice, or added carol): lifted.
+    let dropped = elig("pay", ROLE).users(&["bob"]);
+    assert!(decisions::removals(&dropped, &[&q1]).is_empty());
+    let widened = elig("pay", ROLE).users(&["alice", "bob", "carol"]);
+    assert!(decisions::removals(&widened, &[&q1]).is_empty());
+    // The same subjects in another order are the same subjects.
+    let reordered = elig("pay", ROLE).users(&["bob", "alice"]);
+    assert_eq!(decisions::removals(&reordered, &[&q1]).len(), 1);
+    // An item filled before the digest existed holds for its generation only.
+    let mut legacy = q1.clone();
+    if let Some(s) = legacy.status.as_mut() {
+        for item in &mut s.items {
+            item.eligibility_subjects = None;
+        }
+    }
+    assert_eq!(decisions::removals(&e, &[&legacy]).len(), 1);
+    assert!(decisions::removals(&edited, &[&legacy]).is_empty());
     // Recreated (new uid): neither.
     let mut recreated = e.clone();
     recreated.metadata.uid = Some("uid-new".into());
