@@ -230,9 +230,12 @@ async fn decisions_are_the_reviewers_own_and_append_only() {
     let mallory_item = "pay/User/mallory";
     let group_item = "pay/Group/payments-oncall";
 
-    // The policy takes effect through the API server's informers: wait for the first refusal.
+    // The policy takes effect through the API server's informers: wait for the first refusal,
+    // on a review of its own (a probe accepted before the policy is in effect must not leave a
+    // decision in the review under test).
+    let probe = open_review(&env, "probe").await;
     security::eventually("the review-status policy", POLICY_TIMEOUT, || async {
-        match append(&alice, &name, &[entry(alice_item, "Keep", "alice")]).await {
+        match append(&alice, &probe, &[entry(alice_item, "Keep", "alice")]).await {
             Err(kube::Error::Api(e)) if e.message.contains(POLICY) => Ok(()),
             other => Err(format!("{other:?}")),
         }
