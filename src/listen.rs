@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Response, StatusCode, header};
+use hyper::body::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -41,4 +43,18 @@ pub async fn next<F: Future<Output = ()>>(
             _ = shutdown.as_mut() => return None,
         }
     }
+}
+
+/// A short `text/plain` answer (errors, refusals), as every listener sends them.
+pub fn plain(
+    status: StatusCode,
+    message: impl Into<String>,
+) -> Response<http_body_util::Full<Bytes>> {
+    let mut response = Response::new(http_body_util::Full::new(Bytes::from(message.into())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }

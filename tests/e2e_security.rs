@@ -1236,6 +1236,12 @@ async fn row09_controller_fields_only_by_the_controller() {
             "activity",
             json!({"source": "AuditWebhook", "requests": 1, "lastUse": "2099-01-01T00:00:00Z"}),
         ),
+        // What `kubectl pim footholds --remove` deletes: an approver must not be able to point
+        // it at someone else's objects.
+        (
+            "footholds",
+            json!([{"kind": "RoleBinding", "namespace": "kube-system", "name": "x", "why": "forged"}]),
+        ),
     ];
     for (field, value) in &fields {
         c.refused_by(

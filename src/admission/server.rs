@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use kube::Client;
 use tokio::net::TcpListener;
 
-use crate::listen::Accepted;
+use crate::listen::{Accepted, plain};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -43,15 +43,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight at shutdown get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full> {
-    let mut response = Response::new(Full::new(Bytes::from(message.into())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
 
 async fn route(
     handler: Arc<Handler>,

@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::listen::Accepted;
+use crate::listen::{Accepted, plain};
 use crate::metrics::Metrics;
 use crate::policy::activity::parse_batch;
 
@@ -44,16 +44,6 @@ struct State {
     max_body: usize,
     aggregator: Arc<Aggregator>,
     metrics: Arc<Metrics>,
-}
-
-fn plain(status: StatusCode, message: &'static str) -> Response<Full> {
-    let mut response = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 async fn route(
