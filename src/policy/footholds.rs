@@ -301,7 +301,7 @@ pub fn from_audit(writes: &[NotableWrite]) -> Vec<Foothold> {
 }
 
 /// The scan's footholds and the audit record's together: an object both found is listed once,
-/// with the audit record's (precise) reason.
+/// with the audit record's (precise) reason and the scan's uid.
 pub fn merged(scanned: Vec<Foothold>, audited: Vec<Foothold>) -> Vec<Foothold> {
     let same = |a: &Foothold, b: &Foothold| {
         a.found.namespace == b.found.namespace
@@ -310,8 +310,15 @@ pub fn merged(scanned: Vec<Foothold>, audited: Vec<Foothold>) -> Vec<Foothold> {
     };
     let mut out = audited;
     for s in scanned {
-        if !out.iter().any(|a| same(a, &s)) {
-            out.push(s);
+        match out.iter_mut().find(|a| same(a, &s)) {
+            // The audit record names the object; the scan saw which one (its uid), which a
+            // removal is made conditional on.
+            Some(a) => {
+                if a.found.uid.is_none() {
+                    a.found.uid = s.found.uid;
+                }
+            }
+            None => out.push(s),
         }
     }
     out.sort_by(|a, b| {

@@ -356,7 +356,10 @@ fn the_audit_record_names_what_the_requester_made() {
     let groups = vec![];
     let scanned = judge(
         &[
-            binding("edit-for-alice", 20, "User", "alice", None),
+            Found {
+                uid: Some("uid-of-edit".into()),
+                ..binding("edit-for-alice", 20, "User", "alice", None)
+            },
             object(FoundKind::ServiceAccount, "made-by-someone", 21),
         ],
         &alices_grant(&groups),
@@ -368,6 +371,8 @@ fn the_audit_record_names_what_the_requester_made() {
         .collect();
     assert_eq!(edit.len(), 1);
     assert_eq!(edit[0].why, "made by the requester (audit record)");
+    // The record names it; the scan saw which object it is (a removal is conditional on it).
+    assert_eq!(edit[0].found.uid.as_deref(), Some("uid-of-edit"));
     assert!(all.iter().any(|f| f.found.name == "made-by-someone"));
     let state = condition_of(&all, &[], true);
     assert!(
