@@ -90,6 +90,7 @@ fn role() -> PrivilegedRole {
             require_requester_attributes: None,
             budget: None,
             idle_timeout: None,
+            on_footholds: Default::default(),
         },
     )
 }

@@ -22,7 +22,7 @@ pub use activity::{Activity, ActivitySource, NotableWrite};
 pub use common::{Budget, SubjectKind, SubjectRef};
 pub use eligibility::{Eligibility, EligibilitySpec, EligibilityStatus, RemovedSubject};
 pub use privileged_role::{
-    ApprovalPolicy, Approvers, BindingSample, PrivilegedRole, PrivilegedRoleSpec,
+    ApprovalPolicy, Approvers, BindingSample, FootholdAction, PrivilegedRole, PrivilegedRoleSpec,
     PrivilegedRoleStatus, RequesterAttributeRequirement, RoleKind, RoleRef, Scope,
     SeparationFinding, UnmanagedBindings,
 };

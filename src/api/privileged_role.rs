@@ -150,6 +150,24 @@ pub struct PrivilegedRoleSpec {
     )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("idleTimeout must be at least 1s"))]
     pub idle_timeout: Option<Duration>,
+    /// What happens to the footholds the review finds at a grant's end: `Report` (the default)
+    /// records them; `Remove` also deletes the RBAC bindings and ServiceAccount token Secrets
+    /// among them. Removal is done by kubepim's foothold remover, a separate identity that may
+    /// only delete those kinds (the chart's `footholds.removal`), never by the operator itself.
+    #[serde(default)]
+    pub on_footholds: FootholdAction,
+}
+
+/// What happens to a grant's footholds.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum FootholdAction {
+    /// Reported (condition, status, Event, metric, audit line, notification).
+    #[default]
+    Report,
+    /// Reported, and the RBAC bindings and token Secrets among them deleted.
+    Remove,
 }
 
 /// An attribute the requester's authenticated identity must carry.

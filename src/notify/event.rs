@@ -92,7 +92,11 @@ impl EventKind {
             | AuditDecision::ReviewOpened
             | AuditDecision::ReviewClosed
             | AuditDecision::ReviewRemoved
-            | AuditDecision::ReviewScheduled => return None,
+            | AuditDecision::ReviewScheduled
+            // Written by the foothold remover, which sends no notifications: the Event and
+            // the audit line are its record.
+            | AuditDecision::FootholdRemoved
+            | AuditDecision::FootholdKept => return None,
         })
     }
 }

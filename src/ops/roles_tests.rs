@@ -55,6 +55,7 @@ fn role(
             require_requester_attributes: None,
             budget: None,
             idle_timeout: None,
+            on_footholds: Default::default(),
             break_glass: false,
         },
     )

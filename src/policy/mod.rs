@@ -11,6 +11,7 @@ pub mod budget;
 pub mod cache_lag;
 pub mod eligibility;
 pub mod extension;
+pub mod foothold_removal;
 pub mod footholds;
 pub mod identity;
 pub mod idle;

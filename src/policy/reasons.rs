@@ -93,3 +93,7 @@ pub const NO_FOOTHOLDS_FOUND: &str = "NoFootholdsFound";
 pub const FOOTHOLD_REVIEW_PENDING: &str = "FootholdReviewPending";
 /// The review could not read the granted scope (after retries).
 pub const FOOTHOLD_REVIEW_FAILED: &str = "FootholdReviewFailed";
+/// Event reason: the foothold remover deleted a foothold.
+pub const FOOTHOLD_REMOVED: &str = "FootholdRemoved";
+/// Event reason: the foothold remover left a foothold the review named in place (Warning).
+pub const FOOTHOLD_KEPT: &str = "FootholdKept";

@@ -36,6 +36,11 @@ pub enum AuditDecision {
     RemovedIllegitimateBinding,
     /// At a grant's end: objects made while it ran that keep giving access.
     FootholdsFound,
+    /// The foothold remover deleted one of a grant's footholds (the role says `Remove`).
+    FootholdRemoved,
+    /// The foothold remover did not delete a foothold its verdict named: the object is not one
+    /// any more, or the API server refused.
+    FootholdKept,
     /// An ended request's whole record, exported before history retention deletes it.
     HistoryExported,
     /// The referenced role of an Active grant now allows less than when it was made; the grant
@@ -73,6 +78,8 @@ impl AuditDecision {
             AuditDecision::Swept => "swept",
             AuditDecision::RemovedIllegitimateBinding => "removed-illegitimate-binding",
             AuditDecision::FootholdsFound => "footholds-found",
+            AuditDecision::FootholdRemoved => "foothold-removed",
+            AuditDecision::FootholdKept => "foothold-kept",
             AuditDecision::HistoryExported => "history-exported",
             AuditDecision::RoleNarrowed => "role-narrowed",
             AuditDecision::Activity => "activity",

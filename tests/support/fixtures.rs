@@ -66,6 +66,7 @@ pub fn pod_reader(env: &Env, base: &str, namespaces: &[&str]) -> PrivilegedRole 
             require_requester_attributes: None,
             budget: None,
             idle_timeout: None,
+            on_footholds: Default::default(),
         },
     );
     pr.metadata.labels = Some(env.labels());

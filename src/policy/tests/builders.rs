@@ -86,6 +86,7 @@ pub fn role(name: &str) -> PrivilegedRole {
             require_requester_attributes: None,
             budget: None,
             idle_timeout: None,
+            on_footholds: Default::default(),
         },
     )
 }

@@ -236,6 +236,8 @@ fn every_decision_has_its_own_audit_word() {
         Swept,
         RemovedIllegitimateBinding,
         FootholdsFound,
+        FootholdRemoved,
+        FootholdKept,
         HistoryExported,
         RoleNarrowed,
         Activity,
@@ -262,6 +264,8 @@ fn every_decision_has_its_own_audit_word() {
             | Swept
             | RemovedIllegitimateBinding
             | FootholdsFound
+            | FootholdRemoved
+            | FootholdKept
             | HistoryExported
             | RoleNarrowed
             | Activity
