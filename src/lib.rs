@@ -16,7 +16,8 @@
 //! The operator (feature `operator`, on by default): [`runtime`] starts the process and wires,
 //! side by side, the caches, [`admission`] (the webhook), [`health`] and [`metrics`], [`notify`]
 //! and leader election; while it leads, [`controller`] reconciles (observe → decide with
-//! [`policy`] → apply → record). `docs/architecture.md` draws it.
+//! [`policy`] → apply → record). [`remover`] is the foothold remover, a process of its own with
+//! an identity of its own. `docs/architecture.md` draws it.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -41,6 +42,8 @@ pub mod listen;
 pub mod metrics;
 #[cfg(feature = "operator")]
 pub mod notify;
+#[cfg(feature = "operator")]
+pub mod remover;
 #[cfg(feature = "operator")]
 pub mod runtime;
 #[cfg(feature = "operator")]

@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// Run the operator against the current cluster (in-cluster config, or kubeconfig).
     Run(Box<kubepim::runtime::RunArgs>),
+    /// Run the foothold remover: deletes the RBAC bindings and ServiceAccount token Secrets a
+    /// grant's foothold review found, for roles with `onFootholds: Remove`. Runs as an identity of
+    /// its own (the chart's `footholds.removal`), never as the operator.
+    RemoveFootholds(kubepim::remover::RemoverArgs),
     /// Print all CustomResourceDefinitions as YAML.
     Crds,
     /// Validate PrivilegedRole, Eligibility and ActivationRequest YAML offline.
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
             kubepim::check::run(&paths, now.unwrap_or_else(chrono::Utc::now), output)
         }
         Command::Run(args) => kubepim::runtime::run_blocking(*args),
+        Command::RemoveFootholds(args) => kubepim::remover::run_blocking(args),
         Command::Separation(SeparationCommand::Report {
             file,
             window,

@@ -634,6 +634,23 @@ pub mod expect {
         call(Method::DELETE, role_binding_path(namespace, name)).with_uid_precondition(uid)
     }
 
+    /// GET of a ServiceAccount (the foothold remover's re-check of a binding's subjects).
+    pub fn service_account_read(namespace: &str, name: &str) -> Expectation {
+        call(
+            Method::GET,
+            format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
+        )
+    }
+
+    /// DELETE of a Secret with a uid precondition.
+    pub fn secret_deleted(namespace: &str, name: &str, uid: &str) -> Expectation {
+        call(
+            Method::DELETE,
+            format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
+        )
+        .with_uid_precondition(uid)
+    }
+
     /// DELETE of a RoleBinding by its name alone (no precondition).
     pub fn role_binding_deleted_by_name(namespace: &str, name: &str) -> Expectation {
         call(Method::DELETE, role_binding_path(namespace, name))

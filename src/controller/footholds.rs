@@ -57,7 +57,8 @@ pub fn scope_of(request: &ActivationRequest) -> (Option<Vec<String>>, bool) {
     (Some(namespaces), false)
 }
 
-fn found<K: Resource>(kind: FoundKind, object: &K) -> Found {
+/// What the judgement needs of `object`: identity, creation time, the managed label.
+pub(crate) fn found<K: Resource>(kind: FoundKind, object: &K) -> Found {
     let meta = object.meta();
     let managed = meta
         .labels

@@ -8,9 +8,9 @@ pub mod context;
 pub mod eligibility;
 mod error;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod foothold_review;
-mod footholds;
+pub(crate) mod footholds;
 pub mod index;
 pub mod memory;
 mod record;

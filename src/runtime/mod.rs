@@ -22,5 +22,5 @@ mod throttle;
 pub use args::RunArgs;
 pub use error::Error;
 pub use leader::{LeaderArgs, LeaderSettings};
-pub use process::{run_blocking, run_operator};
+pub use process::{run_blocking, run_operator, shutdown_signal};
 pub use settings::OperatorSettings;
