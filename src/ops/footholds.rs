@@ -1,7 +1,9 @@
 //! `kubectl pim footholds`: what a grant left behind, as its foothold review recorded it
-//! (`status.footholds`), and — with `--remove` — its removal with the caller's own rights. kubepim
-//! itself never deletes what it does not manage (its admission policy holds it to managed
-//! bindings): a person decides, and the API server's audit log records who removed what.
+//! (`status.footholds`), and — with `--remove` — its removal with the caller's own rights. The
+//! operator never deletes what it does not manage (its admission policy holds it to managed
+//! bindings). For roles with `onFootholds: Remove` the foothold remover ([`crate::remover`])
+//! deletes bindings and token Secrets on its own. Everything else is for a person to decide, and
+//! the API server's audit log records who removed what.
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
 use kube::{Api, Client};
 

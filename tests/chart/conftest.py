@@ -168,7 +168,24 @@ class Rendered:
         return found[0] if found else None
 
     def deployment(self):
-        return self.one("Deployment")
+        """The operator's Deployment (the foothold remover has one of its own)."""
+        found = [
+            o
+            for o in self.kinds("Deployment")
+            if o["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"
+        ]
+        assert len(found) == 1, f"expected the operator's Deployment, found {found}"
+        return found[0]
+
+    def remover(self):
+        """The foothold remover's Deployment, or None."""
+        found = [
+            o
+            for o in self.kinds("Deployment")
+            if o["metadata"]["labels"].get("app.kubernetes.io/component") == "foothold-remover"
+        ]
+        assert len(found) <= 1, found
+        return found[0] if found else None
 
     def container(self):
         (container,) = self.deployment()["spec"]["template"]["spec"]["containers"]

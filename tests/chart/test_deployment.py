@@ -154,7 +154,7 @@ def test_scheduling_and_extra_values():
     assert {"name": "TZ", "value": "UTC"} in container["env"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["health"] == 9090
     assert "--metrics-port=9090" in container["args"]
-    sa = r.one("ServiceAccount")
+    sa = r.one("ServiceAccount", "kubepim")
     assert sa["metadata"]["annotations"] == {"example.com/role": "kubepim"}
 
 
@@ -193,14 +193,14 @@ def test_image_tag_and_operator_flags():
 
 def test_service_account():
     r = render()
-    sa = r.one("ServiceAccount")
+    sa = r.one("ServiceAccount", "kubepim")
     assert sa.name == "kubepim" and sa["metadata"]["namespace"] == NAMESPACE
     assert sa["automountServiceAccountToken"] is True
     # The RBAC binds the same account.
     operator_binding = r.one("ClusterRoleBinding", "kubepim-operator")
     assert operator_binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubepim", "namespace": NAMESPACE}]
     other = render({"serviceAccount": {"create": False, "name": "existing-sa"}})
-    assert not other.kinds("ServiceAccount")
+    assert [o.name for o in other.kinds("ServiceAccount")] == ["kubepim-footholds"], "only the remover's own"
     assert pod_spec(other)["serviceAccountName"] == "existing-sa"
     assert other.one("ClusterRoleBinding", "kubepim-operator")["subjects"][0]["name"] == "existing-sa"
 
