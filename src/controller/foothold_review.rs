@@ -68,6 +68,7 @@ impl Queue {
 /// Reviews every pending request now in the cache, then each one `events` brings, until the
 /// stream ends.
 pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = ActivationRequest>) {
+    let recent = Arc::new(footholds::RecentScans::default());
     let mut queue = Queue::default();
     let mut failures: HashMap<String, u32> = HashMap::new();
     for request in ctx.requests.state() {
@@ -84,8 +85,9 @@ pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = ActivationRequest
             && let Some(name) = queue.next()
         {
             let ctx = ctx.clone();
+            let recent = recent.clone();
             running.push(async move {
-                let outcome = review_one(&ctx, &name).await;
+                let outcome = review_one_sharing(&ctx, &name, &recent).await;
                 (name, outcome)
             });
         }
@@ -132,6 +134,15 @@ pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = ActivationRequest
 /// Reviews one request as the cache holds it: scan, verdict written conditional on the version
 /// scanned for, then recorded (Event, audit line, notification, metric) when something was found.
 pub async fn review_one(ctx: &Context, name: &str) -> Attempt {
+    review_one_sharing(ctx, name, &footholds::RecentScans::default()).await
+}
+
+/// [`review_one`], answered from a scan of the same scope in `recent` where one covers it.
+pub async fn review_one_sharing(
+    ctx: &Context,
+    name: &str,
+    recent: &footholds::RecentScans,
+) -> Attempt {
     let Some(request) = ctx.requests.get(&ObjectRef::new(name)) else {
         return Attempt::Done;
     };
@@ -139,7 +150,7 @@ pub async fn review_one(ctx: &Context, name: &str) -> Attempt {
         return Attempt::Done;
     };
     let now = ctx.now();
-    let review = match footholds::review(ctx, &request, now).await {
+    let review = match footholds::review(ctx, &request, now, recent).await {
         Ok(review) => review,
         Err(error) => {
             tracing::warn!(%error, request = %name, "foothold scan failed; will retry");

@@ -4,6 +4,8 @@
 //! namespaces, or for a cluster-wide grant every namespace plus the cluster-scoped kinds a
 //! namespaced grant cannot make (ClusterRoleBindings, CertificateSigningRequests, admission
 //! webhook configurations).
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -182,7 +184,7 @@ where
 }
 
 /// What a scan found, and the kinds it could not read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Scan {
     pub found: Vec<Found>,
     /// Plural resource names the operator may not list (its RBAC leaves them out).
@@ -315,6 +317,7 @@ pub async fn review(
     ctx: &Context,
     request: &ActivationRequest,
     now: DateTime<Utc>,
+    recent: &RecentScans,
 ) -> Result<Review, Error> {
     let Some(status) = request.status.as_ref() else {
         return Ok(Review::default());
@@ -325,7 +328,16 @@ pub async fn review(
     let Some(requester) = request.spec.requester.as_ref() else {
         return Ok(Review::default());
     };
-    let scan = scan(ctx, request, from).await?;
+    let scope = scope_of(request);
+    let scan = match recent.covering(&scope, from, until, now) {
+        Some(scan) => scan,
+        None => {
+            let started = ctx.now();
+            let scan = Arc::new(scan(ctx, request, from).await?);
+            recent.remember(scope, from, started, scan.clone());
+            scan
+        }
+    };
     let window = GrantWindow {
         requester: &requester.username,
         groups: &requester.groups,
@@ -348,9 +360,64 @@ pub async fn review(
     };
     Ok(Review {
         footholds,
-        unreadable: scan.unreadable,
+        unreadable: scan.unreadable.clone(),
         audited,
     })
+}
+
+/// How long a scan answers for other grants of the same scope: the reviews of an expiry herd
+/// share one list of each kind instead of making one each (400 grants ending in a namespace
+/// would otherwise list its bindings 400 times while the revocations still run).
+const SCAN_REUSE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// Scans of the last few seconds, by scope.
+#[derive(Default)]
+pub struct RecentScans {
+    scans: Mutex<Vec<Recent>>,
+}
+
+struct Recent {
+    scope: (Option<Vec<String>>, bool),
+    /// The scan kept what was created from then on.
+    since: DateTime<Utc>,
+    /// When its first list call started: everything created before then is in it.
+    started: DateTime<Utc>,
+    scan: Arc<Scan>,
+}
+
+impl RecentScans {
+    /// A scan of `scope` that saw everything a grant of window `from`..`until` could have made:
+    /// it started after the grant ended and kept objects from before the grant began.
+    fn covering(
+        &self,
+        scope: &(Option<Vec<String>>, bool),
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<Scan>> {
+        let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+        scans.retain(|r| now - r.started <= SCAN_REUSE);
+        scans
+            .iter()
+            .find(|r| &r.scope == scope && r.since <= from && r.started >= until)
+            .map(|r| r.scan.clone())
+    }
+
+    fn remember(
+        &self,
+        scope: (Option<Vec<String>>, bool),
+        since: DateTime<Utc>,
+        started: DateTime<Utc>,
+        scan: Arc<Scan>,
+    ) {
+        let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+        scans.push(Recent {
+            scope,
+            since,
+            started,
+            scan,
+        });
+    }
 }
 
 /// What a review found.

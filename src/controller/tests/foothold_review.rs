@@ -6,7 +6,8 @@ use kube::api::ObjectMeta;
 use crate::api::conditions::FOOTHOLDS_FOUND;
 use crate::api::{ActivationRequest, ActivationRequestStatus, Phase};
 use crate::controller::fixtures::*;
-use crate::controller::foothold_review::{Attempt, review_one};
+use crate::controller::foothold_review::{Attempt, review_one, review_one_sharing};
+use crate::controller::footholds::RecentScans;
 use crate::policy::footholds::mark_pending;
 use crate::policy::reasons;
 use crate::time::{to_k8s, truncate_to_second};
@@ -215,4 +216,78 @@ async fn kinds_the_operator_may_not_list_are_named_in_the_verdict() {
         .run(|client| async move { review_one(&caches.context(client), "r1").await })
         .await;
     assert_eq!(outcome.result, Attempt::Done);
+}
+
+/// Grants of one scope that ended before a scan began share it: an expiry herd lists each kind
+/// once, not once per grant, while its revocations still run.
+#[tokio::test(start_paused = true)]
+async fn grants_of_one_scope_ended_before_a_scan_share_it() {
+    let first = ended_grant();
+    let mut second = ended_grant();
+    second.metadata.name = Some("r2".into());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE))
+        .request(first.clone())
+        .request(second.clone());
+    let outcome = Scenario::new()
+        .holding(&first)
+        .holding(&second)
+        .then_all(expect::foothold_scan_finding(
+            NAMESPACE,
+            &[binding_for_alice("edit-for-alice", 10)],
+        ))
+        .then(expect::status_patched("r1"))
+        // No list calls for the second: only its verdict, which names the same binding.
+        .then(expect::status_patched("r2").with_status(|s, _| {
+            let (status, _, message) = footholds_condition(&s);
+            assert_eq!(status, "True");
+            assert!(message.contains("edit-for-alice"), "{message}");
+        }))
+        .run(|client| async move {
+            let ctx = caches.context(client);
+            let recent = RecentScans::default();
+            (
+                review_one_sharing(&ctx, "r1", &recent).await,
+                review_one_sharing(&ctx, "r2", &recent).await,
+            )
+        })
+        .await;
+    assert_eq!(outcome.result, (Attempt::Done, Attempt::Done));
+    assert_eq!(outcome.server.writes(), 2);
+}
+
+/// A grant that began before the scan's horizon, or ended after the scan began, gets a scan of
+/// its own.
+#[tokio::test(start_paused = true)]
+async fn a_scan_that_cannot_have_seen_a_grant_s_whole_window_is_not_shared() {
+    let first = ended_grant();
+    // Began two hours before the first (the first scan kept only what was made since its start).
+    let mut longer = ended_grant().status_with(|s| {
+        let began = s
+            .activated_at
+            .as_ref()
+            .map(crate::time::from_k8s)
+            .expect("activatedAt");
+        s.activated_at = Some(to_k8s(began - secs(7200)));
+    });
+    longer.metadata.name = Some("r2".into());
+    let caches = Caches::with_alice_eligible_for(privileged_role(ROLE))
+        .request(first.clone())
+        .request(longer.clone());
+    let outcome = Scenario::new()
+        .holding(&first)
+        .holding(&longer)
+        .then_all(expect::foothold_scan(NAMESPACE))
+        .then(expect::status_patched("r1"))
+        .then_all(expect::foothold_scan(NAMESPACE))
+        .then(expect::status_patched("r2"))
+        .run(|client| async move {
+            let ctx = caches.context(client);
+            let recent = RecentScans::default();
+            (
+                review_one_sharing(&ctx, "r1", &recent).await,
+                review_one_sharing(&ctx, "r2", &recent).await,
+            )
+        })
+        .await;
+    assert_eq!(outcome.result, (Attempt::Done, Attempt::Done));
 }
