@@ -19,6 +19,9 @@
 //!   pending summary (the status then follows within the flush interval, 2 s by default).
 //! - One connection, one batch at a time (as one API server's batching backend posts); each
 //!   batch is waited for, so the queue to the aggregator never fills (nothing is dropped).
+#[path = "common/stats.rs"]
+mod stats;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -131,12 +134,9 @@ fn batch(seq: u64, grants: usize) -> Vec<u8> {
     .unwrap()
 }
 
+/// `p` as a fraction (0.99).
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    stats::percentile(sorted, p * 100.0).unwrap_or_default()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

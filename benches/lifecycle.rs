@@ -12,6 +12,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/stats.rs"]
+mod stats;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,11 +46,7 @@ struct Seen {
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    stats::percentile(sorted, p).unwrap_or(f64::NAN)
 }
 
 fn summary(name: &str, mut ms: Vec<f64>) -> (f64, f64) {

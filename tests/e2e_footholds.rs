@@ -1,7 +1,9 @@
 //! End-to-end: what a grant left behind (footholds), found by the scan at the grant's end, on a
 //! real API server. During alice's grant, bindings that keep giving access are made in the
 //! granted namespace (by the test's admin: without the audit record the scan cannot tell who made
-//! an object, only that it was made in the grant's scope while the grant ran).
+//! an object, only that it was made in the grant's scope while the grant ran). With
+//! `onFootholds: Remove`, the foothold remover (its identity, RBAC and admission policy as the chart
+//! renders them) deletes the bindings and the token Secret, and nothing else.
 //!
 //! Run: `KUBEBUILDER_ASSETS=/opt/kubebuilder-assets cargo test --test e2e_footholds`
 #[allow(dead_code)]
@@ -38,6 +40,56 @@ fn binding(name: &str, ns: &str, subject: Subject) -> RoleBinding {
     }
 }
 
+/// A binding to alice made before her grant of `role` in `ns`; during it, a binding to alice
+/// herself, a ServiceAccount and a binding to it (made by the test's admin: without the audit
+/// record the scan cannot tell who made them). The grant lasts 6 s; its name.
+async fn grant_that_leaves_footholds(env: &Env, role: &str, ns: &str) -> String {
+    let rbs: Api<RoleBinding> = Api::namespaced(env.admin(), ns);
+    // Made before the grant: never a foothold.
+    rbs.create(
+        &PostParams::default(),
+        &binding("before", ns, fixtures::user_subject("alice")),
+    )
+    .await
+    .expect("a binding from before");
+    // Creation times are whole seconds and the window has a second of slack either side.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+
+    let req = fixtures::request(env, "grant", "alice", role, &[ns], "6s");
+    let name = submit(env, "alice", &req).await.name_any();
+    wait::phase(env, &name, Phase::Active).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rbs.create(
+        &PostParams::default(),
+        &binding("edit-for-alice", ns, fixtures::user_subject("alice")),
+    )
+    .await
+    .expect("a binding to alice");
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("backdoor".into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(env.admin(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("a ServiceAccount");
+    rbs.create(
+        &PostParams::default(),
+        &binding(
+            "backdoor-reader",
+            ns,
+            service_account_subject("backdoor", ns),
+        ),
+    )
+    .await
+    .expect("a binding to the ServiceAccount");
+    name
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_that_leaves_bindings_behind_says_so_at_its_end() {
     let Some(env) = Env::isolated("footholds").await else {
@@ -52,55 +104,8 @@ async fn a_grant_that_leaves_bindings_behind_says_so_at_its_end() {
     let role = fixtures::create_role(&env, &pr).await.name_any();
     let el = fixtures::eligibility(&env, "alice", &role, vec![SubjectRef::user("alice")]);
     fixtures::create_eligibility(&env, &el).await;
-    // Made before the grant: never a foothold.
     let rbs: Api<RoleBinding> = Api::namespaced(env.admin(), &ns);
-    rbs.create(
-        &PostParams::default(),
-        &binding("before", &ns, fixtures::user_subject("alice")),
-    )
-    .await
-    .expect("a binding from before");
-    // Creation times are whole seconds and the window has a second of slack either side.
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-
-    let req = fixtures::request(&env, "grant", "alice", &role, &[&ns], "6s");
-    let name = submit(&env, "alice", &req).await.name_any();
-    wait::phase(&env, &name, Phase::Active).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    // During the grant: a binding to alice herself, and a ServiceAccount bound to the role.
-    rbs.create(
-        &PostParams::default(),
-        &binding("edit-for-alice", &ns, fixtures::user_subject("alice")),
-    )
-    .await
-    .expect("a binding to alice");
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("backdoor".into()),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<ServiceAccount>::namespaced(env.admin(), &ns)
-        .create(&PostParams::default(), &sa)
-        .await
-        .expect("a ServiceAccount");
-    rbs.create(
-        &PostParams::default(),
-        &binding(
-            "backdoor-reader",
-            &ns,
-            Subject {
-                kind: "ServiceAccount".into(),
-                name: "backdoor".into(),
-                namespace: Some(ns.clone()),
-                api_group: None,
-            },
-        ),
-    )
-    .await
-    .expect("a binding to the ServiceAccount");
+    let name = grant_that_leaves_footholds(&env, &role, &ns).await;
 
     // The grant ends first (bindings gone, phase written with the review pending); the review
     // of what it left behind follows.
@@ -395,47 +400,7 @@ async fn a_role_that_says_remove_has_its_footholds_deleted_by_the_remover() {
     let el = fixtures::eligibility(&env, "alice", &role, vec![SubjectRef::user("alice")]);
     fixtures::create_eligibility(&env, &el).await;
     let rbs: Api<RoleBinding> = Api::namespaced(env.admin(), &ns);
-    rbs.create(
-        &PostParams::default(),
-        &binding("before", &ns, fixtures::user_subject("alice")),
-    )
-    .await
-    .expect("a binding from before");
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-
-    let req = fixtures::request(&env, "grant", "alice", &role, &[&ns], "6s");
-    let name = submit(&env, "alice", &req).await.name_any();
-    wait::phase(&env, &name, Phase::Active).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    // During the grant: a binding to alice; a ServiceAccount, its binding and a long-lived token.
-    rbs.create(
-        &PostParams::default(),
-        &binding("edit-for-alice", &ns, fixtures::user_subject("alice")),
-    )
-    .await
-    .expect("a binding to alice");
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("backdoor".into()),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<ServiceAccount>::namespaced(env.admin(), &ns)
-        .create(&PostParams::default(), &sa)
-        .await
-        .expect("a ServiceAccount");
-    rbs.create(
-        &PostParams::default(),
-        &binding(
-            "backdoor-reader",
-            &ns,
-            service_account_subject("backdoor", &ns),
-        ),
-    )
-    .await
-    .expect("a binding to the ServiceAccount");
+    let name = grant_that_leaves_footholds(&env, &role, &ns).await;
     let secrets: Api<Secret> = Api::namespaced(env.admin(), &ns);
     secrets
         .create(
