@@ -19,7 +19,6 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -294,22 +293,25 @@ async fn lookup_request(
 /// the streams end (the term's stop). Deletions are passed over: there is nothing left to judge.
 pub async fn guard(
     ctx: Arc<Context>,
-    role_bindings: impl Stream<Item = Result<RoleBinding, watcher::Error>> + Send,
-    cluster_role_bindings: impl Stream<Item = Result<ClusterRoleBinding, watcher::Error>> + Send,
+    role_bindings: impl Stream<Item = Arc<RoleBinding>> + Send,
+    cluster_role_bindings: impl Stream<Item = Arc<ClusterRoleBinding>> + Send,
 ) {
     let rb_ctx = ctx.clone();
     let role_bindings = role_bindings.filter_map(move |b| {
-        let live = b
-            .ok()
-            .filter(|b| rb_ctx.role_bindings.get(&ObjectRef::from_obj(b)).is_some());
+        let live = Some(b).filter(|b| {
+            rb_ctx
+                .role_bindings
+                .get(&ObjectRef::from_obj(b.as_ref()))
+                .is_some()
+        });
         std::future::ready(live.map(|b| Candidate::of_role_binding(&b)))
     });
     let crb_ctx = ctx.clone();
     let cluster_role_bindings = cluster_role_bindings.filter_map(move |b| {
-        let live = b.ok().filter(|b| {
+        let live = Some(b).filter(|b| {
             crb_ctx
                 .cluster_role_bindings
-                .get(&ObjectRef::from_obj(b))
+                .get(&ObjectRef::from_obj(b.as_ref()))
                 .is_some()
         });
         std::future::ready(live.map(|b| Candidate::of_cluster_role_binding(&b)))

@@ -288,9 +288,8 @@ async fn the_guard_removes_a_forged_binding_as_the_watch_delivers_it() {
             let ctx = caches.context(client);
             guard(
                 ctx,
-                futures::stream::iter(vec![Ok(forged)]),
-                futures::stream::empty::<Result<ClusterRoleBinding, kube::runtime::watcher::Error>>(
-                ),
+                futures::stream::iter(vec![std::sync::Arc::new(forged)]),
+                futures::stream::empty::<std::sync::Arc<ClusterRoleBinding>>(),
             )
             .await;
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -318,9 +317,8 @@ async fn the_guard_keeps_a_binding_the_operator_is_activating_this_moment() {
         .run(|client| async move {
             guard(
                 caches.context(client),
-                futures::stream::iter(vec![Ok(fresh)]),
-                futures::stream::empty::<Result<ClusterRoleBinding, kube::runtime::watcher::Error>>(
-                ),
+                futures::stream::iter(vec![std::sync::Arc::new(fresh)]),
+                futures::stream::empty::<std::sync::Arc<ClusterRoleBinding>>(),
             )
             .await;
         })
