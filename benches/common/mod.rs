@@ -128,7 +128,10 @@ impl Operator {
         let port = free_port();
         let kubeconfig = env.kubeconfig(user).expect("a local control plane");
         let out = std::fs::File::create(log).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubepim"))
+        // KUBEPIM_BENCH_BINARY runs another build of the operator (an A/B of two commits).
+        let binary = std::env::var_os("KUBEPIM_BENCH_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_kubepim").into());
+        let child = Command::new(binary)
             .args(["run", "--kubeconfig"])
             .arg(&kubeconfig)
             .args(["--metrics-port", &port.to_string(), "--log-format", "json"])

@@ -67,7 +67,7 @@ impl Queue {
 
 /// Reviews every pending request now in the cache, then each one `events` brings, until the
 /// stream ends.
-pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = ActivationRequest>) {
+pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = Arc<ActivationRequest>>) {
     let recent = Arc::new(footholds::RecentScans::default());
     let mut queue = Queue::default();
     let mut failures: HashMap<String, u32> = HashMap::new();

@@ -12,15 +12,13 @@
 //! which records the activation or deletes it at once. Nothing a binding says about itself is
 //! trusted: its annotations only point at the request to compare with. An `expires-at` annotation in the past is the one claim acted on, because acting
 //! on it can only remove access.
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::api::{ActivationRequest, labels};
@@ -41,41 +39,27 @@ use crate::policy::transition;
 /// its first error is returned at the end. One bad binding (a failing read, a forged annotation)
 /// must not shield every binding listed after it.
 pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
-    sweep_with(ctx, &KnownRequests::new()).await
+    let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
+    let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    let role_bindings = sweep_kind(ctx, &rb, Candidate::of_role_binding).await;
+    let cluster_role_bindings = sweep_kind(ctx, &crb, Candidate::of_cluster_role_binding).await;
+    Ok(role_bindings? + cluster_role_bindings?)
 }
 
-/// Requests read in one list before the caches fill (start-up), by name.
-pub type KnownRequests = HashMap<String, Arc<ActivationRequest>>;
-
-/// The start-up sweep: all requests are listed once, page by page, so that judging each managed
-/// binding does not cost a read of its request while the caches are still empty.
 /// Deletions in flight at once during a sweep.
 const SWEEP_CONCURRENCY: usize = 16;
 
+/// The start-up sweep, before any request is acted on: the same pass as the periodic one. A term
+/// starts only once the caches have synced (`runtime::term`), so each binding's request is judged
+/// from the request cache, with no read per binding. (It used to list every request again: a
+/// second, untrimmed copy of all of them, managedFields included, that was most of a restart's
+/// memory peak at 10,000 grants; issue 11.)
 pub async fn startup_sweep(ctx: &Context) -> Result<usize, Error> {
-    let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
-    let mut known = KnownRequests::new();
-    let mut pages = calls::pages(&api, ListParams::default(), "list requests");
-    while let Some(requests) = pages.next().await? {
-        for request in requests {
-            known.insert(request.name_any(), Arc::new(request));
-        }
-    }
-    sweep_with(ctx, &known).await
-}
-
-async fn sweep_with(ctx: &Context, known: &KnownRequests) -> Result<usize, Error> {
-    let rb: Api<RoleBinding> = Api::all(ctx.client.clone());
-    let crb: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    let role_bindings = sweep_kind(ctx, known, &rb, Candidate::of_role_binding).await;
-    let cluster_role_bindings =
-        sweep_kind(ctx, known, &crb, Candidate::of_cluster_role_binding).await;
-    Ok(role_bindings? + cluster_role_bindings?)
+    sweep(ctx).await
 }
 
 async fn sweep_kind<K>(
     ctx: &Context,
-    known: &KnownRequests,
     api: &Api<K>,
     candidate: fn(&K) -> Candidate,
 ) -> Result<usize, Error>
@@ -91,7 +75,7 @@ where
         // and one at a time a thousand of them took seconds.
         let mut judged = futures::stream::iter(listed.iter().map(candidate))
             .map(|candidate| async move {
-                let outcome = judge_and_remove(ctx, known, &candidate).await;
+                let outcome = judge_and_remove(ctx, &candidate).await;
                 (candidate, outcome)
             })
             .buffer_unordered(SWEEP_CONCURRENCY);
@@ -154,11 +138,7 @@ impl Candidate {
 
 /// Judges one managed-labelled binding and deletes it if it must go. Returns whether this call
 /// deleted it.
-pub async fn judge_and_remove(
-    ctx: &Context,
-    known: &KnownRequests,
-    candidate: &Candidate,
-) -> Result<bool, Error> {
+pub async fn judge_and_remove(ctx: &Context, candidate: &Candidate) -> Result<bool, Error> {
     let now = ctx.now();
     let (why, request) = match &candidate.request_name {
         None => (Illegitimate::NoRequest, None),
@@ -168,7 +148,7 @@ pub async fn judge_and_remove(
             (Illegitimate::Expired, None)
         }
         Some(name) => {
-            let request = lookup_request(ctx, known, name).await?;
+            let request = lookup_request(ctx, name).await?;
             let role = request.as_ref().and_then(|r| ctx.role(&r.spec.role));
             match judge(&candidate.view(), request.as_deref(), role.as_deref(), now).must_go() {
                 Some(why) => (why.clone(), request),
@@ -275,14 +255,9 @@ fn report_removed(
 /// entry in a cache is not proof that the request is gone).
 async fn lookup_request(
     ctx: &Context,
-    known: &KnownRequests,
     name: &str,
 ) -> Result<Option<Arc<ActivationRequest>>, Error> {
-    if let Some(found) = known
-        .get(name)
-        .cloned()
-        .or_else(|| ctx.requests.get(&ObjectRef::new(name)))
-    {
+    if let Some(found) = ctx.requests.get(&ObjectRef::new(name)) {
         return Ok(Some(found));
     }
     let api: Api<ActivationRequest> = Api::all(ctx.client.clone());
@@ -294,33 +269,34 @@ async fn lookup_request(
 /// the streams end (the term's stop). Deletions are passed over: there is nothing left to judge.
 pub async fn guard(
     ctx: Arc<Context>,
-    role_bindings: impl Stream<Item = Result<RoleBinding, watcher::Error>> + Send,
-    cluster_role_bindings: impl Stream<Item = Result<ClusterRoleBinding, watcher::Error>> + Send,
+    role_bindings: impl Stream<Item = Arc<RoleBinding>> + Send,
+    cluster_role_bindings: impl Stream<Item = Arc<ClusterRoleBinding>> + Send,
 ) {
     let rb_ctx = ctx.clone();
     let role_bindings = role_bindings.filter_map(move |b| {
-        let live = b
-            .ok()
-            .filter(|b| rb_ctx.role_bindings.get(&ObjectRef::from_obj(b)).is_some());
+        let live = Some(b).filter(|b| {
+            rb_ctx
+                .role_bindings
+                .get(&ObjectRef::from_obj(b.as_ref()))
+                .is_some()
+        });
         std::future::ready(live.map(|b| Candidate::of_role_binding(&b)))
     });
     let crb_ctx = ctx.clone();
     let cluster_role_bindings = cluster_role_bindings.filter_map(move |b| {
-        let live = b.ok().filter(|b| {
+        let live = Some(b).filter(|b| {
             crb_ctx
                 .cluster_role_bindings
-                .get(&ObjectRef::from_obj(b))
+                .get(&ObjectRef::from_obj(b.as_ref()))
                 .is_some()
         });
         std::future::ready(live.map(|b| Candidate::of_cluster_role_binding(&b)))
     });
-    let known = KnownRequests::new();
     futures::stream::select(role_bindings, cluster_role_bindings)
         .for_each_concurrent(GUARD_CONCURRENCY, |candidate| {
             let ctx = ctx.clone();
-            let known = &known;
             async move {
-                if let Err(error) = judge_and_remove(&ctx, known, &candidate).await {
+                if let Err(error) = judge_and_remove(&ctx, &candidate).await {
                     // The periodic sweep judges it again.
                     tracing::warn!(%error, kind = candidate.observed.kind.as_str(), namespace = ?candidate.observed.namespace, name = %candidate.observed.name, "could not judge a managed binding");
                 }

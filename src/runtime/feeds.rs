@@ -6,7 +6,11 @@
 //! them. A replica that becomes leader starts its controllers on warm caches and
 //! [`Feed::subscribe`]s to the objects the watch touches from then on. Each object reaches a
 //! subscriber only after the store holds it, so a reconcile triggered by a change always reads
-//! that change. Deletions are passed on too (a deleted PrivilegedRole must reach its requests).
+//! that change: a re-list's objects are passed on once it is complete and the store holds them
+//! all. Deletions are passed on too (a deleted PrivilegedRole must reach its requests).
+//!
+//! Subscribers share the store's copy of each object (`Arc<K>`): at 10,000 requests a re-list or
+//! a replay cloned every object once per subscriber into unbounded queues (issue 11).
 //!
 //! A subscription can replay the whole cache first: a new leader reconciles every request once,
 //! as a fresh start would. Subscribers of an earlier term go away with its tasks and are
@@ -16,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{self, Lookup, Store};
+use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -36,7 +40,7 @@ where
     store: Store<K>,
     /// Names by lookup key, updated with the store.
     index: Arc<Index<K>>,
-    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<K>>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>,
 }
 
 impl<K> Clone for Feed<K>
@@ -98,13 +102,14 @@ where
     }
 
     /// The feed of any stream of watch events (a watch in production, a script in tests): the
-    /// store is updated first, then every subscriber gets the touched object.
+    /// store is updated first, then every subscriber gets the touched object, the store's own
+    /// copy (a re-list's objects all at once when it is done, as the store swaps them in).
     fn from_events(
         events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
         index: Index<K>,
     ) -> (Self, impl Future<Output = ()> + Send) {
         let (store, writer) = reflector::store();
-        let subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<K>>>> = Arc::default();
+        let subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>> = Arc::default();
         let index = Arc::new(index);
         let feed = Self {
             store: store.clone(),
@@ -112,9 +117,11 @@ where
             subscribers: subscribers.clone(),
         };
         let kind = <K as Resource>::kind(&()).to_string();
-        let fan_out = move |object: K| {
+        let fan_out = move |objects: &mut dyn Iterator<Item = Arc<K>>| {
             let mut subscribers = subscribers.lock().unwrap_or_else(|e| e.into_inner());
-            subscribers.retain(|tx| tx.send(object.clone()).is_ok());
+            for object in objects {
+                subscribers.retain(|tx| tx.send(object.clone()).is_ok());
+            }
         };
         // The store is updated before each event comes out of the reflector; the index follows
         // it, then the subscribers hear of the object.
@@ -122,18 +129,24 @@ where
             .backoff(WatchBackoff::default())
             .for_each(move |event| {
                 match event {
-                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    Ok(watcher::Event::Apply(object)) => {
                         index.apply(&object);
-                        fan_out(object);
+                        // The store's copy; this one is dropped here.
+                        let cached = store
+                            .get(&ObjectRef::from_obj(&object))
+                            .unwrap_or_else(|| Arc::new(object));
+                        fan_out(&mut std::iter::once(cached));
                     }
                     Ok(watcher::Event::Delete(object)) => {
                         index.remove(&object);
-                        fan_out(object);
+                        fan_out(&mut std::iter::once(Arc::new(object)));
                     }
-                    Ok(watcher::Event::Init) => {}
+                    // A re-list's objects are in the store only once it is complete.
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                     Ok(watcher::Event::InitDone) => {
                         let objects = store.state();
                         index.rebuild(objects.iter().map(AsRef::as_ref));
+                        fan_out(&mut objects.into_iter());
                     }
                     Err(error) => tracing::debug!(%error, %kind, "watch failed; retrying"),
                 }
@@ -158,24 +171,22 @@ where
         self.index.clone()
     }
 
-    /// Every object the watch touches from now on (deleted ones included), in the form the
-    /// controller's trigger streams take. With `replay`, the cache's current objects come first.
-    pub fn subscribe(
-        &self,
-        replay: bool,
-    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+    /// Every object the watch touches from now on (deleted ones included), shared with the store
+    /// (the form `Controller::for_shared_stream` and `watches_shared_stream` take). With `replay`,
+    /// the cache's current objects come first.
+    pub fn subscribe(&self, replay: bool) -> impl Stream<Item = Arc<K>> + Send + use<K>
     where
-        K: Send,
+        K: Send + Sync,
     {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         if replay {
             for object in self.store.state() {
-                let _ = tx.send(object.as_ref().clone());
+                let _ = tx.send(object);
             }
         }
         subscribers.push(tx);
-        UnboundedReceiverStream::new(rx).map(Ok)
+        UnboundedReceiverStream::new(rx)
     }
 
     /// Subscribers right now (for tests).
@@ -286,8 +297,8 @@ mod tests {
 
         events.send(Event::Apply(of_team("b", "blue"))).unwrap();
         events.send(Event::Delete(of_team("a", "red"))).unwrap();
-        live.next().await.unwrap().unwrap();
-        live.next().await.unwrap().unwrap();
+        live.next().await.unwrap();
+        live.next().await.unwrap();
         assert!(index.names("red").is_empty());
         assert_eq!(index.names("blue"), ["b"]);
 
@@ -302,7 +313,7 @@ mod tests {
         }
         let mut seen = vec![];
         while seen.last().map(String::as_str) != Some("d") {
-            seen.push(names(&[live.next().await.unwrap().unwrap()]).remove(0));
+            seen.push(names(&[live.next().await.unwrap()]).remove(0));
         }
         assert_eq!(index.names("blue"), ["c"]);
         assert_eq!(index.names("green"), ["d"]);
@@ -310,11 +321,66 @@ mod tests {
         drive.await.unwrap();
     }
 
-    fn names(objects: &[ConfigMap]) -> Vec<String> {
+    fn names(objects: &[Arc<ConfigMap>]) -> Vec<String> {
         objects
             .iter()
             .map(|o| o.metadata.name.clone().unwrap())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn subscribers_share_the_stores_copy_and_hear_of_a_relist_once_it_is_in_the_store() {
+        let (feed, drive, events) = scripted(vec![
+            Event::Init,
+            Event::InitApply(cm("a")),
+            Event::InitDone,
+        ]);
+        let drive = tokio::spawn(drive);
+        feed.store().wait_until_ready().await.unwrap();
+        let store = feed.store();
+        let cached = |name: &str| store.get(&reflector::ObjectRef::new(name).within("ns"));
+
+        // A replay hands out the store's objects, not copies.
+        let mut replayed = Box::pin(feed.subscribe(true));
+        let mut live = Box::pin(feed.subscribe(false));
+        let a = replayed.next().await.unwrap();
+        assert!(Arc::ptr_eq(&a, &cached("a").unwrap()));
+
+        // So does a change.
+        events.send(Event::Apply(of_team("a", "red"))).unwrap();
+        let changed = live.next().await.unwrap();
+        assert!(Arc::ptr_eq(&changed, &cached("a").unwrap()));
+        assert_eq!(
+            replayed.next().await.unwrap().metadata.labels,
+            changed.metadata.labels
+        );
+
+        // A re-list: nothing is passed on until it is complete; then every object it brought, as
+        // the store now holds it (the reconcile it triggers reads the re-listed version).
+        events.send(Event::Init).unwrap();
+        events.send(Event::InitApply(of_team("a", "blue"))).unwrap();
+        events.send(Event::InitApply(cm("b"))).unwrap();
+        tokio::task::yield_now().await;
+        assert!(
+            futures::FutureExt::now_or_never(live.next()).is_none(),
+            "nothing before InitDone"
+        );
+        events.send(Event::InitDone).unwrap();
+        let mut relisted = vec![live.next().await.unwrap(), live.next().await.unwrap()];
+        relisted.sort_by_key(|o| o.metadata.name.clone());
+        assert_eq!(names(&relisted), ["a", "b"]);
+        assert_eq!(feed.index().names("blue"), ["a"]);
+        for object in &relisted {
+            let name = object.metadata.name.as_deref().unwrap();
+            assert!(Arc::ptr_eq(object, &cached(name).unwrap()));
+        }
+        assert_eq!(
+            relisted[0].metadata.labels.as_ref().unwrap()["team"],
+            "blue",
+            "the re-listed version, not the one before"
+        );
+        drop(events);
+        drive.await.unwrap();
     }
 
     #[tokio::test]
@@ -332,7 +398,7 @@ mod tests {
         let mut live = Box::pin(feed.subscribe(false));
         let mut first = vec![];
         for _ in 0..2 {
-            first.push(replayed.next().await.unwrap().unwrap());
+            first.push(replayed.next().await.unwrap());
         }
         let mut first = names(&first);
         first.sort();
@@ -341,9 +407,9 @@ mod tests {
         events.send(Event::Apply(cm("c"))).unwrap();
         events.send(Event::Delete(cm("a"))).unwrap();
         for stream in [&mut replayed, &mut live] {
-            let c = stream.next().await.unwrap().unwrap();
+            let c = stream.next().await.unwrap();
             assert_eq!(names(&[c]), ["c"]);
-            let a = stream.next().await.unwrap().unwrap();
+            let a = stream.next().await.unwrap();
             assert_eq!(names(&[a]), ["a"], "deletions reach subscribers");
         }
         // The store was updated before the subscribers heard of it.

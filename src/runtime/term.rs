@@ -258,35 +258,39 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
 
     // A new leader reconciles every request once, as a fresh start would.
     let request_controller =
-        Controller::for_stream(feeds.requests.subscribe(true), feeds.requests.store())
+        Controller::for_shared_stream(feeds.requests.subscribe(true), feeds.requests.store())
             .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-            .watches_stream(feeds.roles.subscribe(false), move |r: PrivilegedRole| {
-                for_role(r.name_any())
-            })
-            .watches_stream(
-                feeds.eligibilities.subscribe(false),
-                move |e: Eligibility| for_eligibility(e.spec.role.clone()),
+            .watches_shared_stream(
+                feeds.roles.subscribe(false),
+                move |r: Arc<PrivilegedRole>| for_role(r.name_any()),
             )
-            .watches_stream(feeds.reviews.subscribe(false), move |r: AccessReview| {
-                review::roles_of(&r)
-                    .into_iter()
-                    .flat_map(&for_review)
-                    .collect::<Vec<_>>()
-            })
+            .watches_shared_stream(
+                feeds.eligibilities.subscribe(false),
+                move |e: Arc<Eligibility>| for_eligibility(e.spec.role.clone()),
+            )
+            .watches_shared_stream(
+                feeds.reviews.subscribe(false),
+                move |r: Arc<AccessReview>| {
+                    review::roles_of(&r)
+                        .into_iter()
+                        .flat_map(&for_review)
+                        .collect::<Vec<_>>()
+                },
+            )
             // Extensions: a change of one side of a hand-over is news to the other (the original
             // ends once its extension is Active; a pending extension is refused once its original
             // has ended).
-            .watches_stream(
+            .watches_shared_stream(
                 feeds.requests.subscribe(false),
-                move |r: ActivationRequest| related_requests(&extensions, &r),
+                move |r: Arc<ActivationRequest>| related_requests(&extensions, &r),
             )
-            .watches_stream(
+            .watches_shared_stream(
                 feeds.role_bindings.subscribe(false),
-                move |b: RoleBinding| request_of(bindings::request_name_of(&b)),
+                move |b: Arc<RoleBinding>| request_of(bindings::request_name_of(b.as_ref())),
             )
-            .watches_stream(
+            .watches_shared_stream(
                 feeds.cluster_role_bindings.subscribe(false),
-                move |b: ClusterRoleBinding| request_of(bindings::request_name_of(&b)),
+                move |b: Arc<ClusterRoleBinding>| request_of(bindings::request_name_of(b.as_ref())),
             )
             .reconcile_on(changed_grants)
             .graceful_shutdown_on(stopped.wait())
@@ -308,38 +312,33 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         feeds
             .requests
             .subscribe(false)
-            .filter_map(|r| future::ready(r.ok().as_ref().and_then(role::affected_by))),
+            .filter_map(|r| future::ready(role::affected_by(&r))),
         STATUS_REFRESH,
     );
     let by_request = {
         let ctx = ctx.clone();
         feeds.requests.subscribe(false).flat_map(move |r| {
-            let affected = r
-                .ok()
-                .map(|r| eligibility::affected_by(&ctx.eligibilities_for(&r.spec.role), &r))
-                .unwrap_or_default();
-            futures::stream::iter(affected)
+            futures::stream::iter(eligibility::affected_by(
+                &ctx.eligibilities_for(&r.spec.role),
+                &r,
+            ))
         })
     };
     // A PrivilegedRole created or deleted changes its eligibilities' Active condition.
     let by_role = {
         let ctx = ctx.clone();
         feeds.roles.subscribe(false).flat_map(move |r| {
-            let affected = r
-                .ok()
-                .map(|r| eligibility::of_role(&ctx.eligibilities_for(&r.name_any()), &r.name_any()))
-                .unwrap_or_default();
-            futures::stream::iter(affected)
+            futures::stream::iter(eligibility::of_role(
+                &ctx.eligibilities_for(&r.name_any()),
+                &r.name_any(),
+            ))
         })
     };
     // A closed review's removals show in the status of the Eligibilities it names.
-    let by_review = feeds.reviews.subscribe(false).flat_map(|r| {
-        futures::stream::iter(
-            r.ok()
-                .map(|r| review::eligibilities_of(&r))
-                .unwrap_or_default(),
-        )
-    });
+    let by_review = feeds
+        .reviews
+        .subscribe(false)
+        .flat_map(|r| futures::stream::iter(review::eligibilities_of(&r)));
     let eligibility_refresh = throttle(
         futures::stream::select(futures::stream::select(by_request, by_role), by_review),
         STATUS_REFRESH,
@@ -364,26 +363,27 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let referencing_cluster_role = referencing(feeds.roles.store());
     let referencing_role = referencing(feeds.roles.store());
 
-    let role_controller = Controller::for_stream(feeds.roles.subscribe(true), feeds.roles.store())
-        .with_config(ControllerConfig::default().concurrency(2))
-        .reconcile_on(role_refresh)
-        .watches_stream(
-            cluster_role_events,
-            move |r: PartialObjectMeta<ClusterRole>| {
-                referencing_cluster_role(RoleKind::ClusterRole, None, &r.name_any())
-            },
-        )
-        .watches_stream(role_events, move |r: PartialObjectMeta<Role>| {
-            referencing_role(RoleKind::Role, r.namespace(), &r.name_any())
-        })
-        .graceful_shutdown_on(stopped.wait())
-        .run(
-            |r, ctx| measured(kind::ROLE, ctx.clone(), role::reconcile(r, ctx)),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
-    let eligibility_controller = Controller::for_stream(
+    let role_controller =
+        Controller::for_shared_stream(feeds.roles.subscribe(true), feeds.roles.store())
+            .with_config(ControllerConfig::default().concurrency(2))
+            .reconcile_on(role_refresh)
+            .watches_stream(
+                cluster_role_events,
+                move |r: PartialObjectMeta<ClusterRole>| {
+                    referencing_cluster_role(RoleKind::ClusterRole, None, &r.name_any())
+                },
+            )
+            .watches_stream(role_events, move |r: PartialObjectMeta<Role>| {
+                referencing_role(RoleKind::Role, r.namespace(), &r.name_any())
+            })
+            .graceful_shutdown_on(stopped.wait())
+            .run(
+                |r, ctx| measured(kind::ROLE, ctx.clone(), role::reconcile(r, ctx)),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| future::ready(()));
+    let eligibility_controller = Controller::for_shared_stream(
         feeds.eligibilities.subscribe(true),
         feeds.eligibilities.store(),
     )
@@ -404,7 +404,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     .for_each(|_| future::ready(()));
 
     let review_controller =
-        Controller::for_stream(feeds.reviews.subscribe(true), feeds.reviews.store())
+        Controller::for_shared_stream(feeds.reviews.subscribe(true), feeds.reviews.store())
             .with_config(ControllerConfig::default().concurrency(2))
             .graceful_shutdown_on(stopped.wait())
             .run(
@@ -447,11 +447,7 @@ async fn term(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     // worker reads the cache, so nothing pending falls between the two).
     let foothold_reviews = foothold_review::run(
         ctx.clone(),
-        feeds
-            .requests
-            .subscribe(false)
-            .filter_map(|r| future::ready(r.ok()))
-            .take_until(stopped.wait()),
+        feeds.requests.subscribe(false).take_until(stopped.wait()),
     );
 
     // Separation of duties: the kept history analysed every interval.

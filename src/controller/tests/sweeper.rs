@@ -3,7 +3,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 
 use crate::api::{Phase, labels};
 use crate::controller::fixtures::*;
-use crate::controller::sweeper::{guard, sweep};
+use crate::controller::sweeper::{guard, startup_sweep, sweep};
 use crate::policy::reasons;
 use crate::time::truncate_to_second;
 
@@ -93,6 +93,37 @@ async fn sweeper_deletes_orphaned_expired_and_terminal_grants_and_keeps_valid_on
             .objects
             .has_role_binding(NAMESPACE, "kubepim-r-expired")
     );
+}
+
+/// The start-up sweep judges from the synced request cache: the only reads are the bindings'
+/// lists (no list of every request beside the cache, which held a second, untrimmed copy of each;
+/// issue 11). The scenario fails on any call it does not expect.
+#[tokio::test(start_paused = true)]
+async fn the_start_up_sweep_judges_from_the_request_cache_without_listing_requests() {
+    let soon = truncate_to_second(now()) + secs(1800);
+    let valid = activation_request("r-valid")
+        .approved_by(BOB)
+        .active_until(soon);
+    let valid_binding = granted_role_binding(&valid, soon);
+    let done = activation_request("r-done").in_phase(Phase::Expired);
+    let done_binding = granted_cluster_role_binding(&done, soon);
+    let caches = Caches::new()
+        .role(privileged_role(ROLE))
+        .request(valid)
+        .request(done);
+    let outcome = Scenario::new()
+        .holding(&valid_binding)
+        .holding(&done_binding)
+        .then(expect::role_bindings_listed(None).replies_page(&[valid_binding], None))
+        .then(expect::cluster_role_bindings_listed(None).replies_page(&[done_binding], None))
+        .then(expect::cluster_role_binding_deleted(
+            "kubepim-r-done",
+            "uid-crb-r-done",
+        ))
+        .run(|client| async move { startup_sweep(&caches.context(client)).await })
+        .await;
+    assert_eq!(outcome.result.expect("the sweep succeeds"), 1);
+    assert_eq!(outcome.server.writes(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,9 +319,8 @@ async fn the_guard_removes_a_forged_binding_as_the_watch_delivers_it() {
             let ctx = caches.context(client);
             guard(
                 ctx,
-                futures::stream::iter(vec![Ok(forged)]),
-                futures::stream::empty::<Result<ClusterRoleBinding, kube::runtime::watcher::Error>>(
-                ),
+                futures::stream::iter(vec![std::sync::Arc::new(forged)]),
+                futures::stream::empty::<std::sync::Arc<ClusterRoleBinding>>(),
             )
             .await;
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -318,9 +348,8 @@ async fn the_guard_keeps_a_binding_the_operator_is_activating_this_moment() {
         .run(|client| async move {
             guard(
                 caches.context(client),
-                futures::stream::iter(vec![Ok(fresh)]),
-                futures::stream::empty::<Result<ClusterRoleBinding, kube::runtime::watcher::Error>>(
-                ),
+                futures::stream::iter(vec![std::sync::Arc::new(fresh)]),
+                futures::stream::empty::<std::sync::Arc<ClusterRoleBinding>>(),
             )
             .await;
         })
