@@ -34,7 +34,8 @@ use support::envtest::{ControlPlaneOptions, NAMESPACE_READER, POD_READER};
 use support::{Env, fixtures, wait};
 
 const DEPLOYMENT: &str = "kubepim";
-const SELECTOR: &str = "app.kubernetes.io/name=kubepim,app.kubernetes.io/instance=kubepim";
+/// The operator's pods (the foothold remover's pods are component=foothold-remover).
+const SELECTOR: &str = "app.kubernetes.io/name=kubepim,app.kubernetes.io/instance=kubepim,app.kubernetes.io/component=operator";
 /// Pods start, probes pass, rollouts surge: slower than the in-process operator.
 const POD_TIMEOUT: Duration = Duration::from_secs(180);
 
