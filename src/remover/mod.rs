@@ -123,8 +123,10 @@ impl Remover {
             .unwrap_or(FootholdAction::Report);
         let removals = match plan(request, action, chrono::Utc::now(), self.horizon) {
             Ok(removals) => removals,
-            Err(Skip::NotReviewed) => return,
-            Err(skip) => {
+            // Not settled: the review may finish, and the role may be switched to Remove while
+            // the grant is still inside the horizon.
+            Err(Skip::NotReviewed | Skip::RoleReports) => return,
+            Err(skip @ (Skip::EndedLongAgo | Skip::Nothing)) => {
                 tracing::trace!(request = %request.name_any(), ?skip, "no footholds to remove");
                 self.settled.insert(uid);
                 return;

@@ -258,3 +258,69 @@ async fn a_token_secret_is_deleted_on_its_uid_and_never_read() {
     assert_eq!(outcome.result, Outcome::Removed);
     assert_eq!(outcome.server.calls.len(), 1);
 }
+
+/// A role that reported when the grant's review finished, and says Remove now: the grant's
+/// footholds are removed (within the horizon). A request looked at under Report is not set aside.
+#[tokio::test]
+async fn a_role_switched_to_remove_still_has_the_grants_footholds_removed() {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use crate::api::{FootholdAction, FootholdRef};
+
+    let mut request = ended_grant().status_with(|s| {
+        s.footholds = vec![FootholdRef {
+            kind: "RoleBinding".into(),
+            namespace: Some(NAMESPACE.into()),
+            name: "edit-for-alice".into(),
+            uid: Some("u1".into()),
+            why: "binds the requester".into(),
+        }];
+    });
+    request.metadata.uid = Some("request-uid".into());
+    let reporting = privileged_role(ROLE);
+    let mut removing = privileged_role(ROLE);
+    removing.spec.on_footholds = FootholdAction::Remove;
+
+    let outcome = Scenario::new()
+        .holding(&binding("edit-for-alice", "u1", 10, alice()))
+        // Nothing at all while the role reports; then the read and the conditional delete.
+        .then(expect::role_binding_read(NAMESPACE, "edit-for-alice"))
+        .then(expect::role_binding_deleted(
+            NAMESPACE,
+            "edit-for-alice",
+            "u1",
+        ))
+        .run(|client| async move {
+            let (roles, mut writer) = reflector::store();
+            writer.apply_watcher_event(&Event::Init);
+            writer.apply_watcher_event(&Event::InitApply(reporting));
+            writer.apply_watcher_event(&Event::InitDone);
+            let mut remover = super::Remover {
+                client: client.clone(),
+                recorder: kube::runtime::events::Recorder::new(
+                    client,
+                    kube::runtime::events::Reporter {
+                        controller: "kubepim-footholds".into(),
+                        instance: None,
+                    },
+                ),
+                roles,
+                horizon: chrono::Duration::days(3650),
+                settled: Default::default(),
+                failing: Default::default(),
+            };
+            remover.consider(&request).await;
+            writer.apply_watcher_event(&Event::Apply(removing));
+            remover.consider(&request).await;
+            // Settled now: a later status write of the same request is not acted on again.
+            remover.consider(&request).await;
+        })
+        .await;
+    assert_eq!(outcome.server.writes(), 1);
+    assert!(
+        outcome
+            .server
+            .published(crate::policy::reasons::FOOTHOLD_REMOVED)
+    );
+}
