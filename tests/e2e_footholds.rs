@@ -311,6 +311,41 @@ async fn the_removers_policy_holds(env: &Env, remover: &kube::Client, ns: &str) 
         matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("kube-system")),
         "{refused:?}"
     );
+    // kubepim's own namespace, and a system object anywhere.
+    let release: Api<RoleBinding> = Api::namespaced(admin.clone(), security::RELEASE_NAMESPACE);
+    release
+        .create(
+            &PostParams::default(),
+            &binding(
+                "probe",
+                security::RELEASE_NAMESPACE,
+                fixtures::user_subject("alice"),
+            ),
+        )
+        .await
+        .expect("a binding in kubepim's namespace");
+    let refused = Api::<RoleBinding>::namespaced(remover.clone(), security::RELEASE_NAMESPACE)
+        .delete("probe", &Default::default())
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("kubepim's namespace")),
+        "{refused:?}"
+    );
+    let local: Api<RoleBinding> = Api::namespaced(admin.clone(), ns);
+    local
+        .create(
+            &PostParams::default(),
+            &binding("system:probe", ns, fixtures::user_subject("alice")),
+        )
+        .await
+        .expect("a system-named binding");
+    let refused = Api::<RoleBinding>::namespaced(remover.clone(), ns)
+        .delete("system:probe", &Default::default())
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("system object")),
+        "{refused:?}"
+    );
     let mut managed = binding("managed-probe", ns, fixtures::user_subject("alice"));
     managed.metadata.labels = Some(
         [(
@@ -345,6 +380,14 @@ async fn the_removers_policy_holds(env: &Env, remover: &kube::Client, ns: &str) 
         .expect("clean up");
     system
         .delete("probe", &Default::default())
+        .await
+        .expect("clean up");
+    release
+        .delete("probe", &Default::default())
+        .await
+        .expect("clean up");
+    local
+        .delete("system:probe", &Default::default())
         .await
         .expect("clean up");
 }
