@@ -33,6 +33,8 @@ pub mod admission;
 #[cfg(feature = "operator")]
 pub mod controller;
 #[cfg(feature = "operator")]
+pub mod events;
+#[cfg(feature = "operator")]
 pub mod health;
 #[cfg(feature = "operator")]
 pub mod ingest;

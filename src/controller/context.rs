@@ -4,11 +4,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{AccessReview, ActivationRequest, Eligibility, PrivilegedRole};
+use crate::events::Recorder;
 use crate::policy::lifecycle::{ObservedBinding, binding_name};
 use crate::policy::review_decisions::{Removal, honoured, removals};
 

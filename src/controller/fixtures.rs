@@ -372,7 +372,7 @@ pub struct Call {
 }
 
 impl Call {
-    async fn read(request: Request<Body>) -> Self {
+    pub(crate) async fn read(request: Request<Body>) -> Self {
         let (parts, body) = request.into_parts();
         let bytes = body.collect_bytes().await.expect("a readable request body");
         let body = if bytes.is_empty() {
@@ -1280,6 +1280,7 @@ async fn serve(
     } = scenario;
     let mut calls = Vec::new();
     let mut events = Vec::new();
+    let mut event_reasons: BTreeMap<String, String> = BTreeMap::new();
     let mut open = Vec::new();
     loop {
         let next = tokio::select! {
@@ -1292,7 +1293,16 @@ async fn serve(
         };
         let call = Call::read(request).await;
         if call.is_event() {
-            events.push(call.body["reason"].as_str().unwrap_or_default().to_string());
+            // A repeat is a patch of the first Event's series: it counts under that reason.
+            let name = call.path.rsplit('/').next().unwrap_or_default().to_string();
+            let reason = match call.method {
+                Method::PATCH => event_reasons.get(&name).cloned().unwrap_or_default(),
+                _ => call.body["reason"].as_str().unwrap_or_default().to_string(),
+            };
+            if let Some(created) = call.body["metadata"]["name"].as_str() {
+                event_reasons.insert(created.to_string(), reason.clone());
+            }
+            events.push(reason);
             respond.send_response(response(201, &call.body));
             continue;
         }

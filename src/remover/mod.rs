@@ -18,12 +18,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::{ActivationRequest, FootholdAction, PrivilegedRole};
+use crate::events::Recorder;
 use crate::policy::foothold_removal::{Skip, plan};
 
 pub use remove::Outcome;

@@ -3,13 +3,14 @@
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
 use kube::api::{DeleteParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::ActivationRequest;
 use crate::audit::{self, AuditRecord};
 use crate::controller::footholds::found;
+use crate::events::Recorder;
 use crate::policy::foothold_removal::{RemovableKind, Removal, binding_still_a_foothold};
 use crate::policy::footholds::{Found, FoundKind};
 use crate::policy::identity::service_account_parts;
@@ -198,7 +199,7 @@ pub async fn record(
         message: &note,
         break_glass: false,
     });
-    // The object is the Event's `related`: kube's recorder folds Events that differ only in
+    // The object is the Event's `related`: the recorder folds Events that differ only in
     // their note into one series, and each removal is an Event of its own.
     let event = Event {
         type_,

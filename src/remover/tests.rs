@@ -298,7 +298,7 @@ async fn a_role_switched_to_remove_still_has_the_grants_footholds_removed() {
             writer.apply_watcher_event(&Event::InitDone);
             let mut remover = super::Remover {
                 client: client.clone(),
-                recorder: kube::runtime::events::Recorder::new(
+                recorder: crate::events::Recorder::new(
                     client,
                     kube::runtime::events::Reporter {
                         controller: "kubepim-footholds".into(),

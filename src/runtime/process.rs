@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::ListParams;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::api::{ActivationRequest, Eligibility, PrivilegedRole, labels};
 use crate::controller::context::Context;
 use crate::controller::index;
+use crate::events::Recorder;
 use crate::health::{Health, HealthServer, Readiness};
 use crate::metrics::Metrics;
 use crate::notify::{FailureCallback, Notification, Notifier};

@@ -9,7 +9,6 @@ use kube::Client;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio::sync::watch;
@@ -22,6 +21,7 @@ use crate::controller::{
     self, bindings, eligibility, foothold_review, request, review, role, separation, standing_scan,
     sweeper,
 };
+use crate::events::Recorder;
 use crate::metrics::kind;
 use crate::notify::Notifier;
 
